@@ -1,0 +1,221 @@
+"""The reference engine: hand-checked schedules, the contract of results, sanity behaviour."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from dataset_gen.simulator import (RESULT_DTYPES, RESULT_FIELDS, SIMULATOR_VERSION, SimResult,
+                                   candidate_mappings, simulate, simulate_batch)
+from dataset_gen.simulator import dataflows, mapper, systolic
+from dataset_gen.space import DATAFLOWS, Accelerator, Layer, Mapping, SpaceError
+
+# A 1x1 "conv" with 2 input and 3 output channels on a 1x1 row-stationary array with
+# 8-bit words and 1 byte/cycle of DRAM: one word costs one DRAM cycle, and a tile of
+# tc x tk channel pairs computes in tc*tk cycles (one 1-MAC pass per pair, hs = e = v = 1).
+TINY_LAYER = Layer(in_h=1, in_w=1, in_c=2, out_c=3)
+TINY_ARRAY = Accelerator(pe_rows=1, pe_cols=1, dataflow="rs", rf_bytes=4, ifmap_kb=0.0625,
+                         filter_kb=0.0625, ofmap_kb=0.0625, dram_bw=1.0, word_bits=8, freq_mhz=100.0)
+
+
+def test_version_and_fields_are_the_documented_contract():
+    assert SIMULATOR_VERSION == "1.0.0"
+    assert RESULT_FIELDS[:5] == ("feasible", "total_cycles", "compute_cycles", "stall_cycles", "latency_s")
+    assert RESULT_FIELDS[-5:] == ("map_kind", "map_order", "map_tile_p", "map_tile_c", "map_tile_k")
+    assert len(RESULT_FIELDS) == 28 and set(RESULT_DTYPES) == set(RESULT_FIELDS)
+
+
+def test_recurrence_by_hand_with_c_innermost():
+    # Order pkc, tile_c = 1, tile_k = 2: steps (k0,c0) (k0,c1) (k1,c0) (k1,c1).
+    #   step  loads (words)                      L   C
+    #   0     ifmap 1 + filter 2                 3   2
+    #   1     ifmap 1 + filter 2 (c changed)     3   2
+    #   2     ifmap 1 + filter 1 + writeback 2   4   1
+    #   3     ifmap 1 + filter 1                 2   1
+    # load_end / compute_end: 3/5, 6/8, 10/11, 12/13; final write-back of 1 word -> 14.
+    result = simulate(TINY_LAYER, TINY_ARRAY, Mapping("pkc", 1, 1, 2))
+    assert (result.total_cycles, result.compute_cycles, result.stall_cycles) == (14, 6, 8)
+    assert (result.dram_ifmap_reads, result.dram_filter_reads) == (4, 6)
+    assert (result.dram_ofmap_reads, result.dram_ofmap_writes) == (0, 3)
+    # rs, one MAC per pair: each pair reads 1 ifmap and 1 filter word and writes 1 psum.
+    assert (result.sram_ifmap_reads, result.sram_filter_reads, result.sram_ofmap_writes) == (6, 6, 6)
+    assert result.sram_ofmap_reads == 3  # steps 1 and 3 continue an accumulation (2 + 1 words)
+    assert result.macs == 6 and result.rf_accesses == 24  # rs: 4 RF accesses per MAC
+
+
+def test_recurrence_by_hand_with_partial_sums_through_dram():
+    # Order pck: steps (c0,k0) (c0,k1) (c1,k0) (c1,k1); every step changes the ofmap tile,
+    # so partial sums of c0 go to DRAM and come back at c1.
+    #   step  loads (words)                                   L   C
+    #   0     ifmap 1 + filter 2                              3   2
+    #   1     filter 1 + writeback 2                          3   1
+    #   2     ifmap 1 + filter 2 + psums 2 + writeback 1      6   2
+    #   3     filter 1 + psums 1 + writeback 2                4   1
+    # load_end / compute_end: 3/5, 6/7, 12/14, 16/17; final write-back 1 -> 18.
+    result = simulate(TINY_LAYER, TINY_ARRAY, Mapping("pck", 1, 1, 2))
+    assert (result.total_cycles, result.compute_cycles, result.stall_cycles) == (18, 6, 12)
+    assert (result.dram_ifmap_reads, result.dram_filter_reads) == (2, 6)
+    assert (result.dram_ofmap_reads, result.dram_ofmap_writes) == (3, 6)
+
+
+def test_whole_layer_tile_has_no_overlap_and_scalesim_ignores_capacity():
+    layer = Layer(in_h=6, in_w=5, in_c=4, out_c=3, k_h=3, k_w=3, pad=1, groups=1, batch=2)
+    accelerator = Accelerator(pe_rows=4, pe_cols=4, dataflow="ws", rf_bytes=8, ifmap_kb=0.0625,
+                              filter_kb=0.0625, ofmap_kb=0.0625, dram_bw=2.0, word_bits=32)
+    assert candidate_mappings(layer, accelerator) == []  # nothing fits 8-word half buffers
+    assert not simulate(layer, accelerator).feasible
+    result = simulate(layer, accelerator, "scalesim")
+    assert result.feasible and result.map_kind == "scalesim" and result.map_order == "pck"
+    assert (result.map_tile_p, result.map_tile_c, result.map_tile_k) == (6, 4, 3)
+    cycles, ifmap_reads, filter_reads, ofmap_writes = (
+        int(x) for x in systolic.systolic_fold(systolic.WS, 6 * 5, 3 * 3 * 4, 3, 4, 4))
+    assert result.compute_cycles == 2 * cycles  # one tile per image
+    assert result.sram_ifmap_reads == 2 * ifmap_reads and result.sram_ofmap_writes == 2 * ofmap_writes
+    # Image 0 loads 6*5*4 ifmap + 3*3*4*3 filter words; image 1 its ifmap plus the
+    # write-back of image 0's 6*5*3 outputs (the filter stays); 4-byte words at 2 B/cycle.
+    first_load, second_load, last_writeback = (120 + 108) * 2, (120 + 90) * 2, 90 * 2
+    expected = first_load + cycles + max(0, second_load - cycles) + cycles + last_writeback
+    assert result.total_cycles == expected
+
+
+def test_infeasible_when_the_register_file_is_too_small():
+    layer = Layer(in_h=8, in_w=8, in_c=4, out_c=4, k_h=3, k_w=3, pad=1)
+    rs_small = Accelerator(dataflow="rs", rf_bytes=6, word_bits=8)  # 6 words < 2*3 + 1
+    assert candidate_mappings(layer, rs_small) == []
+    assert not simulate(layer, rs_small).feasible
+    assert simulate(layer, Accelerator(dataflow="rs", rf_bytes=7, word_bits=8)).feasible
+    assert not simulate(layer, Accelerator(dataflow="ws", rf_bytes=3, word_bits=16)).feasible
+    assert simulate(layer, Accelerator(dataflow="ws", rf_bytes=4, word_bits=16)).feasible
+
+
+def test_infeasible_result_values():
+    layer = Layer(in_h=8, in_w=8, in_c=4, out_c=4)
+    accelerator = Accelerator(dataflow="ws", rf_bytes=1, word_bits=16)
+    result = simulate(layer, accelerator)
+    values = result.to_dict()
+    assert values["feasible"] is False
+    assert all(values[f] == -1 for f, d in RESULT_DTYPES.items() if d == "int64")
+    assert all(math.isnan(values[f]) for f, d in RESULT_DTYPES.items() if d == "float64" and f != "area_mm2")
+    assert values["map_kind"] == "" and values["map_order"] == ""
+    assert values["area_mm2"] > 0
+
+
+def test_explicit_mapping_is_simulated_as_given_or_infeasible():
+    layer = Layer(in_h=8, in_w=8, in_c=8, out_c=8, k_h=3, k_w=3, pad=1)
+    accelerator = Accelerator(pe_rows=4, pe_cols=4, ifmap_kb=1, filter_kb=1, ofmap_kb=1, word_bits=16)
+    given_mapping = Mapping("kcp", 2, 4, 2)
+    result = simulate(layer, accelerator, given_mapping)
+    assert result.feasible
+    assert (result.map_order, result.map_tile_p, result.map_tile_c, result.map_tile_k) == ("kcp", 2, 4, 2)
+    too_big = Mapping("pck", 8, 8, 8)  # 8*8*8 ifmap words > half of 1 KiB
+    assert not simulate(layer, accelerator, too_big).feasible
+
+
+def test_ladders_and_candidate_order():
+    assert mapper.ladder(1) == [1]
+    assert mapper.ladder(56) == [56, 14, 4, 1]
+    assert mapper.ladder(512) == [512, 128, 32, 8, 2, 1]
+    assert mapper.ladder(4096) == [4096, 1024, 256, 64, 16, 1]  # at most 6 values, 1 included
+    layer = Layer(in_h=4, in_w=4, in_c=4, out_c=2)
+    candidates = candidate_mappings(layer, Accelerator())
+    assert len(candidates) == 6 * 2 * 2 * 2  # all fit the default 64 KiB buffers
+    assert candidates[0] == Mapping("pck", 4, 4, 2) and candidates[1] == Mapping("pck", 4, 4, 1)
+    assert candidates[2] == Mapping("pck", 4, 1, 2) and candidates[8] == Mapping("pkc", 4, 4, 2)
+
+
+SMALL_PAIRS = st.builds(
+    lambda h, w, c, k, kh, stride, pad, df, rows, cols, kb, bw, bits: (
+        Layer(in_h=max(h, kh), in_w=w, in_c=c, out_c=k, k_h=kh, k_w=1, stride=stride, pad=pad),
+        Accelerator(pe_rows=rows, pe_cols=cols, dataflow=df, rf_bytes=16, ifmap_kb=kb, filter_kb=kb,
+                    ofmap_kb=kb, dram_bw=bw, word_bits=bits)),
+    st.integers(1, 6), st.integers(1, 6), st.integers(1, 6), st.integers(1, 6), st.integers(1, 3),
+    st.integers(1, 2), st.integers(0, 1), st.sampled_from(DATAFLOWS), st.integers(1, 4),
+    st.integers(1, 4), st.sampled_from([0.0625, 0.125, 1.0]), st.sampled_from([0.25, 1.0, 4.0]),
+    st.sampled_from([8, 16]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(SMALL_PAIRS, st.sampled_from(["latency", "energy", "edp"]))
+def test_mapper_choice_is_no_worse_than_any_candidate(pair, objective):
+    layer, accelerator = pair
+    best = simulate(layer, accelerator, objective=objective)
+    candidates = candidate_mappings(layer, accelerator)
+    assert best.feasible == bool(candidates)
+    for candidate in candidates:
+        other = simulate(layer, accelerator, candidate)
+        best_key = mapper.objective_keys(objective, best.total_cycles, best.energy_pj)
+        other_key = mapper.objective_keys(objective, other.total_cycles, other.energy_pj)
+        assert (best_key[0].item(), best_key[1].item()) <= (other_key[0].item(), other_key[1].item())
+
+
+@settings(max_examples=25, deadline=None)
+@given(SMALL_PAIRS, st.integers(0, 10**6))
+def test_sanity_of_any_feasible_mapping(pair, seed):
+    layer, accelerator = pair
+    candidates = candidate_mappings(layer, accelerator)
+    if not candidates:
+        return
+    mapping = candidates[seed % len(candidates)]
+    result = simulate(layer, accelerator, mapping)
+    assert 0 < result.utilization <= 1
+    assert result.total_cycles == result.compute_cycles + result.stall_cycles and result.stall_cycles > 0
+    parts = (result.energy_mac_pj, result.energy_rf_pj, result.energy_sram_pj, result.energy_dram_pj,
+             result.energy_leak_pj)
+    assert result.energy_pj == pytest.approx(sum(parts), rel=1e-12) and min(parts) > 0
+    assert result.macs == layer.macs
+    # Every filter and ofmap word crosses the chip boundary at least once.
+    assert result.dram_filter_reads >= layer.k_h * layer.k_w * layer.in_c_per_group * layer.out_c
+    assert result.dram_ofmap_writes >= layer.out_h * layer.out_w * layer.out_c * layer.batch
+    faster = Accelerator(**{**accelerator.to_dict(), "dram_bw": accelerator.dram_bw * 3})
+    assert simulate(layer, faster, mapping).total_cycles <= result.total_cycles
+    assert result.latency_s == result.total_cycles / (accelerator.freq_mhz * 1e6)
+
+
+def test_rs_fold_by_hand():
+    # 3x3 filter on 4 output rows of width 5, 2 channels x 2 filters, stride 1, on 3x2 PEs:
+    # sets of hs = 3 rows x e = 2 columns, v = 1 set; 2 row folds, 4 pair folds.
+    cycles, ifmap, filt, ofmap = (int(x) for x in dataflows.rs_fold(4, 2, 2, 5, 3, 3, 1, 3, 2))
+    assert cycles == 1 * 2 * 4 * (5 * 3 + 3 - 1)
+    row_words = (5 - 1) * 1 + 3
+    assert ifmap == 4 * row_words * 2 * ((2 - 1) * 1 + 3)  # each fold covers 4 ifmap rows
+    assert filt == 3 * 3 * 4 and ofmap == 4 * 4 * 5
+    # Array utilization can never exceed one MAC per PE per cycle.
+    assert 4 * 5 * 2 * 2 * 9 <= cycles * 3 * 2
+
+
+def test_simulate_batch_reference_shapes_and_errors():
+    pairs = pd.DataFrame([{**TINY_LAYER.to_dict(), **TINY_ARRAY.to_dict()},
+                          {**Layer(4, 4, 3, 5).to_dict(), **Accelerator(dataflow="os").to_dict()}],
+                         index=["a", "b"])
+    frame = simulate_batch(pairs, engine="reference")
+    assert list(frame.columns) == list(RESULT_FIELDS) and list(frame.index) == ["a", "b"]
+    assert {c: str(frame[c].dtype) for c in frame.columns} == RESULT_DTYPES
+    assert frame.loc["a"].to_dict() == simulate(TINY_LAYER, TINY_ARRAY).to_dict()
+    bad = pairs.copy()
+    bad.loc["b", "k_h"] = 9  # larger than in_h + 2*pad = 4
+    with pytest.raises(SpaceError, match=r"k_h.*row 'b'"):
+        simulate_batch(bad, engine="reference")
+    bad = pairs.copy()
+    bad.loc["a", "in_c"] = -1
+    with pytest.raises(SpaceError, match=r"in_c.*row 'a'"):
+        simulate_batch(bad)
+    bad = pairs.copy()
+    bad.loc["b", "dataflow"] = "xx"
+    with pytest.raises(SpaceError, match=r"dataflow.*row 'b'"):
+        simulate_batch(bad)
+    with pytest.raises(SpaceError, match="objective"):
+        simulate_batch(pairs, objective="speed")
+    with pytest.raises(SpaceError, match="engine"):
+        simulate_batch(pairs, engine="magic")
+    assert isinstance(simulate(TINY_LAYER, TINY_ARRAY), SimResult)
+
+
+def test_simulate_batch_of_nothing_is_an_empty_frame():
+    empty = pd.DataFrame({f: pd.Series([], dtype=np.int64) for f in ("in_h", "in_w", "in_c", "out_c")})
+    for engine in ("fast", "reference"):
+        frame = simulate_batch(empty, engine=engine)
+        assert frame.empty and list(frame.columns) == list(RESULT_FIELDS)
