@@ -1,0 +1,330 @@
+"""Generate a simulator dataset: sample pairs, simulate them, write Parquet shards.
+
+`generate` is the whole job of ``dance-gen`` without Hydra: give it the configuration as a
+mapping (what ``conf/gen.yaml`` composes to) and it validates everything first, then runs
+the shard tasks on the chosen backend and writes the dataset (layout in
+`dataset_gen.writer`). A shard's rows depend only on the configuration and the shard's
+index (`dataset_gen.sampling`), so the dataset is the same, bit for bit, whatever the
+number of workers or the backend, and a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+import yaml
+
+import dataset_gen
+from dataset_gen.backends import BACKENDS, default_workers, run_tasks
+from dataset_gen.ranges import Space, parse_space
+from dataset_gen.sampling import SAMPLERS, LayerMix, parse_layers, sample_pairs, shard_bounds
+from dataset_gen.simulator import OBJECTIVES, RESULT_DTYPES, SIMULATOR_VERSION, simulate_batch
+from dataset_gen.space import ACCELERATOR_FIELDS, LAYER_FIELDS
+from dataset_gen.writer import (
+    CONFIG_FILE, FORMAT, atomic_write_text, frame_to_table, new_manifest, prepare_output, read_manifest,
+    shard_schema, update_manifest, write_manifest, write_shard,
+)
+
+__all__ = ["ConfigError", "GenerationConfig", "ShardPlan", "GenerationResult", "parse_config",
+           "compute_shard", "generate"]
+
+MAPPINGS: tuple[str, ...] = ("search", "scalesim")
+CONFIG_KEYS: tuple[str, ...] = ("n_samples", "seed", "out", "shard_rows", "workers", "sampler", "backend",
+                                "ray", "mapping", "objective", "overwrite", "progress", "space", "layers")
+# simulate_batch's fast engine holds every candidate mapping of its pairs at once: chunks of
+# this many pairs bound that memory without costing speed (its per-call overhead is small)
+SIMULATE_CHUNK = 4096
+MAX_SHARDS = 100_000  # more files than this in one directory helps no reader or file system
+
+
+class ConfigError(ValueError):
+    """A generation setting with a bad value; the message names the key."""
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Validated settings of one run (see `parse_config`)."""
+
+    n_samples: int
+    seed: int
+    out: Path
+    shard_rows: int
+    workers: int
+    sampler: str
+    backend: str
+    ray_address: str | None
+    mapping: str
+    objective: str
+    overwrite: bool
+    progress: bool
+    space: Space
+    layers: LayerMix
+    resolved: dict
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """Everything a shard task needs (picklable, sent to workers)."""
+
+    space: Space
+    layers: LayerMix
+    sampler: str
+    seed: int
+    n_samples: int
+    shard_rows: int
+    mapping: str
+    objective: str
+    metadata: dict
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """One finished shard: its table and counts."""
+
+    index: int
+    table: Any  # pyarrow.Table
+    metadata: dict
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """What a run did (`summary` is the closing paragraph that ``dance-gen`` prints)."""
+
+    out: Path
+    rows: int
+    n_samples: int
+    infeasible: int
+    new_rows: int
+    resumed_rows: int
+    seconds: float
+    workers: int
+    backend: str
+    n_shards: int
+    simulator_version: str
+    space_hash: str
+    sampler: str
+    seed: int
+
+    @property
+    def rows_per_second(self) -> float:
+        """Rows this run generated per second of wall time (resumed rows excluded)."""
+        return self.new_rows / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def infeasible_fraction(self) -> float:
+        return self.infeasible / self.rows if self.rows else 0.0
+
+    def summary(self) -> str:
+        """One paragraph: rows, infeasible fraction, rows per second, where the data is."""
+        resumed = (f", after {self.resumed_rows:,} rows resumed from an earlier run" if self.resumed_rows else "")
+        return (
+            f"dance-gen wrote {self.new_rows:,} rows in {self.seconds:.1f} s "
+            f"({self.rows_per_second:,.0f} rows/s on {self.workers} worker(s), {self.backend} backend{resumed}). "
+            f"The dataset at {self.out} holds {self.rows:,} of {self.n_samples:,} rows in {self.n_shards} "
+            f"Parquet shard(s), {self.infeasible_fraction:.1%} of them infeasible (no mapping fits); "
+            f"simulator {self.simulator_version}, space {self.space_hash}, sampler {self.sampler}, seed {self.seed}. "
+            f"Read it with dataset_gen.reader.read_dataset('{self.out}') or pandas.read_parquet('{self.out}')."
+        )
+
+
+def _integer(config: Mapping, key: str, low: int, high: int) -> int:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{key} = {value!r}: expected an integer in [{low}, {high}]")
+    return value
+
+
+def _boolean(config: Mapping, key: str) -> bool:
+    if not isinstance(config[key], bool):
+        raise ConfigError(f"{key} = {config[key]!r}: expected true or false")
+    return config[key]
+
+
+def _choice(config: Mapping, key: str, allowed: tuple[str, ...]) -> str:
+    if config[key] not in allowed:
+        raise ConfigError(f"{key} = {config[key]!r}: expected one of {list(allowed)}")
+    return config[key]
+
+
+def parse_config(config: Mapping[str, Any]) -> GenerationConfig:
+    """Validate a generation config (before any work) and build its parts.
+
+    Parameters
+    ----------
+    config : mapping
+        Every key of `CONFIG_KEYS` (``conf/gen.yaml`` composes them; plain values, e.g.
+        ``OmegaConf.to_container(cfg, resolve=True)``); a ``describe: null`` is ignored.
+
+    Returns
+    -------
+    GenerationConfig
+
+    Raises
+    ------
+    ConfigError, SpaceError
+        Naming the first bad key and what it allows.
+    """
+    config = dict(config)
+    if config.pop("describe", None) is not None:  # the composed config has it; only the CLI uses it
+        raise ConfigError("describe is set: that asks dance-gen to describe a dataset "
+                          "(dataset_gen.describe.describe_dataset), not to generate one")
+    unknown = sorted(set(config) - set(CONFIG_KEYS))
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown key; expected {list(CONFIG_KEYS)}")
+    missing = [key for key in CONFIG_KEYS if key not in config]
+    if missing:
+        raise ConfigError(f"missing key(s) {missing}: compose the config from conf/gen.yaml "
+                          "(dataset_gen.cli_gen.load_config) or give every key")
+    n_samples = _integer(config, "n_samples", 1, 1 << 40)
+    seed = _integer(config, "seed", 0, (1 << 63) - 1)
+    shard_rows = _integer(config, "shard_rows", 1, 10_000_000)
+    if math.ceil(n_samples / shard_rows) > MAX_SHARDS:
+        raise ConfigError(f"shard_rows = {shard_rows}: n_samples = {n_samples} would make "
+                          f"{math.ceil(n_samples / shard_rows):,} shards, more than {MAX_SHARDS:,}; raise shard_rows")
+    if config["workers"] is None:
+        workers = default_workers()
+    else:
+        workers = _integer(config, "workers", 1, 4096)
+    if not config["out"] or not isinstance(config["out"], (str, Path)):
+        raise ConfigError(f"out = {config['out']!r}: expected the path of the dataset directory")
+    sampler = _choice(config, "sampler", SAMPLERS)
+    backend = _choice(config, "backend", BACKENDS)
+    ray_config = config["ray"] or {}
+    if not isinstance(ray_config, Mapping) or set(ray_config) - {"address"}:
+        raise ConfigError(f"ray = {ray_config!r}: expected {{address: null | auto | ray://HOST:PORT}}")
+    ray_address = ray_config.get("address")
+    if backend == "ray":
+        try:
+            import ray  # noqa: F401  (checked now: failing after the first shards helps nobody)
+        except ImportError:
+            raise ConfigError("backend = 'ray' needs Ray, which is not installed: "
+                              "pip install 'dance-cosearch[ray]', or use backend=local") from None
+    mapping = _choice(config, "mapping", MAPPINGS)
+    objective = _choice(config, "objective", tuple(OBJECTIVES))
+    overwrite = _boolean(config, "overwrite")
+    progress = _boolean(config, "progress")
+    space = parse_space(config["space"], "space")
+    if not isinstance(config["layers"], Mapping):
+        raise ConfigError(f"layers = {config['layers']!r}: expected a mapping (conf/layers/)")
+    layers = parse_layers(config["layers"], "layers")
+    resolved = {**config, "workers": workers, "out": str(config["out"])}
+    return GenerationConfig(n_samples, seed, Path(config["out"]).expanduser(), shard_rows, workers, sampler,
+                            backend, ray_address, mapping, objective, overwrite, progress, space, layers,
+                            resolved)
+
+
+def generation_record(settings: GenerationConfig) -> dict[str, Any]:
+    """Every setting that determines the rows (equal records, equal rows): resuming checks it."""
+    return {
+        "format": FORMAT,
+        "simulator_version": SIMULATOR_VERSION,
+        "space_hash": settings.space.hash,
+        "sampler": settings.sampler,
+        "seed": settings.seed,
+        "n_samples": settings.n_samples,
+        "shard_rows": settings.shard_rows,
+        "mapping": settings.mapping,
+        "objective": settings.objective,
+        "layers": settings.layers.to_dict(),
+    }
+
+
+def compute_shard(plan: ShardPlan, index: int) -> ShardResult:
+    """Sample and simulate one shard: the task every backend runs.
+
+    Parameters
+    ----------
+    plan : ShardPlan
+    index : int
+        The shard's index; its rows are ``index * shard_rows`` onwards.
+
+    Returns
+    -------
+    ShardResult
+        The shard as an Arrow table with the dataset schema and its metadata.
+    """
+    pairs = sample_pairs(plan.space, plan.layers, plan.sampler, plan.seed, plan.n_samples,
+                         plan.shard_rows, index)
+    inputs = pairs[list(LAYER_FIELDS + ACCELERATOR_FIELDS)]
+    results = pd.concat([simulate_batch(inputs.iloc[start:start + SIMULATE_CHUNK], mapping=plan.mapping,
+                                        objective=plan.objective)
+                         for start in range(0, len(inputs), SIMULATE_CHUNK)])
+    frame = pd.concat([pairs, results], axis=1)
+    infeasible = int((~results["feasible"].to_numpy(dtype=bool)).sum())
+    metadata = {**plan.metadata, "shard_index": index, "rows": len(frame), "infeasible": infeasible}
+    table = frame_to_table(frame, shard_schema(RESULT_DTYPES), metadata)
+    return ShardResult(index, table, metadata)
+
+
+def _progress_bar(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="rows", unit_scale=True, disable=not enabled,
+                desc="dance-gen", smoothing=0.1)
+
+
+def generate(config: Mapping[str, Any] | GenerationConfig) -> GenerationResult:
+    """Generate (or finish) a simulator dataset.
+
+    Parameters
+    ----------
+    config : mapping or GenerationConfig
+        The run's configuration (see `parse_config`); all of it is checked before any work.
+
+    Returns
+    -------
+    GenerationResult
+        Counts, timing and `GenerationResult.summary`.
+
+    Raises
+    ------
+    ConfigError, SpaceError
+        For a bad setting (naming the key), before anything is written.
+    dataset_gen.writer.DatasetError
+        If ``out`` holds foreign data or data from another space, simulator version or
+        settings (naming which), unless ``overwrite`` is set.
+    """
+    settings = config if isinstance(config, GenerationConfig) else parse_config(config)
+    generation = generation_record(settings)
+    n_shards = math.ceil(settings.n_samples / settings.shard_rows)
+    expected = {index: shard_bounds(settings.n_samples, settings.shard_rows, index)[1] for index in range(n_shards)}
+    done = prepare_output(settings.out, generation, settings.overwrite, expected)
+
+    atomic_write_text(settings.out / CONFIG_FILE, yaml.safe_dump(settings.resolved, sort_keys=False))
+    space_description = settings.space.to_dict()
+    earlier = read_manifest(settings.out)
+    manifest = new_manifest(generation, settings.resolved, space_description, dataset_gen.__version__, n_shards)
+    if earlier is not None:  # resuming: the dataset was created when its first run started
+        manifest["created_at"] = earlier.get("created_at", manifest["created_at"])
+    write_manifest(settings.out, update_manifest(manifest, done.values()))
+
+    plan = ShardPlan(settings.space, settings.layers, settings.sampler, settings.seed, settings.n_samples,
+                     settings.shard_rows, settings.mapping, settings.objective,
+                     metadata={"format": FORMAT, "simulator_version": SIMULATOR_VERSION,
+                               "space_hash": settings.space.hash, "sampler": settings.sampler,
+                               "seed": settings.seed, "package_version": dataset_gen.__version__,
+                               "generation": generation, "space": space_description})
+    todo = [index for index in range(n_shards) if index not in done]
+    resumed_rows = sum(meta["rows"] for meta in done.values())
+    started = time.perf_counter()
+    new_rows = 0
+    with _progress_bar(settings.n_samples, resumed_rows, settings.progress) as bar:
+        for result in run_tasks(compute_shard, plan, todo, settings.backend, settings.workers, settings.ray_address):
+            write_shard(settings.out, result.index, result.table)
+            done[result.index] = result.metadata
+            write_manifest(settings.out, update_manifest(manifest, done.values()))
+            new_rows += result.metadata["rows"]
+            bar.update(result.metadata["rows"])
+    seconds = time.perf_counter() - started
+    return GenerationResult(
+        out=settings.out.resolve(), rows=manifest["rows"], n_samples=settings.n_samples,
+        infeasible=manifest["infeasible"], new_rows=new_rows, resumed_rows=resumed_rows, seconds=seconds,
+        workers=settings.workers, backend=settings.backend, n_shards=n_shards,
+        simulator_version=SIMULATOR_VERSION, space_hash=settings.space.hash, sampler=settings.sampler,
+        seed=settings.seed,
+    )

@@ -1,0 +1,346 @@
+"""A dataset directory on disk: Parquet shards, their metadata, the manifest, atomic writes.
+
+Layout of a dataset directory ``out``::
+
+    out/part-00000.parquet   one shard per ``shard_rows`` rows, in row-id order
+    out/part-00001.parquet
+    out/_manifest.json       shards, rows, infeasible counts, the generation settings
+    out/_config.yaml         the resolved configuration of the run
+
+Names starting with ``_`` or ``.`` are skipped by ``pyarrow.dataset`` (and so by
+``pandas.read_parquet(out)``): the manifest, the config and the temporary files of shards
+being written (``.part-00003.parquet.tmp-PID``) never disturb a reader. A shard appears
+under its final name only once complete (written to a temporary name, flushed to disk,
+renamed), so a killed run leaves whole shards and hidden leftovers, never a torn shard.
+
+Every shard carries the whole story in its Parquet schema metadata (see `shard_metadata`),
+so a directory can be checked shard by shard even without its manifest (pyarrow shows one
+file's metadata for a whole dataset; DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dataset_gen.space import ACCELERATOR_FIELDS, LAYER_FIELDS
+
+__all__ = [
+    "DatasetError", "FORMAT", "MANIFEST", "CONFIG_FILE", "METADATA_KEYS", "shard_name", "shard_schema",
+    "frame_to_table", "write_shard", "shard_metadata", "list_shards", "prepare_output",
+    "write_manifest", "read_manifest", "atomic_write_text",
+]
+
+FORMAT = "dance-gen/1"
+MANIFEST = "_manifest.json"
+CONFIG_FILE = "_config.yaml"
+_SHARD_RE = re.compile(r"^part-(\d{5,})\.parquet$")
+_TEMP_RE = re.compile(r"^\.(part-\d{5,}\.parquet|_manifest\.json|_config\.yaml)\.tmp-\d+$")
+
+# Schema-metadata keys of every shard (values are UTF-8 strings; ``generation`` and ``space``
+# are JSON). ``generation`` holds every setting that determines the rows: two shards belong
+# to one dataset iff their ``generation`` is equal.
+METADATA_KEYS: tuple[str, ...] = (
+    "format", "simulator_version", "space_hash", "sampler", "seed", "package_version",
+    "shard_index", "rows", "infeasible", "generation", "space",
+)
+
+_INT_ACCELERATOR = ("pe_rows", "pe_cols", "rf_bytes", "word_bits")
+_ARROW_TYPES = {"bool": pa.bool_(), "int64": pa.int64(), "float64": pa.float64(), "str": pa.string()}
+
+
+class DatasetError(ValueError):
+    """A dataset directory that cannot be used as asked (foreign, mismatched or incomplete)."""
+
+
+def shard_name(index: int) -> str:
+    """File name of shard ``index`` (``part-00042.parquet``)."""
+    return f"part-{index:05d}.parquet"
+
+
+def shard_schema(result_dtypes: Mapping[str, str]) -> pa.Schema:
+    """The dataset's columns and Arrow types, in order.
+
+    ``row_id``; the layer fields (int64) and ``layer_name``; the accelerator fields
+    (``dataflow`` string, integer fields int64, the rest float64); the simulator's result
+    fields with the types of ``result_dtypes`` (``RESULT_DTYPES`` of the simulator).
+    """
+    fields = [pa.field("row_id", pa.int64())]
+    fields += [pa.field(name, pa.int64()) for name in LAYER_FIELDS]
+    fields.append(pa.field("layer_name", pa.string()))
+    for name in ACCELERATOR_FIELDS:
+        kind = pa.string() if name == "dataflow" else pa.int64() if name in _INT_ACCELERATOR else pa.float64()
+        fields.append(pa.field(name, kind))
+    for name, dtype in result_dtypes.items():
+        fields.append(pa.field(name, _ARROW_TYPES[dtype]))
+    return pa.schema(fields)
+
+
+def frame_to_table(frame: pd.DataFrame, schema: pa.Schema, metadata: Mapping[str, Any]) -> pa.Table:
+    """A shard's rows as an Arrow table with the dataset schema and the shard's metadata.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Every column of ``schema``.
+    schema : pyarrow.Schema
+        From `shard_schema`.
+    metadata : mapping
+        Schema metadata; values that are not strings are stored as JSON.
+
+    Returns
+    -------
+    pyarrow.Table
+    """
+    arrays = []
+    for field in schema:
+        values = frame[field.name]
+        if pa.types.is_string(field.type):
+            arrays.append(pa.array(values.astype(object).to_numpy(), type=field.type))
+        else:
+            arrays.append(pa.array(np.asarray(values.to_numpy(), dtype=field.type.to_pandas_dtype()), type=field.type))
+    encoded = {key: value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+               for key, value in metadata.items()}
+    return pa.Table.from_arrays(arrays, schema=schema.with_metadata(encoded))
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # some filesystems don't open directories; the rename is still atomic
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def _temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a hidden temporary file and a rename."""
+    temporary = _temp_path(path)
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def write_shard(out: Path, index: int, table: pa.Table) -> Path:
+    """Write one shard atomically; return its final path.
+
+    The table goes to ``.part-NNNNN.parquet.tmp-PID`` (hidden from readers), is flushed to
+    disk and then renamed, so the final name only ever holds a complete shard.
+    """
+    path = Path(out) / shard_name(index)
+    temporary = _temp_path(path)
+    try:
+        pq.write_table(table, temporary, compression="zstd", row_group_size=max(1, table.num_rows))
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:  # Ctrl-C mid-write included; a SIGKILL leaves it for the next run
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def shard_metadata(path: Path) -> dict[str, Any]:
+    """The dance-gen metadata of one shard, decoded (``generation`` and ``space`` as dicts).
+
+    Raises
+    ------
+    DatasetError
+        If the file is not Parquet or was not written by dance-gen.
+    """
+    try:
+        raw = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowException) as error:
+        raise DatasetError(f"{path}: not a readable Parquet file ({error})") from None
+    decoded = {key.decode(): value.decode() for key, value in raw.items()}
+    if decoded.get("format") != FORMAT:
+        raise DatasetError(f"{path}: not a dance-gen shard (no {FORMAT!r} format in its schema metadata)")
+    for key in ("generation", "space", "shard_index", "rows", "infeasible", "seed"):
+        decoded[key] = json.loads(decoded[key])
+    return decoded
+
+
+def list_shards(out: Path) -> dict[int, Path]:
+    """Shards under their final names, by index."""
+    shards = {}
+    for path in Path(out).iterdir():
+        match = _SHARD_RE.match(path.name)
+        if match and path.is_file():
+            shards[int(match.group(1))] = path
+    return dict(sorted(shards.items()))
+
+
+def read_manifest(out: Path) -> dict[str, Any] | None:
+    """The manifest of a dataset directory, or None if it has none."""
+    path = Path(out) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DatasetError(f"{path}: not valid JSON ({error})") from None
+
+
+def write_manifest(out: Path, manifest: Mapping[str, Any]) -> Path:
+    """Write the manifest atomically (``_manifest.json``)."""
+    return atomic_write_text(Path(out) / MANIFEST, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+
+
+def _describe_difference(theirs: Mapping[str, Any], ours: Mapping[str, Any]) -> list[str]:
+    """``key = theirs there, ours here`` for every setting that differs (nested keys dotted)."""
+    differences = []
+    for key in sorted(set(theirs) | set(ours)):
+        there, here = theirs.get(key), ours.get(key)
+        if isinstance(there, Mapping) and isinstance(here, Mapping):
+            differences += [f"{key}.{item}" for item in _describe_difference(there, here)]
+        elif there != here:
+            differences.append(f"{key} = {there!r} there, {here!r} here")
+    return differences
+
+
+def check_compatible(where: str, theirs: Mapping[str, Any], ours: Mapping[str, Any], out: Path) -> None:
+    """Refuse data generated under other settings, saying which settings differ."""
+    advice = f"pass overwrite=true to replace it, or choose another out (out = {str(out)!r})"
+    if theirs.get("simulator_version") != ours.get("simulator_version"):
+        raise DatasetError(
+            f"{where} holds data from another simulator version ({theirs.get('simulator_version')!r} there, "
+            f"{ours.get('simulator_version')!r} here): {advice}")
+    if theirs.get("space_hash") != ours.get("space_hash"):
+        raise DatasetError(
+            f"{where} holds data from another design space (space hash {theirs.get('space_hash')!r} there, "
+            f"{ours.get('space_hash')!r} here): {advice}")
+    differences = _describe_difference(theirs, ours)
+    if differences:
+        raise DatasetError(f"{where} holds data generated with other settings ({'; '.join(differences)}); "
+                           f"resuming needs the same settings: {advice}")
+
+
+def _remove_dataset_files(out: Path) -> None:
+    """What ``overwrite=true`` deletes: shards, Parquet files, our manifest/config and temps."""
+    for path in out.iterdir():
+        if path.is_file() and (path.suffix == ".parquet" or path.name in (MANIFEST, CONFIG_FILE)
+                               or _TEMP_RE.match(path.name)):
+            path.unlink()
+
+
+def prepare_output(out: Path, generation: Mapping[str, Any], overwrite: bool,
+                   expected_rows: Mapping[int, int]) -> dict[int, dict[str, Any]]:
+    """Make ``out`` ready for a run and return the shards that are already done.
+
+    Parameters
+    ----------
+    out : Path
+        The dataset directory (created if missing).
+    generation : mapping
+        This run's generation settings (``generation`` metadata of its shards).
+    overwrite : bool
+        Delete earlier data (shards, any Parquet file, manifest, config) instead of refusing
+        or resuming.
+    expected_rows : mapping of int to int
+        Rows of every shard this run will hold, by index.
+
+    Returns
+    -------
+    dict of int to dict
+        The metadata of the complete shards already there, by index (to be skipped).
+
+    Raises
+    ------
+    DatasetError
+        If ``out`` is a file, holds Parquet files dance-gen did not write, or data from
+        another simulator version, space or generation settings (naming which).
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"out = {str(out)!r} is a file; expected a directory for the dataset")
+    out.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        _remove_dataset_files(out)
+        return {}
+    for path in out.iterdir():
+        if _TEMP_RE.match(path.name):
+            path.unlink()  # a shard or manifest torn by a killed run: never renamed, never read
+    foreign = sorted(path.name for path in out.iterdir()
+                     if path.suffix == ".parquet" and not _SHARD_RE.match(path.name))
+    if foreign:
+        raise DatasetError(f"out = {str(out)!r} holds Parquet files that dance-gen did not write "
+                           f"({', '.join(foreign[:3])}): pass overwrite=true to replace them, or choose another out")
+    manifest = read_manifest(out)
+    if manifest is not None:
+        if manifest.get("format") != FORMAT or not isinstance(manifest.get("generation"), Mapping):
+            raise DatasetError(f"{out / MANIFEST}: not a dance-gen manifest: pass overwrite=true to "
+                               "replace it, or choose another out")
+        check_compatible(f"out = {str(out)!r} (its manifest)", manifest["generation"], generation, out)
+    done = {}
+    for index, path in list_shards(out).items():
+        metadata = shard_metadata(path)
+        check_compatible(f"out = {str(out)!r} (shard {path.name})", metadata["generation"], generation, out)
+        if index not in expected_rows or metadata["rows"] != expected_rows[index]:
+            raise DatasetError(f"{path}: holds {metadata['rows']} rows but this run's shard {index} has "
+                               f"{expected_rows.get(index, 0)}: pass overwrite=true to start again")
+        done[index] = metadata
+    return done
+
+
+def new_manifest(generation: Mapping[str, Any], config: Mapping[str, Any], space: Mapping[str, Any],
+                 package_version: str, n_shards: int) -> dict[str, Any]:
+    """An empty manifest for a run (``complete`` false, no shards yet)."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return {
+        "format": FORMAT,
+        "complete": False,
+        "simulator_version": generation["simulator_version"],
+        "space_hash": generation["space_hash"],
+        "sampler": generation["sampler"],
+        "seed": generation["seed"],
+        "package_version": package_version,
+        "n_samples": generation["n_samples"],
+        "n_shards": n_shards,
+        "rows": 0,
+        "infeasible": 0,
+        "created_at": now,
+        "updated_at": now,
+        "generation": dict(generation),
+        "space": dict(space),
+        "config": dict(config),
+        "shards": [],
+    }
+
+
+def update_manifest(manifest: dict[str, Any], shards: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Fill a manifest's shard list and totals from the metadata of the complete shards."""
+    entries = sorted(({"file": shard_name(meta["shard_index"]), "index": meta["shard_index"],
+                       "rows": meta["rows"], "infeasible": meta["infeasible"]} for meta in shards),
+                     key=lambda entry: entry["index"])
+    manifest["shards"] = entries
+    manifest["rows"] = sum(entry["rows"] for entry in entries)
+    manifest["infeasible"] = sum(entry["infeasible"] for entry in entries)
+    manifest["complete"] = len(entries) == manifest["n_shards"]
+    manifest["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return manifest
