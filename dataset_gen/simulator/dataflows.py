@@ -104,6 +104,11 @@ def tile_costs(dataflow, tp, tc, tk, out_w, k_h, k_w, stride, rows, cols):
     dataflow = np.asarray(dataflow, dtype=np.int64)
     tp, tc, tk, out_w, k_h, k_w = (np.asarray(x, dtype=np.int64) for x in (tp, tc, tk, out_w, k_h, k_w))
     is_rs = dataflow == RS
+    if is_rs.all():  # only the rs model is needed (the fast engine calls it so)
+        shape = np.broadcast_shapes(dataflow.shape, *(np.shape(x) for x in (tp, tc, tk, out_w, k_h, k_w, stride,
+                                                                              rows, cols)))
+        return tuple(np.broadcast_to(x, shape).astype(np.int64)
+                     for x in rs_fold(tp, tc, tk, out_w, k_h, k_w, stride, rows, cols))
     systolic_out = systolic.systolic_fold(np.where(is_rs, systolic.WS, dataflow),
                                           tp * out_w, k_h * k_w * tc, tk, rows, cols)
     if not is_rs.any():

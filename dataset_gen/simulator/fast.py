@@ -5,6 +5,9 @@ random cases), computed without stepping the nest:
 
 - **Tile shapes.** Each tiled loop has full tiles and one edge tile, so a nest has at most
   8 tile shapes; compute cycles and SRAM counts are sums over shapes times their counts.
+  Tile words are looked up in small per-pair tables (every tile choice of a loop, full and
+  edge), and the fold model runs once per *distinct* tile shape of a pair: the candidates of
+  a pair share most of their shapes.
 - **The pipeline recurrence collapses.** In the double-buffered recurrence the load of tile
   ``i`` starts exactly when compute ``i-1`` starts, because both wait for the same two
   events (``max(load_end[i-1], compute_end[i-2])``). Hence, with ``C[-1] = 0``::
@@ -16,25 +19,38 @@ random cases), computed without stepping the nest:
   and the exact total is ``sum C + sum max(0, L[i] - C[i-1]) + final write-back``.
 - **Transition classes.** A step's DRAM words and its predecessor's shape depend only on
   which loop level advanced at it (``lam``) and on whether each outer tiled loop sits at its
-  first, a middle or its last index. There are 29 such classes per loop order; each is
-  evaluated once per candidate and weighted by how many steps it covers.
+  first, a middle or its last index. There are 29 such classes; each is evaluated once per
+  candidate and weighted by how many steps it covers. In terms of loop *levels* the classes
+  are the same for all six loop orders, so candidates of every order are evaluated together.
+- **Pruning by bounds.** Every objective grows with total cycles and with every access
+  count, so lower bounds on them prune candidates against the exact value of a probe
+  candidate of the same pair:
 
-- **Pruning by bounds.** Every objective grows with total cycles. For latency, tile
-  combinations whose DRAM traffic alone (the channel is serial) exceeds the exact latency
-  of the pair's least-traffic candidate are dropped before any fold cost is computed. Then
-  each candidate gets a lower bound (``sum C + L[0] + final write-back`` and ``traffic +
-  C[last] + final write-back``); the candidates with the best bound are evaluated exactly,
-  and only those whose bound does not exceed that value are evaluated and ranked.
+  1. *before any fold cost*: the DRAM channel is serial, so total cycles >= DRAM words
+     moved / bandwidth + final write-back; energy >= the energy of the accesses known
+     without the fold model (MACs, RF, DRAM, buffer fills and partial-sum read-backs) plus
+     leakage over that many cycles. The candidate with the best such bound is the first
+     probe; tile combinations that cannot beat it under any loop order are dropped;
+  2. *with fold costs*: total cycles >= ``max(sum C + L[0], traffic + C[last])`` + final
+     write-back, and the energy bound gains the fold model's SRAM counts. The candidate
+     with the best such bound is the second probe (usually the winner); then every
+     candidate whose bound does not exceed the best probe value is evaluated exactly and
+     ranked.
 
-Candidates are evaluated in chunks of pairs (`CHUNK_COMBOS` bounds memory); all six loop
-orders share a tile combination's fold costs. The best candidate per pair is picked with
-the reference's keys: (primary, secondary, candidate index).
+  Float bounds (energy, EDP) carry a relative margin of `BOUND_MARGIN`, far above the
+  rounding error of a dozen float operations, so no candidate that could win or tie is
+  ever dropped.
+
+The best candidate per pair is picked with the reference's keys: (primary, secondary,
+candidate index). Pairs are processed in chunks of `CHUNK_PAIRS` (bounded memory; arrays
+small enough to stay in cache). Arrays put pairs and candidates on their last axis: NumPy
+is slow along short inner axes.
 """
 
 from __future__ import annotations
 
 from itertools import product
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -42,11 +58,12 @@ from ..space import LOOP_ORDERS, Mapping
 from . import energy, mapper, reference
 from .dataflows import RF_ACCESSES_PER_MAC, RS, rf_words_required, tile_costs
 
-CHUNK_PAIRS = 16384
-CHUNK_COMBOS = 262144
+CHUNK_PAIRS = 1024
 LADDER_SLOTS = mapper.LADDER_STEPS + 1
+BOUND_MARGIN = 1e-9  # relative; float bounds are scaled by (1 - BOUND_MARGIN)
 _RELEVANT = {"ifmap": "gnpc", "filter": "gck", "ofmap": "gnpk"}
 FULL, EDGE = 0, 1
+_DIMS = ("p", "c", "k")
 
 
 def _ceil_div(a, b):
@@ -63,6 +80,8 @@ class _Pairs:
         self.out_w = (self.in_w + 2 * self.pad - self.k_w) // self.stride + 1
         self.cg = self.in_c // self.groups
         self.kg = self.out_c // self.groups
+        self.images = self.groups * self.batch
+        self.ofmap_total = self.images * self.out_h * self.out_w * self.kg
         self.macs = self.batch * self.out_h * self.out_w * self.out_c * self.cg * self.k_h * self.k_w
         self.rf_accesses = self.macs * RF_ACCESSES_PER_MAC[self.dataflow]
         self.area = energy.area_mm2(self.pe_rows, self.pe_cols, self.rf_bytes, self.ifmap_kb,
@@ -71,151 +90,279 @@ class _Pairs:
         self.half_ifmap = mapper.half_buffer_words(self.ifmap_kb, self.word_bits)
         self.half_filter = mapper.half_buffer_words(self.filter_kb, self.word_bits)
         self.half_ofmap = mapper.half_buffer_words(self.ofmap_kb, self.word_bits)
+        # DRAM cycles per word, shrunk so that words * it never exceeds the exact figure.
+        self.dram_cycles_per_word = self.word_bits / 8.0 / self.dram_bw * (1.0 - 1e-12)
+
+    def energy_coefficients(self) -> dict[str, np.ndarray]:
+        """Per-access energies for the bounds (pJ; bounds only, never reported)."""
+        e_mac, e_rf, _, _ = energy.dynamic_energy_pj(self.macs, self.rf_accesses, 0, 0, 0, 0, self.rf_bytes,
+                                                     self.ifmap_kb, self.filter_kb, self.ofmap_kb,
+                                                     self.word_bits)
+        dram = energy.DRAM_PJ_PER_BIT * self.word_bits.astype(np.float64)
+        return {"fixed": e_mac + e_rf,
+                "ifmap": energy.sram_energy_per_word_pj(self.ifmap_kb, self.word_bits),
+                "filter": energy.sram_energy_per_word_pj(self.filter_kb, self.word_bits),
+                "ofmap": energy.sram_energy_per_word_pj(self.ofmap_kb, self.word_bits),
+                "dram": dram,
+                "leak": self.area * (energy.LEAK_W_PER_MM2 * 1e12) / (self.freq_mhz * 1e6)}
 
 
 def _ladders(dim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(B, 6) ladder values (largest first) and a mask of the slots that exist."""
+    """(6, B) ladder values (largest first) and a mask of the slots that exist."""
     powers = 4 ** np.arange(mapper.LADDER_STEPS, dtype=np.int64)
-    values = np.concatenate([_ceil_div(dim[:, None], powers[None, :]),
-                             np.ones((len(dim), 1), dtype=np.int64)], axis=1)
+    values = np.concatenate([_ceil_div(dim[None, :], powers[:, None]), np.ones((1, len(dim)), dtype=np.int64)])
     valid = np.ones_like(values, dtype=bool)
-    valid[:, 1:] = values[:, 1:] != values[:, :-1]
+    valid[1:] = values[1:] != values[:-1]
     return values, valid
 
 
-def _search_combos(pairs: _Pairs) -> dict[str, np.ndarray]:
-    """Capacity-feasible tile combinations of every pair, in candidate order within a pair."""
-    p_values, p_valid = _ladders(pairs.out_h)
-    c_values, c_valid = _ladders(pairs.cg)
-    k_values, k_valid = _ladders(pairs.kg)
-    col = lambda x: x[:, None, None]  # noqa: E731  (B,) -> (B, 1, 1)
-    ifmap = (mapper.ifmap_tile_words(p_values[:, :, None], c_values[:, None, :], col(pairs.in_h),
-                                     col(pairs.in_w), col(pairs.stride), col(pairs.k_h))
-             <= col(pairs.half_ifmap))  # (B, p, c)
-    filt = (mapper.filter_tile_words(c_values[:, :, None], k_values[:, None, :], col(pairs.k_h), col(pairs.k_w))
-            <= col(pairs.half_filter))  # (B, c, k)
-    ofmap = mapper.ofmap_tile_words(p_values[:, :, None], k_values[:, None, :], col(pairs.out_w)) <= col(
-        pairs.half_ofmap)  # (B, p, k)
-    ok = (ifmap[:, :, :, None] & filt[:, None, :, :] & ofmap[:, :, None, :]
-          & p_valid[:, :, None, None] & c_valid[:, None, :, None] & k_valid[:, None, None, :]
-          & pairs.rf_ok[:, None, None, None])  # (B, p, c, k)
-    pair, ip, ic, ik = np.nonzero(ok)
-    return {"pair": pair, "tile_p": p_values[pair, ip], "tile_c": c_values[pair, ic],
-            "tile_k": k_values[pair, ik],
-            "position": (ip * LADDER_SLOTS + ic) * LADDER_SLOTS + ik}
+class _Tiling:
+    """Per-pair tables over the ``S`` tile choices of each loop (ladder slots, or one tile).
 
-
-def _fixed_combos(pairs: _Pairs, mapping: Mapping | None) -> dict[str, np.ndarray]:
-    """One combination per pair: SCALE-Sim's whole-layer tile, or an explicit mapping."""
-    if mapping is None:  # scalesim: capacities not enforced
-        keep = np.ones(pairs.count, dtype=bool)
-        tiles = (pairs.out_h, pairs.cg, pairs.kg)
-    else:
-        tiles = tuple(np.minimum(value, dim) for value, dim in (
-            (mapping.tile_p, pairs.out_h), (mapping.tile_c, pairs.cg), (mapping.tile_k, pairs.kg)))
-        keep = (pairs.rf_ok
-                & (mapper.ifmap_tile_words(tiles[0], tiles[1], pairs.in_h, pairs.in_w, pairs.stride, pairs.k_h)
-                   <= pairs.half_ifmap)
-                & (mapper.filter_tile_words(tiles[1], tiles[2], pairs.k_h, pairs.k_w) <= pairs.half_filter)
-                & (mapper.ofmap_tile_words(tiles[0], tiles[2], pairs.out_w) <= pairs.half_ofmap))
-    pair = np.flatnonzero(keep)
-    return {"pair": pair, "tile_p": tiles[0][pair], "tile_c": tiles[1][pair], "tile_k": tiles[2][pair],
-            "position": np.zeros(len(pair), dtype=np.int64)}
-
-
-def _shape_costs(pairs: _Pairs, pair: np.ndarray, size: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Fold costs of the 8 tile shapes of every combination: 4 arrays of shape (M, 2, 2, 2).
-
-    rs and systolic combinations are computed apart, so each fold model runs only on its own.
+    Pairs run along the last axis (B) throughout: NumPy is fast along long inner axes. For
+    a loop ``d``: ``tile_d`` and ``count_d`` (S, B): tile size and tiles per loop;
+    ``size_d`` and ``mult_d`` (2S, B): slot ``s < S`` is the full tile of choice ``s``, slot
+    ``S + s`` its edge tile, and how many of each the loop runs (``count - 1`` and 1). Word
+    tables (2S, 2S, B) hold the tile words of every (p, c) / (c, k) / (p, k) slot pair;
+    ``ifmap_total`` (S, S, B) by (p, c) and ``filter_total`` by (c, k) the words of one
+    sweep of the operand.
     """
-    dataflow = pairs.dataflow[pair]
-    costs = [np.empty((len(pair), 2, 2, 2), dtype=np.int64) for _ in range(4)]
-    for part in (np.flatnonzero(dataflow == RS), np.flatnonzero(dataflow != RS)):
-        if not len(part):
-            continue
-        on = pair[part]
-        column = lambda x: x[on][:, None, None, None]  # noqa: E731
-        values = tile_costs(dataflow[part][:, None, None, None], size["p"][part][:, :, None, None],
-                            size["c"][part][:, None, :, None], size["k"][part][:, None, None, :],
-                            column(pairs.out_w), column(pairs.k_h), column(pairs.k_w), column(pairs.stride),
-                            column(pairs.pe_rows), column(pairs.pe_cols))
-        for target, value in zip(costs, values):
-            target[part] = value
-    return costs
+
+    def __init__(self, pairs: _Pairs, tiles: dict[str, np.ndarray]):
+        self.slots = slots = len(tiles["p"])
+        self.width = 2 * slots
+        self.pair_count = pairs.count
+        self._canonical: dict[str, np.ndarray] = {}
+        totals = {"p": pairs.out_h, "c": pairs.cg, "k": pairs.kg}
+        for dim in _DIMS:
+            tile, total = tiles[dim], totals[dim]
+            count = _ceil_div(total, tile)
+            setattr(self, "tile_" + dim, tile)
+            setattr(self, "count_" + dim, count)
+            setattr(self, "size_" + dim, np.concatenate([tile, total - (count - 1) * tile]))
+            setattr(self, "mult_" + dim, np.concatenate([count - 1, np.ones_like(count)]))
+        self.ifmap_words = mapper.ifmap_tile_words(self.size_p[:, None], self.size_c[None, :], pairs.in_h,
+                                                   pairs.in_w, pairs.stride, pairs.k_h)
+        self.filter_words = mapper.filter_tile_words(self.size_c[:, None], self.size_k[None, :], pairs.k_h, pairs.k_w)
+        self.ofmap_words = mapper.ofmap_tile_words(self.size_p[:, None], self.size_k[None, :], pairs.out_w)
+
+        def total(words, mult_a, mult_b, times):
+            swept = (mult_a[:, None] * mult_b[None, :] * words).reshape(2, slots, 2, slots, pairs.count)
+            return times * swept.sum(axis=(0, 2))
+
+        self.ifmap_total = total(self.ifmap_words, self.mult_p, self.mult_c, pairs.images)
+        self.filter_total = total(self.filter_words, self.mult_c, self.mult_k, pairs.groups)
+
+    @classmethod
+    def search(cls, pairs: _Pairs) -> tuple["_Tiling", np.ndarray]:
+        """The ladders, and the (6, 6, 6, B) mask of capacity-feasible combinations."""
+        ladders = {dim: _ladders(total) for dim, total in zip(_DIMS, (pairs.out_h, pairs.cg, pairs.kg))}
+        tiling = cls(pairs, {dim: values for dim, (values, _) in ladders.items()})
+        valid = (ladders["p"][1][:, None, None] & ladders["c"][1][None, :, None]) & ladders["k"][1][None, None, :]
+        return tiling, tiling.fits(pairs) & valid
+
+    def canonical(self, dim: str) -> np.ndarray:
+        """(2S, B): for each slot of loop ``dim``, the first slot with the same tile size."""
+        if dim not in self._canonical:
+            size = getattr(self, "size_" + dim)
+            canonical = np.broadcast_to(np.arange(self.width)[:, None], size.shape).copy()
+            for slot in range(self.width - 2, -1, -1):  # last writer wins: the first equal slot
+                np.copyto(canonical[slot + 1:], slot, where=size[slot + 1:] == size[slot])
+            self._canonical[dim] = canonical
+        return self._canonical[dim]
+
+    def fits(self, pairs: _Pairs) -> np.ndarray:
+        """(S, S, S, B): full tiles fit half of each buffer and the RF holds what it must."""
+        s = self.slots
+        ifmap = self.ifmap_words[:s, :s] <= pairs.half_ifmap  # (p, c, B)
+        filt = self.filter_words[:s, :s] <= pairs.half_filter  # (c, k, B)
+        ofmap = self.ofmap_words[:s, :s] <= pairs.half_ofmap  # (p, k, B)
+        return (ifmap[:, :, None] & filt[None, :, :]) & (ofmap[:, None, :] & pairs.rf_ok)
 
 
 class _Combos:
-    """Tile combinations (M of them): sizes, tile words, counts; fold costs on demand.
+    """Tile combinations (M of them, sorted by pair): slots, counts and order-free totals."""
 
-    Arrays are per combination; ``(M, 2)`` / ``(M, 2, 2)`` / ``(M, 2, 2, 2)`` arrays are
-    indexed by shape class (FULL or EDGE) of p, c, k.
-    """
+    _PER_COMBO = ("pair", "slot_p", "slot_c", "slot_k", "count_p", "count_c", "count_k", "groups", "batch",
+                  "ifmap_total", "filter_total", "ofmap_total", "last_writeback_words", "last_writeback",
+                  "dram_cycles_per_word")
 
-    _PER_COMBO = ("pair", "position", "tile_p", "tile_c", "tile_k", "groups", "batch", "word_bits",
-                  "dram_bw", "images", "ofmap_total", "ifmap_words", "filter_words", "ofmap_words",
-                  "ifmap_total", "filter_total", "first_load", "last_writeback_words", "last_writeback",
-                  "size_p", "size_c", "size_k", "mult_p", "mult_c", "mult_k", "count_p", "count_c", "count_k")
-
-    def __init__(self, pairs: _Pairs, combos: dict[str, np.ndarray] | None):
-        if combos is None:  # an empty shell for `restrict`
+    def __init__(self, pairs: _Pairs | None, tiling: _Tiling | None, feasible: np.ndarray | None):
+        if pairs is None:  # an empty shell for `restrict`
             return
-        pair = self.pair = combos["pair"]
-        self.position = combos["position"]
-        self.tile_p, self.tile_c, self.tile_k = combos["tile_p"], combos["tile_c"], combos["tile_k"]
-        take = lambda x: x[pair]  # noqa: E731
-        self.groups, self.batch = take(pairs.groups), take(pairs.batch)
-        out_h, out_w, cg, kg = take(pairs.out_h), take(pairs.out_w), take(pairs.cg), take(pairs.kg)
-        self.word_bits, self.dram_bw = take(pairs.word_bits), take(pairs.dram_bw)
-        for dim, total, tile in (("p", out_h, self.tile_p), ("c", cg, self.tile_c), ("k", kg, self.tile_k)):
-            count = _ceil_div(total, tile)
-            setattr(self, "count_" + dim, count)
-            # (M, 2) sizes: the full tile and the last (edge) tile; n-1 of the first, 1 edge.
-            setattr(self, "size_" + dim, np.stack([tile, total - (count - 1) * tile], axis=1))
-            setattr(self, "mult_" + dim, np.stack([count - 1, np.ones_like(count)], axis=1))
-        self.images = self.groups * self.batch
-        self.ofmap_total = self.images * out_h * out_w * kg
-        column = lambda x: take(x)[:, None, None]  # noqa: E731
-        self.ifmap_words = mapper.ifmap_tile_words(self.size_p[:, :, None], self.size_c[:, None, :],
-                                                   column(pairs.in_h), column(pairs.in_w),
-                                                   column(pairs.stride), column(pairs.k_h))
-        self.filter_words = mapper.filter_tile_words(self.size_c[:, :, None], self.size_k[:, None, :],
-                                                     column(pairs.k_h), column(pairs.k_w))
-        self.ofmap_words = mapper.ofmap_tile_words(self.size_p[:, :, None], self.size_k[:, None, :],
-                                                   out_w[:, None, None])
-        weight_pc = self.mult_p[:, :, None] * self.mult_c[:, None, :]
-        weight_ck = self.mult_c[:, :, None] * self.mult_k[:, None, :]
-        self.ifmap_total = self.images * (weight_pc * self.ifmap_words).sum(axis=(1, 2))
-        self.filter_total = self.groups * (weight_ck * self.filter_words).sum(axis=(1, 2))
-        self.first_load = reference.dram_cycles(self.ifmap_words[:, FULL, FULL] + self.filter_words[:, FULL, FULL],
-                                                self.word_bits, self.dram_bw)
-        self.last_writeback_words = self.ofmap_words[:, EDGE, EDGE]
-        self.last_writeback = reference.dram_cycles(self.last_writeback_words, self.word_bits, self.dram_bw)
-
-    @property
-    def counts(self) -> dict[str, np.ndarray]:
-        return {"p": self.count_p, "c": self.count_c, "k": self.count_k}
+        s, width, count = tiling.slots, tiling.width, pairs.count
+        # Sorted by pair, then slots (flatnonzero and arithmetic beat nonzero on a transposed view).
+        index = np.flatnonzero(feasible.transpose(3, 0, 1, 2))
+        pair = index // s ** 3
+        slot_p = index // (s * s) - pair * s
+        slot_c = index // s - (pair * s + slot_p) * s
+        slot_k = index - (index // s) * s
+        self.pair, self.slot_p, self.slot_c, self.slot_k = pair, slot_p, slot_c, slot_k
+        for dim, slot in zip(_DIMS, (slot_p, slot_c, slot_k)):
+            setattr(self, "count_" + dim, getattr(tiling, "count_" + dim).ravel()[slot * count + pair])
+        self.groups, self.batch = pairs.groups[pair], pairs.batch[pair]
+        self.ifmap_total = tiling.ifmap_total.ravel()[(slot_p * s + slot_c) * count + pair]
+        self.filter_total = tiling.filter_total.ravel()[(slot_c * s + slot_k) * count + pair]
+        self.ofmap_total = pairs.ofmap_total[pair]
+        # The last step's ofmap tile is the edge tile in p and k.
+        self.last_writeback_words = tiling.ofmap_words.ravel()[((s + slot_p) * width + s + slot_k) * count + pair]
+        self.last_writeback = reference.dram_cycles(self.last_writeback_words, pairs.word_bits[pair],
+                                                    pairs.dram_bw[pair])
+        self.dram_cycles_per_word = pairs.dram_cycles_per_word[pair]
 
     def __len__(self) -> int:
         return len(self.pair)
 
     def restrict(self, index: np.ndarray) -> "_Combos":
-        """The combinations ``index`` only (fold costs not carried over)."""
-        part = _Combos(None, None)
+        """The combinations ``index`` only."""
+        part = _Combos(None, None, None)
         for name in self._PER_COMBO:
             setattr(part, name, getattr(self, name)[index])
         return part
 
-    def add_fold_costs(self, pairs: _Pairs) -> "_Combos":
-        """Compute cycles and SRAM counts of every combination (sums over its tile shapes)."""
-        costs = _shape_costs(pairs, self.pair, {"p": self.size_p, "c": self.size_c, "k": self.size_k})
-        self.shape_cycles = costs[0]  # (M, 2, 2, 2)
-        weight = self.mult_p[:, :, None, None] * self.mult_c[:, None, :, None] * self.mult_k[:, None, None, :]
-        sums = [self.images * (weight * cost).sum(axis=(1, 2, 3)) for cost in costs]
-        self.compute_cycles, self.sram_ifmap_reads, self.sram_filter_reads, self.sram_ofmap_writes = sums
+
+def _sweeps(cmb: _Combos, orders: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """How many times each operand is swept from DRAM: (orders, M) arrays per operand.
+
+    An operand's tile is reloaded at every iteration of the innermost loop relevant to it
+    that has more than one iteration (and once at the start), so the operand is swept once
+    per iteration of the loops irrelevant to it that lie outside that loop.
+    """
+    count = {"g": cmb.groups, "n": cmb.batch, "p": cmb.count_p, "c": cmb.count_c, "k": cmb.count_k}
+    advances = {dim: values > 1 for dim, values in count.items()}
+    any_advances: dict[frozenset, np.ndarray] = {}
+    factors: dict[tuple[str, frozenset], np.ndarray] = {}
+    out = {operand: np.empty((len(orders), len(cmb)), dtype=np.int64) for operand in _RELEVANT}
+    for row, code in enumerate(orders):
+        levels = ("g", "n", *LOOP_ORDERS[code])
+        for operand, relevant in _RELEVANT.items():
+            sweeps = None
+            for level, dim in enumerate(levels):
+                inner = frozenset(d for d in levels[level + 1:] if d in relevant)
+                if dim in relevant or not inner:
+                    continue
+                if inner not in any_advances:
+                    any_advances[inner] = np.logical_or.reduce([advances[d] for d in sorted(inner)])
+                if (dim, inner) not in factors:
+                    factors[(dim, inner)] = np.where(any_advances[inner], count[dim], 1)
+                sweeps = factors[(dim, inner)] if sweeps is None else sweeps * factors[(dim, inner)]
+            out[operand][row] = 1 if sweeps is None else sweeps
+    return out
+
+
+def _dram_counts(cmb: _Combos, sweeps: dict[str, np.ndarray], combo, row) -> dict[str, np.ndarray]:
+    """DRAM words of candidates (``combo``, order ``row``): reads and write-backs."""
+    ofmap = sweeps["ofmap"][row, combo] * cmb.ofmap_total[combo]
+    return {"dram_ifmap_reads": sweeps["ifmap"][row, combo] * cmb.ifmap_total[combo],
+            "dram_filter_reads": sweeps["filter"][row, combo] * cmb.filter_total[combo],
+            # Partial sums come back for every residency but the first of each ofmap tile.
+            "dram_ofmap_reads": ofmap - cmb.ofmap_total[combo],
+            "dram_ofmap_writes": ofmap}
+
+
+def _traffic_cycles(cmb: _Combos, sweeps: dict[str, np.ndarray]) -> np.ndarray:
+    """(orders, M) lower bound on the DRAM cycles of all loads and write-backs but the last.
+
+    The channel is serial and sum(ceil(x_i)) >= sum(x_i); `_Pairs.dram_cycles_per_word`
+    carries the rounding margin.
+    """
+    words = (sweeps["ifmap"] * cmb.ifmap_total + sweeps["filter"] * cmb.filter_total
+             + (2 * sweeps["ofmap"] - 1) * cmb.ofmap_total - cmb.last_writeback_words)
+    return np.floor(words * cmb.dram_cycles_per_word).astype(np.int64)
+
+
+class _Folds:
+    """Fold costs of combinations: per-combination sums, and per-shape cycles for stalls.
+
+    The fold model runs once per distinct tile shape of each pair: shapes are keyed by
+    (pair, p slot, c slot, k slot) with each slot replaced by the first slot of the same
+    size, marked in a dense table and evaluated once. ``shape`` (8, M) gives the row in
+    ``costs`` (4, U) of each combination's 8 shapes, by (p, c, k) class in C order.
+    """
+
+    def __init__(self, pairs: _Pairs, tiling: _Tiling, cmb: _Combos, table: "_KeyTable"):
+        s, width, count = tiling.slots, tiling.width, pairs.count
+        pair = cmb.pair
+        canonical, mult = {}, {}
+        for dim in _DIMS:
+            full = getattr(cmb, "slot_" + dim) * count + pair
+            index = np.stack([full, full + s * count])  # (2, M): full and edge slot
+            canonical[dim] = tiling.canonical(dim).ravel()[index]
+            mult[dim] = getattr(tiling, "mult_" + dim).ravel()[index]
+        key = ((pair * width ** 3 + canonical["k"][None, None, :])
+               + (canonical["p"][:, None, None, :] * width ** 2 + canonical["c"][None, :, None, :] * width))
+        weight = (mult["p"][:, None, None, :] * mult["c"][None, :, None, :]) * mult["k"][None, None, :, :]
+        self.weight = weight.reshape(8, len(pair)) * pairs.images[pair]  # tiles of each shape in the layer
+        shapes, self.shape = table.distinct(key.reshape(8, len(pair)), count * width ** 3)
+        self.costs = _shape_costs(pairs, tiling, shapes)
+        self.compute_cycles = self.sums(0)
+        self.last_cycles = self.costs[0][self.shape[7]]  # the (edge, edge, edge) tile
         # Partial sums read back at every tile with c index > 0: (n_c - 1) sweeps of the ofmap.
-        self.sram_ofmap_reads = (self.count_c - 1) * self.ofmap_total
-        self.last_cycles = self.shape_cycles[:, EDGE, EDGE, EDGE]
-        return self
+        self.sram_ofmap_reads = (cmb.count_c - 1) * cmb.ofmap_total
+        self.first_load = reference.dram_cycles(
+            tiling.ifmap_words.ravel()[(cmb.slot_p * width + cmb.slot_c) * count + pair]
+            + tiling.filter_words.ravel()[(cmb.slot_c * width + cmb.slot_k) * count + pair],
+            pairs.word_bits[pair], pairs.dram_bw[pair])
+
+    def sums(self, cost: int) -> np.ndarray:
+        """One fold cost summed over the layer's tiles, per combination.
+
+        ``cost``: 0 cycles, 1 SRAM ifmap reads, 2 SRAM filter reads, 3 SRAM ofmap writes.
+        """
+        return (self.weight * self.costs[cost][self.shape]).sum(axis=0)
+
+    def sram_words(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The fold model's SRAM ifmap reads, filter reads and ofmap writes, per combination."""
+        return self.sums(1), self.sums(2), self.sums(3)
+
+    def counts(self, combo: np.ndarray) -> dict[str, np.ndarray]:
+        weight, shape = self.weight[:, combo], self.shape[:, combo]
+        ifmap, filt, ofmap = ((weight * cost[shape]).sum(axis=0) for cost in self.costs[1:])
+        return {"compute_cycles": self.compute_cycles[combo], "sram_ifmap_reads": ifmap,
+                "sram_filter_reads": filt, "sram_ofmap_reads": self.sram_ofmap_reads[combo],
+                "sram_ofmap_writes": ofmap}
+
+
+class _KeyTable:
+    """Dense tables over a key space, kept between chunks (fresh ones cost page faults)."""
+
+    def __init__(self):
+        self.marked = np.zeros(0, dtype=bool)
+        self.position = np.zeros(0, dtype=np.int64)
+
+    def distinct(self, keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct ``keys`` (all in ``[0, size)``), sorted, and each key's index among them."""
+        if len(self.marked) < size:
+            self.marked = np.zeros(size, dtype=bool)
+            self.position = np.zeros(size, dtype=np.int64)
+        self.marked[keys] = True
+        values = np.flatnonzero(self.marked[:size])
+        self.marked[values] = False
+        self.position[values] = np.arange(len(values))
+        return values, self.position[keys]
+
+
+def _shape_costs(pairs: _Pairs, tiling: _Tiling, shapes: np.ndarray) -> np.ndarray:
+    """(4, U) fold costs (cycles, ifmap reads, filter reads, ofmap writes) of shape keys.
+
+    rs and systolic shapes are computed apart, so each fold model runs only on its own.
+    """
+    width, count = tiling.width, pairs.count
+    pair = shapes // width ** 3  # (floor division and a product are faster than divmod)
+    slot_p = shapes // (width * width) - pair * width
+    slot_c = shapes // width - (pair * width + slot_p) * width
+    slot_k = shapes - (shapes // width) * width
+    dataflow = pairs.dataflow[pair]
+    costs = np.empty((4, len(shapes)), dtype=np.int64)
+    for part in (np.flatnonzero(dataflow == RS), np.flatnonzero(dataflow != RS)):
+        if not len(part):
+            continue
+        on = pair[part]
+        costs[:, part] = tile_costs(
+            dataflow[part], tiling.size_p.ravel()[slot_p[part] * count + on],
+            tiling.size_c.ravel()[slot_c[part] * count + on], tiling.size_k.ravel()[slot_k[part] * count + on],
+            pairs.out_w[on], pairs.k_h[on], pairs.k_w[on], pairs.stride[on], pairs.pe_rows[on], pairs.pe_cols[on])
+    return costs
 
 
 def _transition_classes(order: str):
@@ -251,6 +398,42 @@ def _transition_classes(order: str):
                 yield lam, mult, current, previous, c_positive
 
 
+def _level_classes() -> list[tuple]:
+    """The step classes in terms of loop levels, shared by all loop orders.
+
+    A class's levels, step counts and shape classes per *level* are the same under every
+    order (only which loop sits at a level differs), so one pass evaluates candidates of
+    all orders. Returns ``(lam, mult, current, previous, c_positive)`` tuples: ``mult`` as
+    in `_transition_classes`; ``current`` and ``previous`` the cell (0..7) of the tile's
+    shape classes at levels 2, 3, 4 in C order (``previous`` None for the first step);
+    ``c_positive`` True or False when the same under every order, else a (6,) bool array
+    by order code.
+    """
+    per_order = [list(_transition_classes(order)) for order in LOOP_ORDERS]
+    cell = lambda classes, order: sum(classes[d] << (2 - level) for level, d in enumerate(order))  # noqa: E731
+    classes = []
+    for variants in zip(*per_order):
+        shared = {(lam, tuple(mult), cell(current, order), None if previous is None else cell(previous, order))
+                  for order, (lam, mult, current, previous, _) in zip(LOOP_ORDERS, variants)}
+        assert len(shared) == 1
+        c_positive = np.array([variant[4] for variant in variants])
+        if c_positive.all() or not c_positive.any():
+            c_positive = bool(c_positive[0])
+        classes.append((*shared.pop(), c_positive))
+    return classes
+
+
+_LEVEL_CLASSES = _level_classes()
+# _DIM_CELL[o, j]: for order code o and the cell j = (class at level 2, 3, 4) in C order of a
+# (2, 2, 2) table, the cell of the same tile in a table indexed by (p, c, k) classes.
+_DIM_CLASS = np.array([[[cell[order.index(d)] for d in "pck"] for cell in product((FULL, EDGE), repeat=3)]
+                       for order in LOOP_ORDERS])  # (6, 8, 3)
+_DIM_CELL = _DIM_CLASS @ np.array([4, 2, 1])  # (6, 8)
+_LEVEL_DIM = np.array([[_DIMS.index(d) for d in order] for order in LOOP_ORDERS])  # (6, 3)
+_LEVEL_RELEVANT = {operand: np.array([[d in relevant for d in ("g", "n", *order)] for order in LOOP_ORDERS])
+                   for operand, relevant in _RELEVANT.items()}  # (6, 5) each
+
+
 def _factor(count: np.ndarray, kind: str) -> np.ndarray:
     if kind == "all":
         return count
@@ -263,85 +446,209 @@ def _factor(count: np.ndarray, kind: str) -> np.ndarray:
     return (count > 1).astype(np.int64)  # "last" (exists only when count > 1)
 
 
-def _loop_counts(cmb, order: str) -> list[np.ndarray]:
-    """Iteration counts of the five loop levels (g, n, then the order's tiled loops)."""
-    count = {"g": cmb.groups, "n": cmb.batch, **cmb.counts}
-    return [count[d] for d in ("g", "n", *order)]
+class _StallView:
+    """What `_stall` reads for some candidates, indexed by loop level rather than loop.
 
-
-def _order_dram_words(cmb: "_Combos", order: str) -> dict[str, np.ndarray]:
-    """DRAM words of every combination under one loop order, in closed form.
-
-    An operand's tile is reloaded at every iteration of the innermost loop relevant to it
-    that has more than one iteration (and once at the start), so the operand is swept
-    once per iteration of the irrelevant loops outside that loop. Ofmap tiles are written
-    back once per residency; a residency that starts at a c index > 0 first reads its
-    partial sums back, which happens iff the c loop lies outside that innermost loop.
+    ``ifmap_words``, ``filter_words``, ``ofmap_words`` and ``shape_cycles``: (8, S), by the
+    shape classes (FULL or EDGE) of the loops at levels 2, 3, 4 in C order; ``count``
+    (5, S) the iterations of each level; ``changes[operand]`` (5, S) whether the operand's
+    tile changes at a step where that level advanced; ``code`` the order codes.
     """
-    dims = ("g", "n", *order)
-    counts = _loop_counts(cmb, order)
-    words = {}
-    for operand, total in (("ifmap", cmb.ifmap_total), ("filter", cmb.filter_total), ("ofmap", cmb.ofmap_total)):
-        sweeps = np.ones(len(cmb), dtype=np.int64)
-        inner_advances = np.zeros(len(cmb), dtype=bool)
-        for level in range(4, -1, -1):
-            if dims[level] in _RELEVANT[operand]:
-                inner_advances = inner_advances | (counts[level] > 1)
-            else:
-                sweeps = np.where(inner_advances, sweeps * counts[level], sweeps)
-        words[operand] = sweeps * total
-        if operand == "ofmap":  # the only loop irrelevant to ofmap is c
-            words["psum"] = (sweeps - 1) * total
-    return {"dram_ifmap_reads": words["ifmap"], "dram_filter_reads": words["filter"],
-            "dram_ofmap_reads": words["psum"], "dram_ofmap_writes": words["ofmap"]}
+
+    def __init__(self, pairs: _Pairs, tiling: _Tiling, cmb: _Combos, folds: _Folds, combo: np.ndarray,
+                 code: np.ndarray):
+        s, width, count = tiling.slots, tiling.width, tiling.pair_count
+        pair = cmb.pair[combo]
+        slot = {dim: getattr(cmb, "slot_" + dim)[combo] for dim in _DIMS}
+
+        def lookup(words, a, b):  # the (a, b) tile words of every level cell
+            ia, ib = _DIMS.index(a), _DIMS.index(b)
+            cells = (_DIM_CLASS[:, :, ia] * width + _DIM_CLASS[:, :, ib]).T * (s * count)  # (8, 6)
+            return words.ravel()[np.take(cells, code, axis=1) + ((slot[a] * width + slot[b]) * count + pair)]
+
+        self.code = code
+        self.ifmap_words = lookup(tiling.ifmap_words, "p", "c")
+        self.filter_words = lookup(tiling.filter_words, "c", "k")
+        self.ofmap_words = lookup(tiling.ofmap_words, "p", "k")
+        self.shape_cycles = folds.costs[0][folds.shape.ravel()[np.take(_DIM_CELL.T, code, axis=1) * len(cmb) + combo]]
+        self.word_bits, self.dram_bw = pairs.word_bits[pair], pairs.dram_bw[pair]
+        by_dim = np.stack([cmb.count_p[combo], cmb.count_c[combo], cmb.count_k[combo]])
+        self.count = np.concatenate([cmb.groups[combo][None], cmb.batch[combo][None],
+                                     np.take_along_axis(by_dim, np.take(_LEVEL_DIM.T, code, axis=1), axis=0)])
+        advances = self.count > 1
+        self.changes = {}
+        for operand, relevant in _LEVEL_RELEVANT.items():
+            relevant = np.take(relevant.T, code, axis=1)
+            # Whether a relevant level inside each level advances: a reversed running OR.
+            inner = np.zeros_like(advances)
+            inner[:-1] = np.logical_or.accumulate((relevant & advances)[:0:-1], axis=0)[::-1]
+            self.changes[operand] = relevant | inner
 
 
-def _order_stall(cmb, order: str) -> np.ndarray:
+def _stall(view: _StallView) -> np.ndarray:
     """Exact stall cycles before the final write-back: sum of max(0, L[i] - C[i-1])."""
-    dims = ("g", "n", *order)
-    counts = _loop_counts(cmb, order)
-    advances = [c > 1 for c in counts]
-    size = len(cmb.word_bits)
-    changes_cache: dict[tuple[str, int], Any] = {}
-
-    def changes(operand: str, lam: int):
-        """Whether the operand's tile changes at a step where level ``lam`` advanced."""
-        key = (operand, lam)
-        if key not in changes_cache:
-            if lam < 0 or dims[lam] in _RELEVANT[operand]:
-                flag: Any = True
-            else:
-                flag = np.zeros(size, dtype=bool)
-                for level in range(lam + 1, 5):
-                    if dims[level] in _RELEVANT[operand]:
-                        flag = flag | advances[level]
-            changes_cache[key] = flag
-        return changes_cache[key]
-
-    factors: dict[tuple[int, str], np.ndarray] = {}
-    stall = np.zeros(size, dtype=np.int64)
-    for lam, mult_spec, cur, prev, c_positive in _TRANSITIONS[order]:
-        mult = None
-        for level, kind in mult_spec:
-            if (level, kind) not in factors:
-                factors[(level, kind)] = _factor(counts[level], kind)
-            mult = factors[(level, kind)] if mult is None else mult * factors[(level, kind)]
-        words = np.where(changes("ifmap", lam), cmb.ifmap_words[:, cur["p"], cur["c"]], 0)
-        words = words + np.where(changes("filter", lam), cmb.filter_words[:, cur["c"], cur["k"]], 0)
-        if prev is None:  # the first step: nothing before it
-            stall = stall + reference.dram_cycles(words, cmb.word_bits, cmb.dram_bw)
+    steps: dict[tuple, np.ndarray] = {}  # step counts of class prefixes, shared by classes
+    advancing = (view.count > 1).any(axis=1).tolist()
+    stall = np.zeros(len(view.code), dtype=np.int64)
+    for lam, mult_spec, now, before, c_positive in _LEVEL_CLASSES:
+        if before is None:  # the first step loads everything, nothing before it
+            words = view.ifmap_words[now] + view.filter_words[now]
+            stall = stall + reference.dram_cycles(words, view.word_bits, view.dram_bw)
             continue
-        ofmap_change = changes("ofmap", lam)
-        if c_positive:
-            words = words + np.where(ofmap_change, cmb.ofmap_words[:, cur["p"], cur["k"]], 0)
-        words = words + np.where(ofmap_change, cmb.ofmap_words[:, prev["p"], prev["k"]], 0)
-        load_cycles = reference.dram_cycles(words, cmb.word_bits, cmb.dram_bw)
-        previous_cycles = cmb.shape_cycles[:, prev["p"], prev["c"], prev["k"]]
-        stall = stall + mult * np.maximum(load_cycles - previous_cycles, 0)
+        if not advancing[lam]:  # no candidate has such a step
+            continue
+        for end in range(1, len(mult_spec) + 1):
+            if mult_spec[:end] not in steps:
+                factor = _factor(view.count[mult_spec[end - 1][0]], mult_spec[end - 1][1])
+                steps[mult_spec[:end]] = factor if end == 1 else steps[mult_spec[:end - 1]] * factor
+        ofmap_change = view.changes["ofmap"][lam]
+        words = (view.ifmap_words[now] * view.changes["ifmap"][lam]
+                 + view.filter_words[now] * view.changes["filter"][lam]
+                 + view.ofmap_words[before] * ofmap_change)
+        if c_positive is not False:  # the step reads partial sums back
+            if c_positive is not True:
+                ofmap_change = ofmap_change & c_positive[view.code]
+            words = words + view.ofmap_words[now] * ofmap_change
+        load_cycles = reference.dram_cycles(words, view.word_bits, view.dram_bw)
+        stall = stall + steps[mult_spec] * np.maximum(load_cycles - view.shape_cycles[before], 0)
     return stall
 
 
-_TRANSITIONS = {order: list(_transition_classes(order)) for order in LOOP_ORDERS}
+class _Evaluated(NamedTuple):
+    """Exactly evaluated candidates: combination, order row, cycles, counts and floats."""
+
+    combo: np.ndarray
+    row: np.ndarray
+    total_cycles: np.ndarray
+    counts: dict[str, np.ndarray]
+    floats: dict[str, np.ndarray]
+
+    def primary(self, objective: str) -> np.ndarray:
+        return mapper.objective_keys(objective, self.total_cycles, self.floats["energy_pj"])[0]
+
+    def join(self, other: "_Evaluated") -> "_Evaluated":
+        """These candidates followed by ``other``'s."""
+        fields = lambda a, b: {name: np.concatenate([a[name], b[name]]) for name in a}  # noqa: E731
+        return _Evaluated(np.concatenate([self.combo, other.combo]), np.concatenate([self.row, other.row]),
+                          np.concatenate([self.total_cycles, other.total_cycles]),
+                          fields(self.counts, other.counts), fields(self.floats, other.floats))
+
+
+class _Evaluator:
+    """Exact cycles and result fields of candidates (combination index, order row)."""
+
+    def __init__(self, pairs: _Pairs, tiling: _Tiling, cmb: _Combos, folds: _Folds, sweeps: dict[str, np.ndarray],
+                 orders: tuple[int, ...]):
+        self.pairs, self.tiling, self.cmb, self.folds, self.sweeps, self.orders = (
+            pairs, tiling, cmb, folds, sweeps, orders)
+
+    def cycles(self, combo: np.ndarray, row: np.ndarray) -> np.ndarray:
+        view = _StallView(self.pairs, self.tiling, self.cmb, self.folds, combo, np.asarray(self.orders)[row])
+        return self.folds.compute_cycles[combo] + _stall(view) + self.cmb.last_writeback[combo]
+
+    def results(self, combo: np.ndarray, row: np.ndarray) -> _Evaluated:
+        total = self.cycles(combo, row)
+        counts = {**self.folds.counts(combo), **_dram_counts(self.cmb, self.sweeps, combo, row)}
+        p, pair = self.pairs, self.cmb.pair[combo]
+        floats = reference.derived_fields(
+            p.macs[pair], p.rf_accesses[pair], counts, total, p.pe_rows[pair], p.pe_cols[pair], p.rf_bytes[pair],
+            p.ifmap_kb[pair], p.filter_kb[pair], p.ofmap_kb[pair], p.word_bits[pair], p.freq_mhz[pair],
+            p.area[pair])
+        return _Evaluated(combo, row, total, counts, floats)
+
+    def primary(self, objective: str, combo: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """The objective's primary key of candidates, exactly."""
+        if objective == "latency":
+            return self.cycles(combo, row)
+        return self.results(combo, row).primary(objective)
+
+
+def _energy_bound(coef: dict[str, np.ndarray], cmb: _Combos, sweeps: dict[str, np.ndarray], fold_words,
+                  cycles: np.ndarray) -> np.ndarray:
+    """(orders, M) lower bound on energy_pj, given lower bounds on cycles.
+
+    ``fold_words``: the fold model's SRAM (ifmap reads, filter reads, ofmap writes) per
+    combination, or None before fold costs are known (then they count as zero).
+    """
+    pair = cmb.pair
+    dram, ofmap = coef["dram"][pair], coef["ofmap"][pair]
+    base = coef["fixed"][pair] + ofmap * ((cmb.count_c - 1) * cmb.ofmap_total)
+    if fold_words is not None:
+        base = base + (coef["ifmap"][pair] * fold_words[0] + coef["filter"][pair] * fold_words[1]
+                       + ofmap * fold_words[2])
+    per_ifmap = (coef["ifmap"][pair] + dram) * cmb.ifmap_total
+    per_filter = (coef["filter"][pair] + dram) * cmb.filter_total
+    per_ofmap = (ofmap + dram) * cmb.ofmap_total
+    value = (base + per_ifmap * sweeps["ifmap"] + per_filter * sweeps["filter"]
+             + per_ofmap * (2 * sweeps["ofmap"] - 1) + coef["leak"][pair] * cycles)
+    return value * (1.0 - BOUND_MARGIN)
+
+
+def _bound_key(objective: str, coef, cmb: _Combos, sweeps, fold_words, cycles: np.ndarray) -> np.ndarray:
+    """(orders, M) lower bound on the objective's primary key, given lower bounds on cycles."""
+    if objective == "latency":
+        return cycles
+    bound = _energy_bound(coef, cmb, sweeps, fold_words, cycles)
+    if objective == "energy":
+        return bound
+    return bound * cycles * (1.0 - BOUND_MARGIN)
+
+
+def _per_pair_min(values: np.ndarray, pair: np.ndarray, count: int) -> np.ndarray:
+    """Minimum of ``values`` over each pair's entries (``pair`` sorted); inf where none."""
+    out = np.full(count, np.inf)
+    if len(pair):
+        starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
+        out[pair[starts]] = np.minimum.reduceat(values, starts)
+    return out
+
+
+def _probe(key: np.ndarray, by_combo: np.ndarray, pair: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair, one candidate (combination, order row) with the smallest ``key`` (orders, M).
+
+    ``by_combo``: ``key.min(axis=0)``.
+    """
+    best = _per_pair_min(by_combo.astype(np.float64), pair, count)
+    at_best = np.flatnonzero(by_combo == best[pair])
+    first = np.ones(len(at_best), dtype=bool)
+    first[1:] = pair[at_best][1:] != pair[at_best][:-1]
+    combo = at_best[first]
+    return combo, key[:, combo].argmin(axis=0)
+
+
+def _search(pairs: _Pairs, tiling: _Tiling, cmb: _Combos, objective: str,
+            table: _KeyTable) -> tuple[_Evaluator, _Evaluated]:
+    """Prune the search's candidates by bounds and evaluate exactly those that can win."""
+    orders = tuple(range(len(LOOP_ORDERS)))
+    sweeps = _sweeps(cmb, orders)
+    traffic = _traffic_cycles(cmb, sweeps) + cmb.last_writeback
+    coef = pairs.energy_coefficients() if objective != "latency" else None
+    # 1. Before any fold cost: probe the best traffic bound, drop what cannot beat it.
+    key = _bound_key(objective, coef, cmb, sweeps, None, traffic)
+    by_combo = key.min(axis=0)
+    probe_combo, probe_row = _probe(key, by_combo, cmb.pair, pairs.count)
+    probe_cmb = cmb.restrict(probe_combo)
+    probe_sweeps = {name: values[:, probe_combo] for name, values in sweeps.items()}
+    probe = _Evaluator(pairs, tiling, probe_cmb, _Folds(pairs, tiling, probe_cmb, table), probe_sweeps, orders)
+    threshold = np.full(pairs.count, np.inf)
+    threshold[probe_cmb.pair] = probe.primary(objective, np.arange(len(probe_combo)), probe_row)
+    keep = np.flatnonzero(by_combo <= threshold[cmb.pair])
+    cmb = cmb.restrict(keep)
+    sweeps = {name: values[:, keep] for name, values in sweeps.items()}
+    # 2. With fold costs: the full bound; probe the best one (usually the winner), then
+    # evaluate exactly every candidate whose bound does not exceed the best value known.
+    folds = _Folds(pairs, tiling, cmb, table)
+    cycles = np.maximum(folds.compute_cycles + folds.first_load + cmb.last_writeback,
+                        traffic[:, keep] + folds.last_cycles)
+    key = _bound_key(objective, coef, cmb, sweeps, folds.sram_words() if coef is not None else None, cycles)
+    evaluator = _Evaluator(pairs, tiling, cmb, folds, sweeps, orders)
+    probe = evaluator.results(*_probe(key, key.min(axis=0), cmb.pair, pairs.count))
+    probe_pair = cmb.pair[probe.combo]
+    threshold[probe_pair] = np.minimum(threshold[probe_pair], probe.primary(objective))
+    survive = key <= threshold[cmb.pair]
+    survive[probe.row, probe.combo] = False  # evaluated already
+    row, combo = np.nonzero(survive)
+    return evaluator, probe.join(evaluator.results(combo, row))
 
 
 def _empty_result(count: int) -> dict[str, np.ndarray]:
@@ -358,170 +665,57 @@ def _empty_result(count: int) -> dict[str, np.ndarray]:
     return out
 
 
-class _StallView:
-    """What `_order_stall` reads, for some combinations of a `_Combos` with fold costs."""
-
-    def __init__(self, cmb: _Combos, index: np.ndarray):
-        for name in ("ifmap_words", "filter_words", "ofmap_words", "shape_cycles", "groups", "batch",
-                     "word_bits", "dram_bw"):
-            setattr(self, name, getattr(cmb, name)[index])
-        self.counts = {dim: values[index] for dim, values in cmb.counts.items()}
-
-
-class _Candidates:
-    """(order, combination) candidates of a chunk with closed-form counts and cycle bounds."""
-
-    def __init__(self, pairs: _Pairs, cmb: _Combos, orders: tuple[str, ...]):
-        size = len(cmb)
-        self.orders = orders
-        self.combo = np.tile(np.arange(size), len(orders))
-        self.order = np.repeat(np.arange(len(orders)), size)
-        self.rank = self.order * LADDER_SLOTS ** 3 + cmb.position[self.combo]
-        self.pair = cmb.pair[self.combo]
-        per_order = [_order_dram_words(cmb, order) for order in orders]
-        self.counts = {name: np.concatenate([words[name] for words in per_order]) for name in per_order[0]}
-        for name in ("compute_cycles", "sram_ifmap_reads", "sram_filter_reads", "sram_ofmap_reads",
-                     "sram_ofmap_writes"):
-            self.counts[name] = getattr(cmb, name)[self.combo]
-        # Lower bound on total cycles. Compute cannot start before the first load and the
-        # last write-back follows the last compute; the DRAM channel is serial and the last
-        # load precedes the last compute. (The margin keeps the bound valid under rounding.)
-        moved = (self.counts["dram_ifmap_reads"] + self.counts["dram_filter_reads"]
-                 + self.counts["dram_ofmap_reads"] + self.counts["dram_ofmap_writes"]
-                 - cmb.last_writeback_words[self.combo])
-        dram_bound = _traffic_bound(moved, cmb.word_bits[self.combo], cmb.dram_bw[self.combo])
-        self.lower_cycles = np.maximum(
-            self.counts["compute_cycles"] + cmb.first_load[self.combo] + cmb.last_writeback[self.combo],
-            dram_bound + cmb.last_cycles[self.combo] + cmb.last_writeback[self.combo])
-
-    def exact_cycles(self, cmb: _Combos, chosen: np.ndarray) -> np.ndarray:
-        """Exact total cycles of the candidates ``chosen`` (indices), by loop order."""
-        total = np.empty(len(chosen), dtype=np.int64)
-        orders = self.order[chosen]
-        for code, order in enumerate(self.orders):
-            where = np.flatnonzero(orders == code)
-            if len(where):
-                combos = self.combo[chosen[where]]
-                stall = _order_stall(_StallView(cmb, combos), order)
-                total[where] = (cmb.compute_cycles[combos] + stall + cmb.last_writeback[combos])
-        return total
-
-
-def _derived(pairs: _Pairs, cand: _Candidates, chosen: np.ndarray, total_cycles: np.ndarray):
-    pair = cand.pair[chosen]
-    take = lambda x: x[pair]  # noqa: E731
-    counts = {name: values[chosen] for name, values in cand.counts.items()}
-    return reference.derived_fields(
-        take(pairs.macs), take(pairs.rf_accesses), counts, total_cycles, take(pairs.pe_rows),
-        take(pairs.pe_cols), take(pairs.rf_bytes), take(pairs.ifmap_kb), take(pairs.filter_kb),
-        take(pairs.ofmap_kb), take(pairs.word_bits), take(pairs.freq_mhz), take(pairs.area))
-
-
-def _primary(objective: str, total_cycles, energy_pj):
-    return mapper.objective_keys(objective, total_cycles, energy_pj)[0]
-
-
-def _per_pair_min(values: np.ndarray, pair: np.ndarray, count: int) -> np.ndarray:
-    """Minimum of ``values`` over each pair's entries (``pair`` sorted); inf where none."""
-    out = np.full(count, np.inf)
-    if len(pair):
-        starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
-        out[pair[starts]] = np.minimum.reduceat(values, starts)
-    return out
-
-
-def _prune_by_traffic(pairs: _Pairs, cmb: _Combos, orders: tuple[str, ...]) -> _Combos:
-    """Drop combinations whose DRAM traffic alone makes them slower than a known candidate.
-
-    Latency only, and before any fold cost is computed: the DRAM channel is serial, so
-    total cycles >= (DRAM words moved) * bytes per word / dram_bw. The probe of a pair is its
-    least-traffic candidate, simulated exactly.
-    """
-    moved = np.stack([sum(words.values()) for words in (_order_dram_words(cmb, order) for order in orders)])
-    lower = _traffic_bound(moved - cmb.last_writeback_words, cmb.word_bits, cmb.dram_bw) + cmb.last_writeback
-    best_order = lower.argmin(axis=0)
-    lower = lower.min(axis=0)  # (M,)
-    is_min = lower == _per_pair_min(lower, cmb.pair, pairs.count)[cmb.pair]
-    candidates = np.flatnonzero(is_min)
-    _, first = np.unique(cmb.pair[candidates], return_index=True)
-    probe = candidates[first]
-    probes = cmb.restrict(probe).add_fold_costs(pairs)
-    threshold = np.full(pairs.count, np.inf)
-    for code, order in enumerate(orders):
-        where = np.flatnonzero(best_order[probe] == code)
-        if len(where):
-            view = _StallView(probes, where)
-            threshold[probes.pair[where]] = (probes.compute_cycles[where] + _order_stall(view, order)
-                                             + probes.last_writeback[where])
-    return cmb.restrict(np.flatnonzero(lower <= threshold[cmb.pair]))
-
-
-def _traffic_bound(words, word_bits, dram_bw):
-    """A lower bound on the DRAM cycles of moving ``words`` in any number of transfers.
-
-    sum(ceil(x_i)) >= sum(x_i); the relative margin keeps the bound valid under rounding.
-    """
-    return np.floor(words * word_bits / 8.0 / dram_bw * (1.0 - 1e-12)).astype(np.int64)
-
-
-def _simulate_chunk(columns: dict[str, np.ndarray], mapping: str | Mapping, objective: str) -> dict[str, np.ndarray]:
+def _simulate_chunk(columns: dict[str, np.ndarray], mapping: str | Mapping, objective: str,
+                    table: _KeyTable) -> dict[str, np.ndarray]:
     pairs = _Pairs(columns)
     if mapping == "search":
-        combos, orders = _search_combos(pairs), LOOP_ORDERS
-    elif mapping == "scalesim":
-        combos, orders = _fixed_combos(pairs, None), ("pck",)
+        tiling, feasible = _Tiling.search(pairs)
+        evaluator, done = _search(pairs, tiling, _Combos(pairs, tiling, feasible), objective, table)
     else:
-        combos, orders = _fixed_combos(pairs, mapping), (mapping.order,)
-    cmb = _Combos(pairs, combos)
-    if mapping == "search" and objective == "latency":
-        cmb = _prune_by_traffic(pairs, cmb, orders)
-    cmb.add_fold_costs(pairs)
-    cand = _Candidates(pairs, cmb, orders)
-    everyone = np.arange(len(cand.pair))
-    # Prune: every objective grows with total cycles, so a candidate whose objective at its
-    # lower bound exceeds the exact objective of some candidate of its pair cannot win.
-    if objective == "latency":
-        lower = cand.lower_cycles
-    else:
-        lower = _primary(objective, cand.lower_cycles,
-                         _derived(pairs, cand, everyone, cand.lower_cycles)["energy_pj"])
-    lower_by_combo = lower.reshape(len(orders), len(cmb)).min(axis=0)
-    best_lower = _per_pair_min(lower_by_combo.astype(np.float64), cmb.pair, pairs.count)
-    probes = np.flatnonzero(lower == best_lower[cand.pair])
-    probe_cycles = cand.exact_cycles(cmb, probes)
-    probe_value = _primary(objective, probe_cycles, _derived(pairs, cand, probes, probe_cycles)["energy_pj"])
-    threshold = np.full(pairs.count, np.inf)
-    np.minimum.at(threshold, cand.pair[probes], probe_value)
-    survivors = np.flatnonzero(lower <= threshold[cand.pair])
-    total_cycles = cand.exact_cycles(cmb, survivors)
-    floats = _derived(pairs, cand, survivors, total_cycles)
-    primary, secondary = mapper.objective_keys(objective, total_cycles, floats["energy_pj"])
+        totals = (pairs.out_h, pairs.cg, pairs.kg)
+        if mapping == "scalesim":  # the whole layer, capacities not enforced
+            tiling = _Tiling(pairs, {dim: total[None, :] for dim, total in zip(_DIMS, totals)})
+            feasible = np.ones((1, 1, 1, pairs.count), dtype=bool)
+            orders = (LOOP_ORDERS.index("pck"),)
+        else:  # a tile larger than its dimension is the whole dimension
+            tiles = (mapping.tile_p, mapping.tile_c, mapping.tile_k)
+            tiling = _Tiling(pairs, {dim: np.minimum(tile, total)[None, :]
+                                     for dim, tile, total in zip(_DIMS, tiles, totals)})
+            feasible = tiling.fits(pairs)
+            orders = (LOOP_ORDERS.index(mapping.order),)
+        cmb = _Combos(pairs, tiling, feasible)
+        evaluator = _Evaluator(pairs, tiling, cmb, _Folds(pairs, tiling, cmb, table), _sweeps(cmb, orders), orders)
+        done = evaluator.results(np.arange(len(cmb)), np.zeros(len(cmb), dtype=np.int64))
+    cmb, combo, row = evaluator.cmb, done.combo, done.row
+    pair = cmb.pair[combo]
     # The reference's choice: smallest (primary, secondary, candidate index) per pair.
-    pair = cand.pair[survivors]
-    ranking = np.lexsort((cand.rank[survivors], secondary, primary, pair))
+    primary, secondary = mapper.objective_keys(objective, done.total_cycles, done.floats["energy_pj"])
+    position = (cmb.slot_p[combo] * LADDER_SLOTS + cmb.slot_c[combo]) * LADDER_SLOTS + cmb.slot_k[combo]
+    ranking = np.lexsort((row * LADDER_SLOTS ** 3 + position, secondary, primary, pair))
     first = np.ones(len(ranking), dtype=bool)
     first[1:] = pair[ranking][1:] != pair[ranking][:-1]
-    best = ranking[first]  # index into survivors
+    best = ranking[first]  # index into the evaluated candidates
     chosen = pair[best]
-    winner = survivors[best]
 
     out = _empty_result(pairs.count)
     out["area_mm2"] = pairs.area.astype(np.float64)
     out["feasible"][chosen] = True
-    out["total_cycles"][chosen] = total_cycles[best]
+    out["total_cycles"][chosen] = done.total_cycles[best]
     for name in ("compute_cycles", *reference.COUNT_FIELDS):
-        out[name][chosen] = cand.counts[name][winner]
-    out["stall_cycles"][chosen] = total_cycles[best] - cand.counts["compute_cycles"][winner]
-    for name, values in floats.items():
+        out[name][chosen] = done.counts[name][best]
+    out["stall_cycles"][chosen] = done.total_cycles[best] - done.counts["compute_cycles"][best]
+    for name, values in done.floats.items():
         out[name][chosen] = values[best]
     out["macs"][chosen] = pairs.macs[chosen]
     out["rf_accesses"][chosen] = pairs.rf_accesses[chosen]
     if mapping == "search" or mapping == "scalesim":
         out["map_kind"][chosen] = mapping
-        out["map_order"][chosen] = np.array(orders, dtype=object)[cand.order[winner]]
-        out["map_tile_p"][chosen] = cmb.tile_p[cand.combo[winner]]
-        out["map_tile_c"][chosen] = cmb.tile_c[cand.combo[winner]]
-        out["map_tile_k"][chosen] = cmb.tile_k[cand.combo[winner]]
+        out["map_order"][chosen] = np.array([LOOP_ORDERS[code] for code in evaluator.orders],
+                                            dtype=object)[row[best]]
+        for dim in _DIMS:
+            slot = getattr(cmb, "slot_" + dim)[combo[best]]
+            tiles = getattr(evaluator.tiling, "tile_" + dim)  # (S, B)
+            out["map_tile_" + dim][chosen] = tiles.ravel()[slot * pairs.count + chosen]
     else:
         for name, value in mapping.to_dict().items():
             out[name][chosen] = value
@@ -545,33 +739,17 @@ def simulate_columns(columns: dict[str, np.ndarray], mapping: str | Mapping, obj
         One array per RESULT_FIELDS name.
     """
     count = len(columns["in_h"])
+    if mapping == "scalesim":  # SCALE-Sim's output grid, as the reference does
+        columns = dict(columns)
+        for size, kernel in (("in_h", "k_h"), ("in_w", "k_w")):
+            columns[size] = columns[size] + reference.scalesim_overhang(
+                columns[size], columns[kernel], columns["stride"], columns["pad"])
     out = _empty_result(count)
-    for start, stop in _chunks(columns, mapping == "search"):
-        chunk = _simulate_chunk({name: values[start:stop] for name, values in columns.items()}, mapping, objective)
+    table = _KeyTable()
+    for start in range(0, count, CHUNK_PAIRS):
+        stop = min(start + CHUNK_PAIRS, count)
+        chunk = _simulate_chunk({name: values[start:stop] for name, values in columns.items()}, mapping, objective,
+                                table)
         for name in out:
             out[name][start:stop] = chunk[name]
     return out
-
-
-def _chunks(columns: dict[str, np.ndarray], search: bool) -> list[tuple[int, int]]:
-    """Row ranges of at most CHUNK_COMBOS tile combinations (an upper bound) and CHUNK_PAIRS pairs.
-
-    Large chunks amortise NumPy's per-call overhead; the cap bounds memory (a combination
-    holds a few dozen int64 values).
-    """
-    count = len(columns["in_h"])
-    if not search:
-        return [(start, min(start + CHUNK_PAIRS, count)) for start in range(0, count, CHUNK_PAIRS)]
-    out_h = (columns["in_h"] + 2 * columns["pad"] - columns["k_h"]) // columns["stride"] + 1
-    combos = np.ones(count, dtype=np.int64)
-    for dim in (out_h, columns["in_c"] // columns["groups"], columns["out_c"] // columns["groups"]):
-        combos *= _ladders(dim)[1].sum(axis=1)
-    bounds, start, total = [], 0, 0
-    for position, size in enumerate(combos.tolist()):
-        if position > start and (total + size > CHUNK_COMBOS or position - start >= CHUNK_PAIRS):
-            bounds.append((start, position))
-            start, total = position, 0
-        total += size
-    if start < count:
-        bounds.append((start, count))
-    return bounds

@@ -8,6 +8,8 @@ an infeasible row are defined here too.
 
 from __future__ import annotations
 
+import dataclasses
+
 import itertools
 import math
 from dataclasses import dataclass, fields
@@ -254,6 +256,26 @@ def simulate_mapping(layer: Layer, accelerator: Accelerator, mapping: Mapping) -
     return finish(layer, accelerator, step_schedule(layer, accelerator, mapping), mapping)
 
 
+def scalesim_overhang(in_size, kernel, stride, pad):
+    """Input rows (columns) to add so that a floor-rounded conv sees SCALE-Sim's output grid.
+
+    SCALE-Sim rounds the output size up (`systolic.scalesim_ofmap_size`): when ``stride``
+    does not divide ``in + 2*pad - kernel`` its last window hangs over the input edge and is
+    computed (and its missing inputs read) all the same. Extending the input by this many
+    rows makes ``Layer.out_h`` equal SCALE-Sim's, so the ``scalesim`` mapping reproduces
+    SCALE-Sim's work and counts. Works on ints and numpy arrays alike.
+    """
+    return (kernel - in_size - 2 * pad) % stride
+
+
+def scalesim_layer(layer: Layer) -> Layer:
+    """`layer` on SCALE-Sim's output grid (see `scalesim_overhang`)."""
+    return dataclasses.replace(
+        layer,
+        in_h=layer.in_h + scalesim_overhang(layer.in_h, layer.k_h, layer.stride, layer.pad),
+        in_w=layer.in_w + scalesim_overhang(layer.in_w, layer.k_w, layer.stride, layer.pad))
+
+
 def scalesim_mapping(layer: Layer) -> Mapping:
     """SCALE-Sim's fixed mapping: the whole layer as one tile per image and group."""
     return Mapping("pck", layer.out_h, layer.in_c_per_group, layer.out_c_per_group, kind="scalesim")
@@ -286,6 +308,7 @@ def simulate(layer: Layer, accelerator: Accelerator, mapping: str | Mapping = "s
     if isinstance(mapping, Mapping):
         return SimResult(**simulate_mapping(layer, accelerator, mapping))
     if mapping == "scalesim":
+        layer = scalesim_layer(layer)
         return SimResult(**simulate_mapping(layer, accelerator, scalesim_mapping(layer)))
     if mapping != "search":
         raise SpaceError(f"mapping = {mapping!r}: expected 'search', 'scalesim' or a Mapping")
