@@ -1,0 +1,165 @@
+"""The evaluator artifact: one file, loaded with ``torch.load(weights_only=True)``.
+
+Layout (a plain dict of tensors, strings, numbers, lists and dicts, so loading never runs
+code from the file):
+
+``format``            ``"dance-evaluator"``
+``format_version``    `FORMAT_VERSION`
+``package_version``   the writing package's version
+``network_config``    `EvaluatorNetwork` constructor arguments
+``state_dict``        weights and normalisation buffers (``layer_mean`` ... ``target_std``)
+``feature_spec``      `evaluator.features.feature_spec()` at training time
+``targets``           ``{"latency": "total_cycles", "energy": "energy_pj", "area": "area_mm2"}``
+``dataset_metadata``  the training dataset's metadata (simulator version, space hash, ...)
+``metrics``           the validation report (`evaluator.report`)
+``extra``             training config, split definition, anything else JSON-like
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evaluator.features import feature_spec
+from evaluator.network import TARGET_COLUMNS, EvaluatorNetwork
+from evaluator.predictor import Evaluator
+
+FORMAT = "dance-evaluator"
+FORMAT_VERSION = 1
+_REQUIRED_KEYS = ("format", "format_version", "network_config", "state_dict", "feature_spec", "targets")
+
+
+class EvaluatorLoadError(ValueError):
+    """An artifact that cannot be loaded: missing, corrupt, foreign or incompatible."""
+
+
+def _plain(value: Any) -> Any:
+    """JSON-like copy of ``value`` (numpy scalars to Python, tuples to lists, paths to str)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value
+    if isinstance(value, float):
+        return value
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return str(value)
+
+
+def save(evaluator: Evaluator, path: str | os.PathLike) -> Path:
+    """Write ``evaluator`` to ``path`` atomically (temporary name, then rename).
+
+    Parameters
+    ----------
+    evaluator : Evaluator
+        The trained evaluator with its dataset metadata and metrics.
+    path : str or PathLike
+        Destination file (conventionally ``evaluator.pt``); parent folders are created.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from dataset_gen import __version__ as package_version
+
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "package_version": package_version,
+        "network_config": _plain(evaluator.network.config),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in evaluator.network.state_dict().items()},
+        "feature_spec": feature_spec(),
+        "targets": dict(TARGET_COLUMNS),
+        "dataset_metadata": _plain(evaluator.dataset_metadata),
+        "metrics": _plain(evaluator.metrics),
+        "extra": _plain(evaluator.extra),
+    }
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(payload, stream)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load(path: str | os.PathLike) -> Evaluator:
+    """Load a frozen `Evaluator` from one artifact file.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A file written by `save` (``dance-train`` writes ``out/evaluator.pt``).
+
+    Returns
+    -------
+    Evaluator
+        In eval mode, every parameter with ``requires_grad = False``.
+
+    Raises
+    ------
+    EvaluatorLoadError
+        The file is missing, unreadable, not an evaluator artifact, written by a newer
+        format, encoded with other features, or its weights do not fit its network; the
+        message names the file and what is wrong.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EvaluatorLoadError(f"{path}: no such evaluator artifact (file not found)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any reason means "not a readable artifact"
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise EvaluatorLoadError(
+            f"{path}: not a readable evaluator artifact (torch.load with weights_only=True failed: {reason})"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise EvaluatorLoadError(f"{path}: not a dance evaluator artifact (format is {found!r}, expected {FORMAT!r})")
+    missing = [key for key in _REQUIRED_KEYS if key not in payload]
+    if missing:
+        raise EvaluatorLoadError(f"{path}: evaluator artifact is missing {missing}")
+    if not isinstance(payload["format_version"], int) or payload["format_version"] > FORMAT_VERSION:
+        raise EvaluatorLoadError(
+            f"{path}: artifact format version {payload['format_version']!r} is newer than this package "
+            f"reads ({FORMAT_VERSION}); upgrade the package"
+        )
+    if payload["feature_spec"] != feature_spec():
+        raise EvaluatorLoadError(
+            f"{path}: the artifact was trained on another feature encoding than this package's "
+            f"(artifact: {json.dumps(payload['feature_spec'])[:300]}); retrain it with this version"
+        )
+    if payload["targets"] != dict(TARGET_COLUMNS):
+        raise EvaluatorLoadError(f"{path}: unknown targets {payload['targets']!r}, expected {dict(TARGET_COLUMNS)!r}")
+    try:
+        network = EvaluatorNetwork(**payload["network_config"])
+    except (TypeError, ValueError) as error:
+        raise EvaluatorLoadError(f"{path}: invalid network_config {payload['network_config']!r}: {error}") from None
+    state = payload["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise EvaluatorLoadError(f"{path}: state_dict is not a dict of tensors")
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()
+        raise EvaluatorLoadError(f"{path}: weights do not fit the stored network config: {' '.join(first)[:400]}") from None
+    bad = [name for name, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if bad:
+        raise EvaluatorLoadError(f"{path}: non-finite values in {bad[:5]}")
+    return Evaluator(network, payload.get("dataset_metadata") or {}, payload.get("metrics") or {},
+                     payload.get("extra") or {})
+

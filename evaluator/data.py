@@ -1,0 +1,476 @@
+"""Simulator datasets as training batches: the split, the statistics, the LightningDataModule.
+
+The split is a pure function of a row's *inputs* (its layer and accelerator fields): a
+64-bit hash of their canonical values picks train, validation or test. So the same pair
+always lands in the same split, whatever the shard layout, the row order or the number of
+workers, and duplicated pairs never straddle train and test.
+
+Two code paths read the Parquet shards (``pyarrow.dataset``): a dataset that fits in memory
+is read and encoded once into tensors; a larger one is streamed shard by shard, record batch
+by record batch, shuffled within a bounded buffer. Both give the same rows per split.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as pads
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from dataset_gen.space import ACCELERATOR_FIELDS, DATAFLOWS, LAYER_FIELDS, SpaceError
+from evaluator.features import D_ACC, D_LAYER, D_PAIR, encode_accelerators, encode_layers, pair_features
+from evaluator.network import COMPONENT_COLUMNS, LOG1P_COLUMNS, TARGET_MATRIX_COLUMNS
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+INPUT_FIELDS: tuple[str, ...] = (*LAYER_FIELDS, *ACCELERATOR_FIELDS)
+RESULT_COLUMNS: tuple[str, ...] = ("feasible", "total_cycles", "energy_pj", "area_mm2", *COMPONENT_COLUMNS)
+_LAYER_DEFAULTS = {"k_h": 1, "k_w": 1, "stride": 1, "pad": 0, "groups": 1, "batch": 1}
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+# ------------------------------------------------------------------------------- split
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser (Steele et al. 2014): a bijective, well-mixing uint64 hash."""
+    with np.errstate(over="ignore"):
+        x = (x + np.uint64(0x9E3779B97F4A7C15)) & _MASK64
+        x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK64
+        x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK64
+        return x ^ (x >> np.uint64(31))
+
+
+def pair_hash(pairs: pd.DataFrame, salt: int = 0) -> np.ndarray:
+    """A uint64 hash of each row's layer and accelerator fields (nothing else).
+
+    Numbers are hashed as float64 (so ``64`` and ``64.0`` agree); ``dataflow`` by its index
+    in `DATAFLOWS`; missing optional layer fields take `Layer`'s defaults.
+    """
+    n = len(pairs)
+    state = _splitmix64(np.full(n, np.uint64(salt & 0xFFFFFFFFFFFFFFFF), dtype=np.uint64))
+    for position, field in enumerate(INPUT_FIELDS):
+        if field == "dataflow":
+            lookup = {name: i for i, name in enumerate(DATAFLOWS)}
+            codes = pairs[field].map(lookup)
+            if codes.isna().any():
+                row = int(np.flatnonzero(codes.isna().to_numpy())[0])
+                raise SpaceError(f"accelerator.dataflow = {pairs[field].iloc[row]!r} (row {row}): expected one of {list(DATAFLOWS)}")
+            bits = codes.to_numpy(dtype=np.uint64)
+        else:
+            if field in pairs.columns:
+                values = pd.to_numeric(pairs[field]).to_numpy(dtype=np.float64)
+            elif field in _LAYER_DEFAULTS:
+                values = np.full(n, float(_LAYER_DEFAULTS[field]))
+            else:
+                raise SpaceError(f"pairs: missing column {field!r}")
+            bits = (values + 0.0).view(np.uint64)  # + 0.0 turns -0.0 into +0.0
+        with np.errstate(over="ignore"):
+            state = _splitmix64(state ^ _splitmix64(bits + np.uint64(position)))
+    return state
+
+
+def assign_split(pairs: pd.DataFrame, fractions: Sequence[float] = (0.8, 0.1, 0.1), salt: int = 0) -> np.ndarray:
+    """Split of each row: 0 train, 1 validation, 2 test (int8), from `pair_hash`.
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        Layer and accelerator columns.
+    fractions : (train, val, test)
+        Non-negative shares summing to 1.
+    salt : int
+        Changes the split (a different, equally deterministic partition).
+    """
+    fractions = check_fractions(fractions)
+    unit = (pair_hash(pairs, salt) >> np.uint64(11)).astype(np.float64) / float(1 << 53)  # [0, 1)
+    edges = np.cumsum(fractions)[:2]
+    return np.searchsorted(edges, unit, side="right").astype(np.int8)
+
+
+def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    """Validate (train, val, test) shares."""
+    values = tuple(float(f) for f in fractions)
+    if len(values) != 3 or any(not 0 <= f <= 1 for f in values) or abs(sum(values) - 1) > 1e-9 or values[0] == 0:
+        raise ValueError(f"split = {list(fractions)!r}: expected [train, val, test] shares in [0, 1] summing to 1, train > 0")
+    return values  # type: ignore[return-value]
+
+
+# -------------------------------------------------------------------------- encoding
+
+
+def log_targets(frame: pd.DataFrame, columns: Sequence[str] = TARGET_MATRIX_COLUMNS) -> np.ndarray:
+    """``(n, len(columns))`` natural logs of simulator columns; NaN where undefined.
+
+    Everything but ``area_mm2`` is defined on feasible rows only; ``stall_cycles`` is fitted
+    as ``ln(1 + stalls)`` (it can be 0); other non-positive values count as undefined.
+    """
+    feasible = frame["feasible"].to_numpy(dtype=bool)
+    result = np.full((len(frame), len(columns)), np.nan)
+    for i, column in enumerate(columns):
+        if column not in frame.columns:
+            continue  # e.g. a dataset without component columns: those targets stay NaN
+        values = pd.to_numeric(frame[column]).to_numpy(dtype=np.float64)
+        log1p = column in LOG1P_COLUMNS
+        defined = np.isfinite(values) & ((values >= 0) if log1p else (values > 0))
+        if column != "area_mm2":
+            defined &= feasible
+        safe = np.where(defined, values, 1.0)
+        result[:, i] = np.where(defined, np.log1p(safe) if log1p else np.log(safe), np.nan)
+    return result
+
+
+def encode_frame(frame: pd.DataFrame) -> dict[str, torch.Tensor]:
+    """A batch of training tensors from a frame of pairs with simulator results.
+
+    Returns
+    -------
+    dict
+        ``layer_x (n, d_layer)``, ``acc_x (n, d_acc)``, ``pair_x (n, d_pair)``, ``targets (n, 10)`` (natural logs of
+        `TARGET_MATRIX_COLUMNS`, NaN where undefined), ``feasible (n,)`` (0./1.), float32.
+    """
+    layer_x, acc_x = encode_layers(frame), encode_accelerators(frame)
+    return {
+        "layer_x": layer_x,
+        "acc_x": acc_x,
+        "pair_x": pair_features(layer_x, acc_x),  # parameter-free: computed once, not every epoch
+        "targets": torch.tensor(log_targets(frame), dtype=torch.float32),
+        "feasible": torch.tensor(frame["feasible"].to_numpy(dtype=bool), dtype=torch.float32),
+    }
+
+
+def _columns(available: Sequence[str]) -> list[str]:
+    wanted = [c for c in (*INPUT_FIELDS, *RESULT_COLUMNS) if c in available]
+    missing = [c for c in (*LAYER_FIELDS[:4], *ACCELERATOR_FIELDS, *RESULT_COLUMNS) if c not in available]
+    if missing:
+        raise SpaceError(f"dataset: missing column(s) {missing}")
+    return wanted
+
+
+def parquet_files(path: str | os.PathLike) -> list[str]:
+    """The shards of a dance-gen dataset directory in shard order (or the one file given)."""
+    from dataset_gen.writer import list_shards
+
+    path = Path(path)
+    if path.is_file():
+        return [str(path)]
+    if not path.is_dir():
+        raise FileNotFoundError(f"dataset {str(path)!r}: no such directory")
+    files = [str(shard) for shard in list_shards(path).values()]
+    if not files:
+        raise FileNotFoundError(f"dataset {str(path)!r}: no dance-gen shards (part-NNNNN.parquet) in it")
+    return files
+
+
+def read_split(path: str | os.PathLike, split: str | None, fractions: Sequence[float] = (0.8, 0.1, 0.1),
+               salt: int = 0, columns: Sequence[str] | None = None, max_rows: int | None = None,
+               seed: int = 0) -> pd.DataFrame:
+    """The rows of one split (or all with ``split=None``) as a DataFrame, streamed shard by shard.
+
+    ``max_rows`` keeps a uniform random subset (seeded) of at most that many rows.
+    """
+    files = parquet_files(path)
+    dataset = pads.dataset(files, format="parquet")
+    wanted = list(columns) if columns is not None else _columns(dataset.schema.names)
+    parts = []
+    for batch in dataset.to_batches(columns=wanted, batch_size=131072):
+        frame = batch.to_pandas()
+        if split is not None:
+            frame = frame[assign_split(frame, fractions, salt) == SPLITS.index(split)]
+        parts.append(frame)
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=wanted)
+    if max_rows is not None and len(frame) > max_rows:
+        frame = frame.sample(n=max_rows, random_state=seed).sort_index().reset_index(drop=True)
+    return frame
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def _epoch_seed() -> int:
+    """A seed that changes every epoch yet is fixed by ``seed_everything``.
+
+    In a worker, torch seeds each epoch's workers from the main RNG; in the main process we
+    draw from the main RNG directly.
+    """
+    info = get_worker_info()
+    if info is not None:
+        return int(info.seed % (1 << 63))
+    return int(torch.randint(0, 1 << 62, (1,)).item())
+
+
+class InMemoryBatches(IterableDataset):
+    """Pre-encoded tensors served as whole batches (no per-sample collation)."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor], batch_size: int, shuffle: bool) -> None:
+        self.tensors = tensors
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.n = int(tensors["feasible"].shape[0])
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(_epoch_seed())
+            order = torch.randperm(self.n, generator=generator)
+        else:
+            order = None
+        for start in range(0, self.n, self.batch_size):
+            if order is None:
+                yield {k: v[start:start + self.batch_size] for k, v in self.tensors.items()}
+            else:
+                index = order[start:start + self.batch_size]
+                yield {k: v[index] for k, v in self.tensors.items()}
+
+
+class StreamingBatches(IterableDataset):
+    """One split of a sharded dataset, streamed: shards in (shuffled) order, record batches
+    filtered to the split, encoded, shuffled within a buffer of ``buffer_rows`` rows.
+
+    Workers take disjoint shards (shard i goes to worker i mod n_workers).
+    """
+
+    def __init__(self, files: Sequence[str], split: str, fractions: Sequence[float], salt: int,
+                 batch_size: int, shuffle: bool, rows: int, buffer_rows: int = 262144,
+                 read_rows: int = 65536) -> None:
+        self.files = list(files)
+        self.split_index = SPLITS.index(split)
+        self.fractions = check_fractions(fractions)
+        self.salt = salt
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.rows = rows
+        self.buffer_rows = max(buffer_rows, batch_size)
+        self.read_rows = read_rows
+
+    def __len__(self) -> int:
+        return math.ceil(self.rows / self.batch_size)
+
+    def _encoded_chunks(self, files: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
+        for file in files:
+            dataset = pads.dataset(file, format="parquet")
+            columns = _columns(dataset.schema.names)
+            for batch in dataset.to_batches(columns=columns, batch_size=self.read_rows):
+                frame = batch.to_pandas()
+                frame = frame[assign_split(frame, self.fractions, self.salt) == self.split_index]
+                if len(frame):
+                    yield encode_frame(frame)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        seed = _epoch_seed()
+        generator = torch.Generator().manual_seed(seed)
+        files = list(self.files)
+        if self.shuffle:
+            files = [files[i] for i in torch.randperm(len(files), generator=generator).tolist()]
+        info = get_worker_info()
+        if info is not None:
+            files = files[info.id::info.num_workers]
+        buffer: list[dict[str, torch.Tensor]] = []
+        held = 0
+        for chunk in self._encoded_chunks(files):
+            buffer.append(chunk)
+            held += int(chunk["feasible"].shape[0])
+            if held >= self.buffer_rows:
+                merged = self._merge(buffer, generator)
+                full = (held // self.batch_size) * self.batch_size
+                for start in range(0, full, self.batch_size):
+                    yield {k: v[start:start + self.batch_size] for k, v in merged.items()}
+                buffer = [{k: v[full:] for k, v in merged.items()}]
+                held -= full
+        if held:
+            merged = self._merge(buffer, generator)
+            for start in range(0, held, self.batch_size):
+                yield {k: v[start:start + self.batch_size] for k, v in merged.items()}
+
+    def _merge(self, buffer: list[dict[str, torch.Tensor]], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        merged = {k: torch.cat([chunk[k] for chunk in buffer]) for k in buffer[0]}
+        if self.shuffle:
+            order = torch.randperm(merged["feasible"].shape[0], generator=generator)
+            merged = {k: v[order] for k, v in merged.items()}
+        return merged
+
+
+# ------------------------------------------------------------------------- statistics
+
+
+class _Moments:
+    """Running float64 sums for means and standard deviations (columns may hold NaN)."""
+
+    def __init__(self, width: int) -> None:
+        self.count = np.zeros(width)
+        self.total = np.zeros(width)
+        self.squares = np.zeros(width)
+        self.low = np.full(width, np.inf)
+        self.high = np.full(width, -np.inf)
+
+    def add(self, values: np.ndarray) -> None:
+        defined = np.isfinite(values)
+        clean = np.where(defined, values, 0.0)
+        self.count += defined.sum(axis=0)
+        self.total += clean.sum(axis=0)
+        self.squares += (clean**2).sum(axis=0)
+        self.low = np.minimum(self.low, np.where(defined, values, np.inf).min(axis=0, initial=np.inf))
+        self.high = np.maximum(self.high, np.where(defined, values, -np.inf).max(axis=0, initial=-np.inf))
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        count = np.maximum(self.count, 1)
+        mean = self.total / count
+        variance = np.maximum(self.squares / count - mean**2, 0.0)
+        return mean, np.sqrt(variance)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.where(np.isfinite(self.low), self.low, 0.0), np.where(np.isfinite(self.high), self.high, 0.0)
+
+
+def statistics_of(chunks: Any) -> tuple[dict[str, torch.Tensor], int]:
+    """Normalisation statistics from encoded training chunks, and their row count.
+
+    Means and standard deviations of every feature and target, and the range (min, max) of
+    every feature: the network clamps its inputs to it (see `EvaluatorNetwork`).
+    """
+    layer, acc, pair, target = _Moments(D_LAYER), _Moments(D_ACC), _Moments(D_PAIR), _Moments(len(TARGET_MATRIX_COLUMNS))
+    rows = 0
+    for chunk in chunks:
+        layer.add(chunk["layer_x"].double().numpy())
+        acc.add(chunk["acc_x"].double().numpy())
+        pair.add(chunk["pair_x"].double().numpy())
+        target.add(chunk["targets"].double().numpy())
+        rows += int(chunk["feasible"].shape[0])
+    stats = {}
+    for name, moments in (("layer", layer), ("acc", acc), ("pair", pair), ("target", target)):
+        mean, std = moments.result()
+        stats[f"{name}_mean"] = torch.tensor(mean, dtype=torch.float32)
+        stats[f"{name}_std"] = torch.tensor(std, dtype=torch.float32)
+        if name != "target":
+            low, high = moments.bounds()
+            stats[f"{name}_min"] = torch.tensor(low, dtype=torch.float32)
+            stats[f"{name}_max"] = torch.tensor(high, dtype=torch.float32)
+    return stats, rows
+
+
+# ------------------------------------------------------------------------ data module
+
+
+class PairsDataModule(L.LightningDataModule):
+    """Training, validation and test batches from a simulator dataset directory.
+
+    Parameters
+    ----------
+    path : str
+        Dataset directory (``dance-gen`` output) or one Parquet file.
+    batch_size : int
+        Training batch size.
+    eval_batch_size : int
+        Validation / test batch size.
+    split : (train, val, test)
+        Shares of the hash split (see `assign_split`).
+    split_salt : int
+        Picks another deterministic partition.
+    in_memory : {"auto", True, False}
+        Encode the whole dataset once into tensors; "auto" does so up to
+        ``max_rows_in_memory`` rows, else streams.
+    max_rows_in_memory : int
+    buffer_rows : int
+        Shuffle buffer of the streaming path.
+    num_workers : int
+        DataLoader workers (streaming: each reads its own shards).
+    expect_simulator_version : str, optional
+        Refuse data from another simulator version (default: the installed simulator's).
+    expect_space_hash : str, optional
+        Refuse data from another design space.
+    """
+
+    def __init__(self, path: str, batch_size: int = 2048, eval_batch_size: int = 16384,
+                 split: Sequence[float] = (0.8, 0.1, 0.1), split_salt: int = 0, in_memory: Any = "auto",
+                 max_rows_in_memory: int = 5_000_000, buffer_rows: int = 262144, num_workers: int = 0,
+                 expect_simulator_version: str | None = None, expect_space_hash: str | None = None) -> None:
+        super().__init__()
+        if in_memory not in ("auto", True, False):
+            raise ValueError(f"in_memory = {in_memory!r}: expected 'auto', true or false")
+        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} = {value!r}: expected a positive integer")
+        self.path = str(path)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.fractions = check_fractions(split)
+        self.split_salt = int(split_salt)
+        self.in_memory = in_memory
+        self.max_rows_in_memory = max_rows_in_memory
+        self.buffer_rows = buffer_rows
+        self.num_workers = num_workers
+        self.expect_simulator_version = expect_simulator_version
+        self.expect_space_hash = expect_space_hash
+        self.metadata: dict[str, Any] = {}
+        self.statistics: dict[str, torch.Tensor] | None = None
+        self.rows: dict[str, int] = {}
+        self._tensors: dict[str, dict[str, torch.Tensor]] = {}
+        self._files: list[str] = []
+        self.streaming = False
+
+    @property
+    def split_definition(self) -> dict[str, Any]:
+        """What an artifact records to reproduce the split."""
+        return {"fractions": list(self.fractions), "salt": self.split_salt, "hash": "splitmix64 over layer+accelerator fields"}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.statistics is not None:
+            return
+        from evaluator.dataset import check_dataset
+
+        self.metadata = check_dataset(self.path, self.expect_simulator_version, self.expect_space_hash)
+        self._files = parquet_files(self.path)
+        total = pads.dataset(self._files, format="parquet").count_rows()
+        self.streaming = self.in_memory is False or (self.in_memory == "auto" and total > self.max_rows_in_memory)
+        if not self.streaming:
+            frame = read_split(self.path, None)
+            split = assign_split(frame, self.fractions, self.split_salt)
+            for index, name in enumerate(SPLITS):
+                part = frame[split == index]
+                self._tensors[name] = encode_frame(part)
+                self.rows[name] = len(part)
+            self.statistics, _ = statistics_of([self._tensors["train"]])
+        else:
+            train_stream = StreamingBatches(self._files, "train", self.fractions, self.split_salt, 1 << 30, False, 0)
+            self.statistics, self.rows["train"] = statistics_of(train_stream._encoded_chunks(self._files))
+            counts = np.zeros(len(SPLITS), dtype=np.int64)
+            for batch in pads.dataset(self._files, format="parquet").to_batches(columns=list(INPUT_FIELDS)):
+                counts += np.bincount(assign_split(batch.to_pandas(), self.fractions, self.split_salt),
+                                      minlength=len(SPLITS))
+            self.rows["val"], self.rows["test"] = int(counts[1]), int(counts[2])
+        if self.rows["train"] == 0:
+            raise ValueError(f"dataset {self.path!r}: the train split is empty ({total} rows in all)")
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if self.statistics is None:
+            self.setup()
+        batch_size = self.batch_size if split == "train" else self.eval_batch_size
+        if self.streaming:
+            dataset: IterableDataset = StreamingBatches(self._files, split, self.fractions, self.split_salt,
+                                                        batch_size, shuffle, self.rows[split], self.buffer_rows)
+            workers = self.num_workers
+        else:
+            dataset = InMemoryBatches(self._tensors[split], batch_size, shuffle)
+            workers = 0  # tensors already in memory: workers would only copy them
+        # Our datasets yield whole batches and know their length; with several workers each
+        # reads its own shards, so Lightning's warning about __len__ does not apply.
+        warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
+        return DataLoader(dataset, batch_size=None, num_workers=workers, persistent_workers=False)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

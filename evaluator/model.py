@@ -1,0 +1,161 @@
+"""The LightningModule that trains an `EvaluatorNetwork` to imitate the simulator.
+
+Losses: a regression loss on the normalised natural logs of cycles and energy over the
+feasible rows only (an infeasible pair has no cycles), on ln area over every row (the
+simulator defines area even for infeasible pairs, and it depends on the accelerator alone),
+and binary cross-entropy on feasibility. AdamW with a one-cycle or cosine schedule.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch.nn import functional as F
+
+from evaluator.network import TARGETS, EvaluatorNetwork
+
+LOSSES = ("mse", "huber", "l1")
+SCHEDULERS = ("onecycle", "cosine", "none")
+
+
+class EvaluatorModule(L.LightningModule):
+    """Trains the evaluator network; hyperparameters are saved with every checkpoint.
+
+    Parameters
+    ----------
+    depth, width, activation, norm, dropout, residual, area_depth, area_width, decompose, linear_skip,
+    analytic_base, layer_inputs
+        Network shape (see `EvaluatorNetwork`).
+    lr : float
+        Peak learning rate of AdamW.
+    weight_decay : float
+        AdamW's decoupled weight decay.
+    scheduler : {"onecycle", "cosine", "none"}
+        Learning-rate schedule over the whole run (``trainer.max_epochs``).
+    warmup_fraction : float
+        Share of the steps spent warming up (one-cycle only).
+    loss : {"mse", "huber", "l1"}
+        Regression loss on normalised log targets.
+    huber_delta : float
+        Huber's threshold, in normalised units.
+    loss_weights : dict
+        Weights of ``latency``, ``energy``, ``area``, ``components`` (the mean over the seven
+        component targets, when decomposing) and ``feasible`` in the total loss.
+    """
+
+    def __init__(self, depth: int = 4, width: int = 256, activation: str = "silu", norm: str = "none",
+                 dropout: float = 0.0, residual: bool = True, area_depth: int = 2, area_width: int = 64,
+                 decompose: bool = False, linear_skip: bool = True, analytic_base: bool = True,
+                 layer_inputs: bool = False, lr: float = 1e-2, weight_decay: float = 1e-5, scheduler: str = "onecycle",
+                 warmup_fraction: float = 0.1, loss: str = "huber", huber_delta: float = 0.05,
+                 loss_weights: dict[str, float] | None = None) -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"loss = {loss!r}: expected one of {list(LOSSES)}")
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler = {scheduler!r}: expected one of {list(SCHEDULERS)}")
+        if not lr > 0:
+            raise ValueError(f"lr = {lr!r}: expected a positive number")
+        # Plain types only (a Hydra DictConfig here would make checkpoints unloadable with
+        # weights_only=True); save_hyperparameters reads the local variables as they are now.
+        loss_weights = {str(k): float(v) for k, v in dict(loss_weights or {}).items()}
+        weights = {"latency": 1.0, "energy": 1.0, "area": 1.0, "components": 0.5, "feasible": 0.1}
+        unknown = set(loss_weights or {}) - set(weights)
+        if unknown:
+            raise ValueError(f"loss_weights: unknown key(s) {sorted(unknown)}; expected {sorted(weights)}")
+        weights.update({k: float(v) for k, v in (loss_weights or {}).items()})
+        self.save_hyperparameters()
+        self.loss_weights = weights
+        self.network = EvaluatorNetwork(depth, width, activation, norm, dropout, residual, area_depth, area_width,
+                                        decompose, linear_skip, analytic_base, layer_inputs)
+
+    def set_statistics(self, stats: dict[str, torch.Tensor]) -> None:
+        """Normalisation statistics of the training split (see `PairsDataModule.statistics`)."""
+        self.network.set_statistics(stats)
+
+    def forward(self, layer_x: torch.Tensor, acc_x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.network(layer_x, acc_x)
+
+    def _regression(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.hparams.loss == "mse":
+            return F.mse_loss(prediction, target, reduction="none")
+        if self.hparams.loss == "l1":
+            return F.l1_loss(prediction, target, reduction="none")
+        return F.huber_loss(prediction, target, reduction="none", delta=self.hparams.huber_delta)
+
+    def _losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        net = self.network
+        predicted, feasible_logit = net.forward_normalised(batch["layer_x"], batch["acc_x"], batch.get("pair_x"))  # (n, k), (n,)
+        k = predicted.shape[1]
+        targets = (batch["targets"][:, :k] - net.target_mean[:k]) / net.target_std[:k]  # NaN where undefined
+        defined = torch.isfinite(targets)
+        per_element = self._regression(predicted, torch.where(defined, targets, predicted.detach()))
+        per_column = (per_element * defined).sum(dim=0) / defined.sum(dim=0).clamp(min=1)  # (k,)
+        parts: dict[str, torch.Tensor] = {name: per_column[i] for i, name in enumerate(TARGETS)}
+        if k > len(TARGETS):
+            parts["components"] = per_column[len(TARGETS):].mean()
+        parts["feasible"] = F.binary_cross_entropy_with_logits(feasible_logit, batch["feasible"])
+        total = sum(self.loss_weights[name] * value for name, value in parts.items())
+        monitors: dict[str, torch.Tensor] = {}
+        for i, name in enumerate(TARGETS):
+            # Share of defined rows predicted within 10% (in physical units).
+            ratio_error = torch.expm1(((predicted[:, i] - targets[:, i]) * net.target_std[i]).abs())
+            monitors[f"within_10pct_{name}"] = ((ratio_error <= 0.10) & defined[:, i]).sum() / defined[:, i].sum().clamp(min=1)
+        monitors["feasible_accuracy"] = ((feasible_logit > 0) == (batch["feasible"] > 0.5)).float().mean()
+        return total, {**{f"loss_{k}": v for k, v in parts.items()}, **monitors}
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, parts = self._losses(batch)
+        n = batch["layer_x"].shape[0]
+        self.log("train_loss", loss, prog_bar=True, batch_size=n)
+        self.log_dict({f"train_{k}": v for k, v in parts.items() if k.startswith("loss_")}, batch_size=n)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, parts = self._losses(batch)
+        n = batch["layer_x"].shape[0]
+        self.log("val_loss", loss, prog_bar=True, batch_size=n)
+        self.log("val_within_10pct_latency", parts.pop("within_10pct_latency"), prog_bar=True, batch_size=n)
+        self.log_dict({f"val_{k}": v for k, v in parts.items()}, batch_size=n)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, parts = self._losses(batch)
+        n = batch["layer_x"].shape[0]
+        self.log("test_loss", loss, batch_size=n)
+        self.log_dict({f"test_{k}": v for k, v in parts.items()}, batch_size=n)
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        # The schedule is a function of the step, evaluated against the run's length when it
+        # is called: resuming a run with more epochs stretches it instead of failing (as
+        # torch's OneCycleLR does past its planned steps), and a checkpoint stores no closure.
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_train_start(self) -> None:
+        self._planned_steps = float(self.trainer.estimated_stepping_batches)  # once per run
+
+    def _total_steps(self) -> float:
+        estimated = getattr(self, "_planned_steps", None)
+        if estimated is None:  # the scheduler's first call comes before on_train_start
+            trainer = getattr(self, "_trainer", None)
+            estimated = float(trainer.estimated_stepping_batches) if trainer is not None else math.inf
+        return estimated if math.isfinite(estimated) and estimated > 0 else math.inf
+
+    def _lr_factor(self, step: int) -> float:
+        """Learning rate over its peak at ``step``: warm-up then cosine decay (one-cycle), or
+        cosine decay only, or constant; 1e-3 of the peak at the end."""
+        hp = self.hparams
+        total = self._total_steps()
+        if hp.scheduler == "none" or not math.isfinite(total):
+            return 1.0
+        floor = 1e-3
+        warmup = max(1.0, hp.warmup_fraction * total) if hp.scheduler == "onecycle" else 0.0
+        if step < warmup:
+            return 0.04 + 0.96 * step / warmup  # from lr/25, as one-cycle starts
+        progress = min(1.0, (step - warmup) / max(1.0, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))

@@ -1,0 +1,270 @@
+"""The evaluator network: normalisation, a pair trunk and an accelerator-only area head.
+
+Inputs are raw encodings from `evaluator.features`; the module normalises them with
+statistics computed on the training split and stored as buffers (so they travel with the
+weights). Targets are natural logs (``ln total_cycles``, ``ln energy_pj``, ``ln area_mm2``),
+normalised the same way; a logit says whether the pair is feasible.
+
+Area depends only on the accelerator, so it has its own subnetwork that never sees the
+layer: an area prediction cannot vary with the workload, by construction.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from evaluator.analytic import analytic_area
+from evaluator.features import D_ACC, D_LAYER, D_PAIR, FREQ_FEATURE_INDEX, PAIR_FEATURES, pair_features
+
+TARGETS: tuple[str, ...] = ("latency", "energy", "area")
+# The simulator column each target imitates (natural log of it is what the network fits).
+TARGET_COLUMNS: dict[str, str] = {"latency": "total_cycles", "energy": "energy_pj", "area": "area_mm2"}
+# With ``decompose=True`` the trunk predicts the simulator's own components and the totals
+# are their sums: total_cycles = compute + stall, energy_pj = the five energy terms. Each
+# component is a simpler function than the total (MAC and RF energy are nearly linear in the
+# log features), and the sums keep the totals consistent. Stalls can be 0: fitted as ln(1+x).
+COMPONENT_COLUMNS: tuple[str, ...] = (
+    "compute_cycles", "stall_cycles", "energy_mac_pj", "energy_rf_pj", "energy_sram_pj",
+    "energy_dram_pj", "energy_leak_pj",
+)
+LOG1P_COLUMNS: tuple[str, ...] = ("stall_cycles",)
+# Columns of the training target matrix (natural logs), in order.
+TARGET_MATRIX_COLUMNS: tuple[str, ...] = (*TARGET_COLUMNS.values(), *COMPONENT_COLUMNS)
+
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU, "tanh": nn.Tanh, "mish": nn.Mish}
+NORMS = ("none", "layer", "batch")
+STATISTICS: tuple[str, ...] = ("layer_mean", "layer_std", "layer_min", "layer_max", "acc_mean", "acc_std",
+                               "acc_min", "acc_max", "pair_mean", "pair_std", "pair_min", "pair_max",
+                               "target_mean", "target_std")
+
+
+def _norm(kind: str, width: int) -> nn.Module:
+    if kind == "layer":
+        return nn.LayerNorm(width)
+    if kind == "batch":
+        return nn.BatchNorm1d(width)
+    return nn.Identity()
+
+
+class MLP(nn.Module):
+    """``depth`` hidden blocks of ``Linear -> norm -> activation -> dropout``, then a linear head.
+
+    With ``residual=True`` every block after the first adds its input back (same width), which
+    lets deeper nets train as easily as shallow ones. With ``linear_skip=True`` a linear map of
+    the input is added to the output ("wide and deep"): the parts of a log-space target that
+    are linear in the log features (MAC energy is MACs times a per-width constant) are learnt
+    at once, and the hidden layers fit only what is left.
+    """
+
+    def __init__(self, d_in: int, d_out: int, depth: int, width: int, activation: str = "silu",
+                 norm: str = "none", dropout: float = 0.0, residual: bool = False,
+                 linear_skip: bool = False) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation = {activation!r}: expected one of {sorted(ACTIVATIONS)}")
+        if norm not in NORMS:
+            raise ValueError(f"norm = {norm!r}: expected one of {list(NORMS)}")
+        if not isinstance(depth, int) or not 1 <= depth <= 64:
+            raise ValueError(f"depth = {depth!r}: expected an integer in [1, 64]")
+        if not isinstance(width, int) or not 1 <= width <= 65536:
+            raise ValueError(f"width = {width!r}: expected an integer in [1, 65536]")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout = {dropout!r}: expected a number in [0, 1)")
+        self.residual = residual
+        self.blocks = nn.ModuleList()
+        for i in range(depth):
+            self.blocks.append(nn.Sequential(
+                nn.Linear(d_in if i == 0 else width, width),
+                _norm(norm, width),
+                ACTIVATIONS[activation](),
+                nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
+            ))
+        self.head = nn.Linear(width, d_out)
+        self.skip = nn.Linear(d_in, d_out, bias=False) if linear_skip else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = x
+        for i, block in enumerate(self.blocks):
+            hidden = hidden + block(hidden) if self.residual and i > 0 else block(hidden)  # (batch, width)
+        out = self.head(hidden)  # (batch, d_out)
+        return out + self.skip(x) if self.skip is not None else out
+
+
+class EvaluatorNetwork(nn.Module):
+    """Predicts ln cycles, ln energy, ln area and a feasibility logit from raw encodings.
+
+    Parameters
+    ----------
+    depth, width, activation, norm, dropout, residual
+        The pair trunk (layer, accelerator and pair features -> cycles, energy, feasibility).
+    area_depth, area_width
+        The area subnetwork (accelerator features only).
+    decompose : bool
+        Predict the simulator's components and sum them (see `COMPONENT_COLUMNS`).
+    linear_skip : bool
+        Add a linear map of the inputs to each MLP's output.
+    analytic_base : bool
+        Predict corrections to the analytic model's estimates (`evaluator.analytic`) rather
+        than the targets themselves: each output is ``estimate + MLP``, in log space.
+    layer_inputs : bool
+        Feed the raw layer features to the trunk too. Off by default: the pair features
+        (folds, the analytic estimates) carry the layer's effect, and raw sizes let the MLP
+        key corrections to shapes it saw (real networks' first layers, say) that then misfire
+        on unseen layers: on AlexNet's 11x11 stride-4 conv1 the corrections cost 24% of
+        energy with raw sizes and none without, at equal test accuracy.
+    """
+
+    def __init__(self, depth: int = 4, width: int = 256, activation: str = "silu", norm: str = "none",
+                 dropout: float = 0.0, residual: bool = True, area_depth: int = 2, area_width: int = 64,
+                 decompose: bool = False, linear_skip: bool = True, analytic_base: bool = True,
+                 layer_inputs: bool = False, d_layer: int = D_LAYER, d_acc: int = D_ACC, d_pair: int = D_PAIR) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = dict(
+            depth=depth, width=width, activation=activation, norm=norm, dropout=dropout,
+            residual=residual, area_depth=area_depth, area_width=area_width, decompose=decompose,
+            linear_skip=linear_skip, analytic_base=analytic_base, layer_inputs=layer_inputs, d_layer=d_layer, d_acc=d_acc, d_pair=d_pair,
+        )
+        self.decompose = bool(decompose)
+        self.analytic_base = bool(analytic_base)
+        # Trunk outputs (normalised natural logs), then the feasibility logit: the seven
+        # components when decomposing, else ln total_cycles and ln energy_pj.
+        self.n_outputs = len(TARGET_MATRIX_COLUMNS) if self.decompose else len(TARGETS)
+        trunk_outputs = (len(COMPONENT_COLUMNS) if self.decompose else 2) + 1
+        self.layer_inputs = bool(layer_inputs)
+        d_in = d_acc + d_pair + (d_layer if self.layer_inputs else 0)
+        self.trunk = MLP(d_in, trunk_outputs, depth, width, activation, norm, dropout, residual,
+                         linear_skip)
+        self.area = MLP(d_acc, 1, area_depth, area_width, activation, "none", 0.0, residual, linear_skip)
+        # Identity statistics until `set_statistics` is called with the training split's.
+        for name, width in (("layer", d_layer), ("acc", d_acc), ("pair", d_pair)):
+            self.register_buffer(f"{name}_mean", torch.zeros(width))
+            self.register_buffer(f"{name}_std", torch.ones(width))
+            # The training range of each feature: inputs are clamped to it, so that a value
+            # never seen (an 11x11 kernel when training saw up to 7x7) reads as the nearest
+            # one seen instead of sending the MLP where it was never fitted.
+            self.register_buffer(f"{name}_min", torch.full((width,), -torch.finfo(torch.float32).max))
+            self.register_buffer(f"{name}_max", torch.full((width,), torch.finfo(torch.float32).max))
+        self.register_buffer("target_mean", torch.zeros(len(TARGET_MATRIX_COLUMNS)))
+        self.register_buffer("target_std", torch.ones(len(TARGET_MATRIX_COLUMNS)))
+
+    def set_statistics(self, stats: dict[str, torch.Tensor]) -> None:
+        """Store normalisation statistics (means and standard deviations of the train split).
+
+        Constant features (std ~ 0, e.g. one clock in the whole space) get std 1 so that they
+        stay finite rather than exploding on other values.
+        """
+        for name in STATISTICS:
+            value = torch.as_tensor(stats[name], dtype=torch.float32).reshape(getattr(self, name).shape)
+            if name.endswith("_std"):
+                value = torch.where(value > 1e-6, value, torch.ones_like(value))
+            getattr(self, name).copy_(value)
+
+    def _normalise(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        """Clamp to the training range, then standardise."""
+        x = torch.maximum(torch.minimum(x, getattr(self, f"{name}_max")), getattr(self, f"{name}_min"))
+        return (x - getattr(self, f"{name}_mean")) / getattr(self, f"{name}_std")
+
+    def forward_normalised(self, layer_x: torch.Tensor, acc_x: torch.Tensor,
+                           pair_x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised log predictions and the feasibility logit.
+
+        ``pair_x`` is ``pair_features(layer_x, acc_x)`` when the caller has it already (training
+        precomputes it once per dataset, since it involves no parameter).
+
+        Returns
+        -------
+        (torch.Tensor, torch.Tensor)
+            ``(n, k)`` normalised natural logs of `TARGET_MATRIX_COLUMNS`' first ``k`` columns
+            (3 totals, plus the 7 components when decomposing) and the ``(n,)`` logit.
+        """
+        if pair_x is None:
+            pair_x = pair_features(layer_x, acc_x)
+        layer_n = self._normalise(layer_x, "layer")  # (n, d_layer)
+        acc_n = self._normalise(acc_x, "acc")  # (n, d_acc)
+        pair_n = self._normalise(pair_x, "pair")  # (n, d_pair)
+        parts = [layer_n, acc_n, pair_n] if self.layer_inputs else [acc_n, pair_n]
+        trunk = self.trunk(torch.cat(parts, dim=1))  # (n, outputs + 1)
+        logit = trunk[:, -1]
+        mean, std = self.target_mean, self.target_std
+        area = self.area(acc_n)[:, 0]  # (n,) normalised ln area
+        if self.analytic_base:
+            base = _analytic_base(pair_x, acc_x)  # natural logs, (n, len(TARGET_MATRIX_COLUMNS))
+            area = area + (base[:, 2] - mean[2]) / std[2]
+        if not self.decompose:
+            totals = trunk[:, :2]
+            if self.analytic_base:
+                totals = totals + (base[:, :2] - mean[:2]) / std[:2]
+            return torch.cat([totals, area[:, None]], dim=1), logit  # (n, 3)
+        components_n = trunk[:, :-1]  # (n, 7)
+        if self.analytic_base:
+            components_n = components_n + (base[:, 3:] - mean[3:]) / std[3:]
+        components = components_n * std[3:] + mean[3:]  # natural logs
+        compute = torch.exp(components[:, 0])
+        stall = torch.clamp(torch.expm1(components[:, 1]), min=0.0)
+        log_cycles = torch.log(compute + stall)
+        log_energy = torch.logsumexp(components[:, 2:], dim=1)
+        totals_n = (torch.stack([log_cycles, log_energy], dim=1) - mean[:2]) / std[:2]  # (n, 2)
+        return torch.cat([totals_n, area[:, None], components_n], dim=1), logit  # (n, 10)
+
+    def forward(self, layer_x: torch.Tensor, acc_x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Physical predictions, differentiable w.r.t. both encodings.
+
+        Parameters
+        ----------
+        layer_x : torch.Tensor
+            ``(n, d_layer)`` raw layer encoding (`encode_layers`).
+        acc_x : torch.Tensor
+            ``(n, d_acc)`` raw accelerator encoding (`encode_accelerators` or the soft one);
+            a single row broadcasts against ``n`` layers.
+
+        Returns
+        -------
+        dict of torch.Tensor, each ``(n,)``
+            ``cycles``, ``latency_s`` (cycles / clock, the clock read from the encoding's
+            ``log2_freq_mhz`` slot: ``2**acc_x[:, FREQ_FEATURE_INDEX]`` MHz), ``energy_pj``,
+            ``area_mm2``, ``feasible_logit``, and the natural logs ``log_cycles``,
+            ``log_latency_s``, ``log_energy_pj``, ``log_area_mm2`` (better-conditioned costs).
+        """
+        if acc_x.dim() == 1:
+            acc_x = acc_x.unsqueeze(0)
+        if layer_x.dim() == 1:
+            layer_x = layer_x.unsqueeze(0)
+        if acc_x.shape[0] == 1 and layer_x.shape[0] != 1:
+            acc_x = acc_x.expand(layer_x.shape[0], -1)
+        elif layer_x.shape[0] == 1 and acc_x.shape[0] != 1:
+            layer_x = layer_x.expand(acc_x.shape[0], -1)
+        normalised, feasible_logit = self.forward_normalised(layer_x, acc_x)
+        logs = normalised[:, :3] * self.target_std[:3] + self.target_mean[:3]  # (n, 3) natural logs
+        log_cycles, log_energy, log_area = logs.unbind(dim=1)
+        # ln(seconds) = ln(cycles) - ln(MHz * 1e6); the encoding holds log2(MHz).
+        log_latency = log_cycles - acc_x[:, FREQ_FEATURE_INDEX] * torch.log(torch.tensor(2.0)) - torch.log(torch.tensor(1e6))
+        return {
+            "cycles": torch.exp(log_cycles),
+            "latency_s": torch.exp(log_latency),
+            "energy_pj": torch.exp(log_energy),
+            "area_mm2": torch.exp(log_area),
+            "feasible_logit": feasible_logit,
+            "log_cycles": log_cycles,
+            "log_latency_s": log_latency,
+            "log_energy_pj": log_energy,
+            "log_area_mm2": log_area,
+        }
+
+
+_LN2 = math.log(2.0)
+
+
+def _analytic_base(pair_x: torch.Tensor, acc_x: torch.Tensor) -> torch.Tensor:
+    """The analytic model's estimate of every target column, as natural logs ``(n, 10)``."""
+    def estimate(name: str) -> torch.Tensor:
+        return pair_x[:, PAIR_FEATURES.index(name)] * _LN2
+
+    cycles, compute = estimate("log2_est_cycles"), estimate("log2_est_compute_cycles")
+    stall = torch.log1p(torch.clamp(torch.exp(cycles) - torch.exp(compute), min=0.0))
+    columns = [cycles, estimate("log2_est_energy_pj"), analytic_area(acc_x) * _LN2, compute, stall,
+               *(estimate(f"log2_est_{part}_pj") for part in ("mac", "rf", "sram", "dram", "leak"))]
+    return torch.stack(columns, dim=1)

@@ -1,0 +1,135 @@
+"""`Evaluator`: the frozen, trained network with the metadata it was trained on.
+
+It is what `evaluator.load` returns and what the co-search consumes: a `torch.nn.Module` in
+eval mode whose parameters never require gradients, while gradients still flow to its
+*inputs* (the layer and accelerator encodings).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from dataset_gen.space import ACCELERATOR_FIELDS, Accelerator, SpaceError
+from evaluator.features import encode_accelerators, encode_layers
+from evaluator.network import EvaluatorNetwork
+
+PREDICTION_COLUMNS: tuple[str, ...] = ("total_cycles", "latency_s", "energy_pj", "area_mm2", "p_feasible")
+
+
+class Evaluator(nn.Module):
+    """A trained evaluator, frozen.
+
+    Parameters
+    ----------
+    network : EvaluatorNetwork
+        Trained weights and normalisation statistics.
+    dataset_metadata : dict, optional
+        The training dataset's metadata (simulator version, space hash, ...).
+    metrics : dict, optional
+        The validation report (see `evaluator.report`).
+    extra : dict, optional
+        Anything else worth keeping with the weights (the training config, the split).
+    """
+
+    def __init__(self, network: EvaluatorNetwork, dataset_metadata: dict[str, Any] | None = None,
+                 metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.network = network
+        self.dataset_metadata: dict[str, Any] = dict(dataset_metadata or {})
+        self.metrics: dict[str, Any] = dict(metrics or {})
+        self.extra: dict[str, Any] = dict(extra or {})
+        self.requires_grad_(False)
+        super().train(False)
+
+    def train(self, mode: bool = True) -> "Evaluator":
+        """Stay in eval mode: a parent module's ``.train()`` must not turn on dropout here."""
+        return super().train(False)
+
+    @property
+    def simulator_version(self) -> str | None:
+        """The simulator version of the training data (None if unknown)."""
+        return self.dataset_metadata.get("simulator_version")
+
+    @property
+    def space_hash(self) -> str | None:
+        """The design-space hash of the training data (None if unknown)."""
+        return self.dataset_metadata.get("space_hash")
+
+    def forward(self, layer_x: torch.Tensor, acc_x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Differentiable predictions from raw encodings; see `EvaluatorNetwork.forward`.
+
+        Parameters
+        ----------
+        layer_x : torch.Tensor
+            ``(n, d_layer)`` from `encode_layers`.
+        acc_x : torch.Tensor
+            ``(n, d_acc)`` or ``(1, d_acc)`` from `encode_accelerators` or
+            `encode_accelerators_soft`; the clock for ``latency_s`` is read from it.
+
+        Returns
+        -------
+        dict of torch.Tensor, each ``(n,)``
+            ``cycles``, ``latency_s``, ``energy_pj``, ``area_mm2``, ``feasible_logit`` and the
+            natural logs ``log_cycles``, ``log_latency_s``, ``log_energy_pj``, ``log_area_mm2``.
+        """
+        return self.network(layer_x, acc_x)
+
+    @torch.no_grad()
+    def predict(self, layers: Any, accelerator: Any, batch_size: int = 65536) -> pd.DataFrame:
+        """Predict the simulator's figures for layers on accelerators.
+
+        Parameters
+        ----------
+        layers : pandas.DataFrame or list of Layer
+            The layers (DataFrame columns: the layer fields; others are ignored).
+        accelerator : Accelerator, dict, list or pandas.DataFrame
+            One accelerator for every layer, or one per layer (aligned by position).
+        batch_size : int
+            Pairs per forward pass.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per layer (the layers' index when a DataFrame) with ``total_cycles``,
+            ``latency_s`` (s), ``energy_pj``, ``area_mm2`` and ``p_feasible`` (0..1).
+        """
+        layer_x = encode_layers(layers)  # (n, d_layer)
+        n = layer_x.shape[0]
+        acc_x = encode_accelerators(_accelerator_rows(accelerator))  # (1 or n, d_acc)
+        if acc_x.shape[0] not in (1, n):
+            raise SpaceError(f"accelerator: {acc_x.shape[0]} rows for {n} layers; expected 1 or {n}")
+        if acc_x.shape[0] == 1:
+            acc_x = acc_x.expand(n, -1)
+        columns: dict[str, list[np.ndarray]] = {name: [] for name in PREDICTION_COLUMNS}
+        for start in range(0, n, batch_size):
+            out = self.network(layer_x[start:start + batch_size], acc_x[start:start + batch_size])
+            columns["total_cycles"].append(out["cycles"].double().numpy())
+            columns["latency_s"].append(out["latency_s"].double().numpy())
+            columns["energy_pj"].append(out["energy_pj"].double().numpy())
+            columns["area_mm2"].append(out["area_mm2"].double().numpy())
+            columns["p_feasible"].append(torch.sigmoid(out["feasible_logit"]).double().numpy())
+        index = layers.index if isinstance(layers, pd.DataFrame) else pd.RangeIndex(n)
+        return pd.DataFrame(
+            {name: np.concatenate(parts) if parts else np.empty(0) for name, parts in columns.items()},
+            index=index,
+        )
+
+    def save(self, path: Any) -> Any:
+        """Write this evaluator to one file (see `evaluator.artifact.save`)."""
+        from evaluator.artifact import save
+
+        return save(self, path)
+
+
+def _accelerator_rows(accelerator: Any) -> Any:
+    """One accelerator as a one-row list, or the caller's rows as they are."""
+    if isinstance(accelerator, Accelerator):
+        return [accelerator]
+    if isinstance(accelerator, dict) and all(np.ndim(accelerator.get(f)) == 0 for f in ACCELERATOR_FIELDS if f in accelerator):
+        return [accelerator]
+    return accelerator

@@ -1,0 +1,199 @@
+"""The validation report: metrics per target and set, a readable table, parity plots.
+
+`report.json` layout (all shares are fractions in 0..1; NaN is written as null)::
+
+    {
+      "format": "dance-evaluator-report", "format_version": 1,
+      "simulator_version": "...", "space_hash": "...", "artifact": "...", "dataset": "...",
+      "goal": {"within_10pct": 0.95, "kendall_tau": 0.95,
+               "met": {"test": true, "ood": false}},
+      "test": SET, "ood": SET,                       # the evaluator
+      "baselines": {"hist_gradient_boosting": {"test": SET, "ood": SET},
+                    "k_neighbors": {"test": SET, "ood": SET}}
+    }
+
+    SET = {"n_pairs": int,
+           "latency": TARGET, "energy": TARGET,       # over the simulator-feasible pairs
+           "area": TARGET,                            # over every pair (area is always defined)
+           "feasibility": {"n", "accuracy", "precision", "recall", "share_feasible"},
+           "description": "..."}
+    TARGET = {"n", "mape", "median_ape", "rmse_log", "within_5pct", "within_10pct",
+              "kendall_tau", "spearman_rho"}
+
+``test`` is the held-out random split of the dataset; ``ood`` the layers of real networks
+not used in training, on random accelerators of the dataset's space, simulated fresh.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from evaluator.metrics import classification_metrics, regression_metrics
+
+REPORT_FORMAT = "dance-evaluator-report"
+# (report target, simulator column, rows it is measured on)
+TARGET_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("latency", "latency_s", "feasible"),
+    ("energy", "energy_pj", "feasible"),
+    ("area", "area_mm2", "all"),
+)
+GOAL = {"within_10pct": 0.95, "kendall_tau": 0.95}
+
+
+def evaluate_set(simulated: pd.DataFrame, predicted: pd.DataFrame, description: str = "") -> dict[str, Any]:
+    """Metrics of one predictor on one set of pairs.
+
+    Parameters
+    ----------
+    simulated : pandas.DataFrame
+        The simulator's results (``feasible``, ``latency_s``, ``energy_pj``, ``area_mm2``).
+    predicted : pandas.DataFrame
+        Aligned predictions (`Evaluator.predict` columns).
+    description : str
+        What the set is (kept in the report).
+
+    Returns
+    -------
+    dict
+        A ``SET`` object of the report (see the module docstring).
+    """
+    if len(simulated) != len(predicted):
+        raise ValueError(f"simulated has {len(simulated)} rows, predicted {len(predicted)}: expected the same")
+    feasible = simulated["feasible"].to_numpy(dtype=bool)
+    result: dict[str, Any] = {"n_pairs": int(len(simulated)), "description": description}
+    for target, column, rows in TARGET_COLUMNS:
+        truth = simulated[column].to_numpy(dtype=np.float64)
+        guess = predicted[column].to_numpy(dtype=np.float64)
+        mask = feasible.copy() if rows == "feasible" else np.ones(len(truth), dtype=bool)
+        mask &= np.isfinite(truth) & (truth > 0)
+        result[target] = regression_metrics(truth[mask], guess[mask])
+    result["feasibility"] = classification_metrics(feasible, predicted["p_feasible"].to_numpy(dtype=np.float64))
+    return result
+
+
+def goal_met(set_metrics: dict[str, Any]) -> bool:
+    """Latency and energy within 10% for >= 95% of pairs and Kendall tau >= 0.95."""
+    for target in ("latency", "energy"):
+        metrics = set_metrics.get(target) or {}
+        if not metrics.get("n"):
+            return False
+        if not (metrics["within_10pct"] >= GOAL["within_10pct"] and metrics["kendall_tau"] >= GOAL["kendall_tau"]):
+            return False
+    return True
+
+
+def nan_to_none(value: Any) -> Any:
+    """Replace NaN and infinite floats by None, recursively (strict JSON)."""
+    if isinstance(value, dict):
+        return {k: nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [nan_to_none(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _cell(value: Any, percent: bool) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{100 * value:.1f}%" if percent else f"{value:.3f}"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """A readable fixed-width table: one line per (model, set, target)."""
+    header = f"{'model':<24} {'set':<5} {'target':<8} {'n':>7} {'MAPE':>7} {'<=5%':>7} {'<=10%':>7} " \
+             f"{'RMSElog':>8} {'tau':>6} {'rho':>6} {'feas.acc':>8}"
+    lines = [header, "-" * len(header)]
+    models = [("evaluator", {name: report[name] for name in ("test", "ood") if name in report})]
+    models += [(name, sets) for name, sets in (report.get("baselines") or {}).items()]
+    for model, sets in models:
+        for set_name, metrics in sets.items():
+            accuracy = (metrics.get("feasibility") or {}).get("accuracy")
+            for target in ("latency", "energy", "area"):
+                m = metrics.get(target) or {}
+                lines.append(
+                    f"{model:<24} {set_name:<5} {target:<8} {m.get('n', 0):>7} {_cell(m.get('mape'), True):>7} "
+                    f"{_cell(m.get('within_5pct'), True):>7} {_cell(m.get('within_10pct'), True):>7} "
+                    f"{_cell(m.get('rmse_log'), False):>8} {_cell(m.get('kendall_tau'), False):>6} "
+                    f"{_cell(m.get('spearman_rho'), False):>6} "
+                    f"{_cell(accuracy, True) if target == 'latency' else '':>8}"
+                )
+    goal = report.get("goal")
+    if goal:
+        met = ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in goal.get("met", {}).items())
+        lines.append("")
+        lines.append(f"goal (latency and energy within 10% for >= {100 * goal['within_10pct']:.0f}% of pairs, "
+                     f"Kendall tau >= {goal['kendall_tau']}): {met}")
+    return "\n".join(lines) + "\n"
+
+
+def parity_plot(simulated: pd.DataFrame, predicted: pd.DataFrame, path: str | os.PathLike, title: str) -> Path:
+    """Predicted against simulated, log-log, one panel per target, with +-10% bands (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: never open a window
+    from matplotlib import pyplot as plt
+
+    path = Path(path)
+    feasible = simulated["feasible"].to_numpy(dtype=bool)
+    figure, axes = plt.subplots(1, 3, figsize=(13.5, 4.5))
+    for axis, (target, column, rows) in zip(axes, TARGET_COLUMNS):
+        truth = simulated[column].to_numpy(dtype=np.float64)
+        guess = predicted[column].to_numpy(dtype=np.float64)
+        mask = (feasible if rows == "feasible" else np.ones(len(truth), dtype=bool)) & np.isfinite(truth) & (truth > 0)
+        truth, guess = truth[mask], np.maximum(guess[mask], 1e-300)
+        if truth.size:
+            axis.scatter(truth, guess, s=3, alpha=0.35, linewidths=0)
+            low, high = float(min(truth.min(), guess.min())), float(max(truth.max(), guess.max()))
+            line = np.geomspace(low, high, 50)
+            axis.plot(line, line, color="black", linewidth=0.8, label="y = x")
+            axis.plot(line, line * 1.1, color="grey", linewidth=0.6, linestyle="--", label="+-10%")
+            axis.plot(line, line / 1.1, color="grey", linewidth=0.6, linestyle="--")
+            axis.set_xscale("log")
+            axis.set_yscale("log")
+            axis.legend(loc="upper left", fontsize=8)
+        within = float(np.mean(np.abs(guess - truth) <= 0.1 * truth)) if truth.size else math.nan
+        axis.set_title(f"{target} ({column}), n={truth.size}, <=10%: {_cell(within, True)}", fontsize=9)
+        axis.set_xlabel("simulated")
+        axis.set_ylabel("predicted")
+    figure.suptitle(title)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(handle)
+    try:
+        figure.savefig(temporary, dpi=110, format="png")
+        os.replace(temporary, path)
+    finally:
+        plt.close(figure)
+        Path(temporary).unlink(missing_ok=True)
+    return path
+
+
+def write_report(report: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write ``report.json`` and ``report.txt`` (the table) into ``out_dir``, atomically."""
+    out_dir = Path(out_dir)
+    paths = {"json": out_dir / "report.json", "table": out_dir / "report.txt"}
+    _write_text(paths["json"], json.dumps(nan_to_none(report), indent=2, sort_keys=False) + "\n")
+    _write_text(paths["table"], format_table(report))
+    return paths

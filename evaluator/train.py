@@ -1,0 +1,116 @@
+"""Training: fit the evaluator with Lightning, validate it, freeze it into one file.
+
+`train` is what ``dance-train`` runs once Hydra has built the objects; it is importable and
+testable without Hydra.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from evaluator.artifact import save
+from evaluator.data import PairsDataModule
+from evaluator.model import EvaluatorModule
+from evaluator.predictor import Evaluator
+from evaluator.report import format_table, write_report
+from evaluator.validate import ValidationConfig, validate
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    evaluator: Evaluator
+    report: dict[str, Any]
+    artifact: Path
+    report_path: Path
+    best_checkpoint: str | None
+    seconds: float
+
+
+def _best_weights(trainer: L.Trainer, model: EvaluatorModule) -> str | None:
+    """Load the best checkpoint's weights into ``model`` (plain tensors: weights_only)."""
+    callback = trainer.checkpoint_callback
+    best = getattr(callback, "best_model_path", "") if callback is not None else ""
+    if best and Path(best).is_file():
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        model.load_state_dict(state)
+        return best
+    return None
+
+
+def train(model: EvaluatorModule, datamodule: PairsDataModule, trainer: L.Trainer, out: str | os.PathLike,
+          ckpt_path: str | None = None, seed: int = 0, validation: ValidationConfig | None = None,
+          config: dict[str, Any] | None = None, log: Any = print) -> TrainResult:
+    """Train, validate and save an evaluator.
+
+    Parameters
+    ----------
+    model : EvaluatorModule
+    datamodule : PairsDataModule
+    trainer : lightning.Trainer
+        With its callbacks (early stopping, checkpointing) and loggers.
+    out : str or PathLike
+        Output directory: ``evaluator.pt``, ``report.json``, ``report.txt``, parity PNGs.
+    ckpt_path : str, optional
+        Resume from this Lightning checkpoint (loaded with ``weights_only=True``).
+    seed : int
+        Seeds torch, numpy and Python (``seed_everything``) and the validation.
+    validation : ValidationConfig, optional
+    config : dict, optional
+        The resolved run config, kept in the artifact.
+    log : callable
+        Receives progress lines.
+
+    Returns
+    -------
+    TrainResult
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(seed, workers=True, verbose=False)
+    datamodule.setup("fit")
+    rows = datamodule.rows
+    log(f"dataset {datamodule.path}: {rows['train']} train / {rows['val']} val / {rows['test']} test pairs "
+        f"({'streamed' if datamodule.streaming else 'in memory'}); simulator "
+        f"{datamodule.metadata.get('simulator_version')}, space {datamodule.metadata.get('space_hash')}")
+    model.set_statistics(datamodule.statistics)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    best = _best_weights(trainer, model)
+    trained_seconds = time.perf_counter() - started
+    evaluator = Evaluator(
+        copy.deepcopy(model.network).cpu(),
+        dataset_metadata=datamodule.metadata,
+        extra={"split": datamodule.split_definition, "rows": dict(rows), "config": config or {},
+               "hparams": dict(model.hparams), "epochs": int(trainer.current_epoch),
+               "train_seconds": round(trained_seconds, 1), "best_checkpoint": best},
+    )
+    validation = validation or ValidationConfig(seed=seed)
+    report = validate(evaluator, datamodule.path, out, validation, split="test",
+                      artifact=str(out / "evaluator.pt"), log=log)
+    evaluator.metrics = report
+    artifact = save(evaluator, out / "evaluator.pt")
+    paths = write_report(report, out)  # again: the report now knows the artifact exists
+    seconds = time.perf_counter() - started
+    log(format_table(report))
+    test, ood = report.get("test", {}), report.get("ood", {})
+    log(
+        f"Trained the evaluator on {rows['train']} pairs for {trainer.current_epoch} epochs in "
+        f"{trained_seconds:.0f} s, validated in {seconds - trained_seconds:.0f} s. Test split: latency within 10% "
+        f"for {100 * test.get('latency', {}).get('within_10pct', float('nan')):.1f}% of pairs (Kendall tau "
+        f"{test.get('latency', {}).get('kendall_tau', float('nan')):.3f}), energy "
+        f"{100 * test.get('energy', {}).get('within_10pct', float('nan')):.1f}%"
+        + (f"; OOD: latency {100 * ood['latency']['within_10pct']:.1f}%, energy "
+           f"{100 * ood['energy']['within_10pct']:.1f}%" if ood.get("latency") else "")
+        + f". Artifact: {artifact}; report: {paths['json']} and {paths['table']}."
+    )
+    return TrainResult(evaluator, report, artifact, paths["json"], best, seconds)

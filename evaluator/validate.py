@@ -1,0 +1,173 @@
+"""Validation: the evaluator (and scikit-learn baselines) against the simulator.
+
+`validate` measures a trained `Evaluator` on (a) the held-out test split of its dataset and
+(b) the out-of-distribution set (`evaluator.ood`), fits the baselines on the training split
+and writes the report (`evaluator.report`). `validate_artifact` does the same for an
+artifact file and any dataset of the same simulator version and design space.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from dataset_gen.simulator import SIMULATOR_VERSION
+from evaluator.artifact import load
+from evaluator.baselines import BASELINES, DEFAULT_MAX_TRAIN_ROWS, baseline_features, fit_baseline
+from evaluator.data import INPUT_FIELDS, RESULT_COLUMNS, SPLITS, read_split
+from evaluator.dataset import ForeignDatasetError, check_dataset
+from evaluator.ood import ood_set
+from evaluator.predictor import Evaluator
+from evaluator.report import GOAL, REPORT_FORMAT, evaluate_set, goal_met, parity_plot, write_report
+
+
+@dataclass
+class ValidationConfig:
+    """What the validation measures (``validation:`` in conf/train.yaml and conf/validate.yaml).
+
+    Attributes
+    ----------
+    ood_pairs : int
+        About this many out-of-distribution pairs (0: no OOD set).
+    ood_networks : list of str, optional
+        Zoo networks of the OOD set (default: those the dataset did not use).
+    ood_input_sizes : list of int
+        Input resolutions of the OOD networks.
+    baselines : list of str
+        scikit-learn baselines to fit and report (`evaluator.baselines.BASELINES`).
+    max_baseline_rows : int, optional
+        Training rows per baseline at most (default: each baseline's own cap).
+    max_test_rows : int, optional
+        Evaluate on a seeded random subset of at most this many test rows.
+    plots : bool
+        Write parity plots (PNG).
+    seed : int
+        Seeds the OOD accelerators and the subsets.
+    """
+
+    ood_pairs: int = 2000
+    ood_networks: Sequence[str] | None = None
+    ood_input_sizes: Sequence[int] = (224,)
+    baselines: Sequence[str] = ("hist_gradient_boosting", "k_neighbors")
+    max_baseline_rows: int | None = None
+    max_test_rows: int | None = None
+    plots: bool = True
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.baselines if name not in BASELINES]
+        if unknown:
+            raise ValueError(f"validation.baselines: unknown {unknown}; expected some of {sorted(BASELINES)}")
+        if not isinstance(self.ood_pairs, int) or self.ood_pairs < 0:
+            raise ValueError(f"validation.ood_pairs = {self.ood_pairs!r}: expected an integer >= 0")
+
+
+def validate(evaluator: Evaluator, data: str | os.PathLike, out: str | os.PathLike,
+             config: ValidationConfig | None = None, split: str = "test",
+             fractions: Sequence[float] | None = None, salt: int | None = None,
+             artifact: str | None = None, log: Any = print) -> dict[str, Any]:
+    """Measure ``evaluator`` on a dataset's split and on the OOD set; write the report.
+
+    Parameters
+    ----------
+    evaluator : Evaluator
+    data : str or PathLike
+        The dataset directory (already checked against the evaluator's metadata).
+    out : str or PathLike
+        Where ``report.json``, ``report.txt`` and ``parity_*.png`` go.
+    config : ValidationConfig, optional
+    split : {"test", "val", "train", "all"}
+        The rows measured as the in-distribution set (``all``: a dataset not used in training).
+    fractions, salt
+        The split definition (default: the one stored with the evaluator).
+    artifact : str, optional
+        The artifact's path, recorded in the report.
+    log : callable
+        Receives progress lines.
+
+    Returns
+    -------
+    dict
+        The report (layout in `evaluator.report`).
+    """
+    config = config or ValidationConfig()
+    if split not in (*SPLITS, "all"):
+        raise ValueError(f"split = {split!r}: expected one of {[*SPLITS, 'all']}")
+    stored = evaluator.extra.get("split") or {}
+    fractions = fractions if fractions is not None else stored.get("fractions", (0.8, 0.1, 0.1))
+    salt = salt if salt is not None else int(stored.get("salt", 0))
+    out = Path(out)
+    started = time.perf_counter()
+    columns = [*INPUT_FIELDS, *RESULT_COLUMNS, "latency_s"]
+    test = read_split(data, None if split == "all" else split, fractions, salt, columns=columns,
+                      max_rows=config.max_test_rows, seed=config.seed)
+    train = read_split(data, "train", fractions, salt, columns=columns)
+    metadata = evaluator.dataset_metadata
+    log(f"validation: {len(test)} {split} pairs; building the OOD set ({config.ood_pairs} pairs, simulated now)")
+    ood = ood_set(metadata, train, config.ood_pairs, config.seed, config.ood_networks, config.ood_input_sizes) \
+        if config.ood_pairs else pd.DataFrame()
+    sets = {"test": (test, f"{split} split of {os.fspath(data)}")}
+    if len(ood):
+        networks = sorted(set(ood["network"]))
+        sets["ood"] = (ood, f"{ood['layer_name'].nunique()} unseen layers of {', '.join(networks)} "
+                            f"(input sizes {list(config.ood_input_sizes)}) on random accelerators of the dataset's space")
+    report: dict[str, Any] = {
+        "format": REPORT_FORMAT,
+        "format_version": 1,
+        "simulator_version": evaluator.simulator_version,
+        "space_hash": evaluator.space_hash,
+        "artifact": artifact,
+        "dataset": os.fspath(data),
+    }
+    for name, (frame, description) in sets.items():
+        predicted = evaluator.predict(frame, frame)
+        report[name] = evaluate_set(frame, predicted, description)
+        if config.plots:
+            parity_plot(frame, predicted, out / f"parity_{name}.png", f"evaluator, {name}: {description[:90]}")
+    report["goal"] = {**GOAL, "met": {name: goal_met(report[name]) for name in sets}}
+    report["baselines"] = {}
+    if config.baselines:
+        # Features once for every baseline: a seeded subset of the training split (as large as
+        # the largest baseline's cap; each baseline takes its own seeded subset of it).
+        cap = max(config.max_baseline_rows or DEFAULT_MAX_TRAIN_ROWS[name] for name in config.baselines)
+        subset = train.sample(n=min(cap, len(train)), random_state=config.seed)
+        train_features = baseline_features(subset)
+        set_features = {name: baseline_features(frame) for name, (frame, _) in sets.items()}
+    for name in config.baselines:
+        log(f"validation: fitting baseline {name}")
+        baseline = fit_baseline(name, subset, seed=config.seed, max_train_rows=config.max_baseline_rows,
+                                features=train_features)
+        report["baselines"][name] = {
+            set_name: evaluate_set(frame, baseline.predict(frame, set_features[set_name]), description)
+            for set_name, (frame, description) in sets.items()
+        }
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    write_report(report, out)
+    return report
+
+
+def validate_artifact(artifact: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike,
+                      config: ValidationConfig | None = None, split: str = "test", log: Any = print) -> dict[str, Any]:
+    """Load an artifact, refuse data it was not trained for, and write its report.
+
+    Raises
+    ------
+    ForeignDatasetError
+        The dataset (or the installed simulator) has another simulator version, or the
+        dataset another design space, than the artifact's training data.
+    """
+    evaluator = load(artifact)
+    version, space = evaluator.simulator_version, evaluator.space_hash
+    if version is not None and version != SIMULATOR_VERSION:
+        raise ForeignDatasetError(
+            f"artifact {os.fspath(artifact)!r} imitates simulator version {version!r}, but the installed simulator "
+            f"is {SIMULATOR_VERSION!r}: its OOD figures would come from another simulator"
+        )
+    check_dataset(data, expect_simulator_version=version, expect_space_hash=space)
+    return validate(evaluator, data, out, config, split=split, artifact=os.fspath(artifact), log=log)

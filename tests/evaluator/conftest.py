@@ -1,0 +1,44 @@
+"""Small real datasets, made once per test session by the real generator and simulator."""
+
+import pytest
+
+from dataset_gen.cli_gen import load_config
+from dataset_gen.generate import generate
+
+
+def make_dataset(out, n_samples, *overrides):
+    """A dance-gen dataset in the small space (fast to simulate), written to ``out``."""
+    generate(load_config(["space=small", f"n_samples={n_samples}", "shard_rows=1000", "workers=1",
+                          "progress=false", "layers.input_sizes=[32]", f"out={out}", *overrides]))
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory):
+    """3000 simulated pairs in three shards."""
+    return make_dataset(tmp_path_factory.mktemp("evaluator-data") / "small", 3000)
+
+
+@pytest.fixture(scope="session")
+def other_space_dataset(tmp_path_factory):
+    """A few pairs from another design space (a narrower PE-array range)."""
+    return make_dataset(tmp_path_factory.mktemp("evaluator-data") / "other", 300, "space.accelerator.pe_rows.max=4")
+
+
+@pytest.fixture(scope="session")
+def trained(small_dataset, tmp_path_factory):
+    """A tiny evaluator trained for one epoch on the small dataset (no OOD set, no baselines)."""
+    import lightning as L
+
+    from evaluator.data import PairsDataModule
+    from evaluator.model import EvaluatorModule
+    from evaluator.train import train
+    from evaluator.validate import ValidationConfig
+
+    out = tmp_path_factory.mktemp("evaluator-run")
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False)
+    model = EvaluatorModule(depth=2, width=32, area_depth=1, area_width=16)
+    data = PairsDataModule(str(small_dataset), batch_size=256)
+    return train(model, data, trainer, out, validation=ValidationConfig(ood_pairs=0, baselines=(), plots=False),
+                 log=lambda line: None)

@@ -1,0 +1,92 @@
+"""dance-train and dance-validate end to end, through their real entry points."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import evaluator
+from evaluator.cli import train_main, validate_main
+
+SCRIPTS = Path(sys.executable).parent
+TARGET_KEYS = {"n", "mape", "within_5pct", "within_10pct", "kendall_tau", "spearman_rho", "rmse_log"}
+TINY = ["model=small", "trainer=debug", "data.batch_size=256", "validation.ood_pairs=60",
+        "validation.ood_input_sizes=[64]"]
+
+
+def run_entry_point(main, monkeypatch, *arguments):
+    monkeypatch.setattr(sys, "argv", ["dance", *arguments])
+    main()
+
+
+@pytest.fixture(scope="module")
+def run(small_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("dance-train") / "run"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        run_entry_point(train_main, monkeypatch, f"data={small_dataset}", f"out={out}", *TINY)
+    return out
+
+
+def test_dance_train_writes_the_artifact_the_report_and_the_resolved_config(run, small_dataset):
+    assert (run / "evaluator.pt").is_file() and (run / "report.txt").is_file()
+    config = (run / "config.yaml").read_text()
+    assert str(small_dataset) in config and "${" not in config  # resolved
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert list((run / "logs" / "csv").rglob("metrics.csv")) and list((run / "logs" / "tensorboard").rglob("events.*"))
+    for plot in ("parity_test.png", "parity_ood.png"):
+        assert (run / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_report_has_every_target_on_both_sets_and_the_baselines(run):
+    report = json.loads((run / "report.json").read_text())
+    for name in ("test", "ood"):
+        for target in ("latency", "energy", "area"):
+            assert TARGET_KEYS <= set(report[name][target]), (name, target)
+            assert report[name][target]["n"] > 0
+        assert 0 <= report[name]["feasibility"]["accuracy"] <= 1
+    assert set(report["baselines"]) == {"hist_gradient_boosting", "k_neighbors"}
+    assert report["baselines"]["k_neighbors"]["ood"]["energy"]["n"] == report["ood"]["energy"]["n"]
+    assert "alexnet" in report["ood"]["description"]  # the one zoo network the dataset did not use
+    assert set(report["goal"]["met"]) == {"test", "ood"}
+    stored = evaluator.load(run / "evaluator.pt").metrics
+    assert stored["test"]["latency"]["mape"] == pytest.approx(report["test"]["latency"]["mape"])
+
+
+def test_training_resumes_from_a_checkpoint(run, small_dataset, tmp_path, monkeypatch):
+    out = tmp_path / "resumed"
+    run_entry_point(train_main, monkeypatch, f"data={small_dataset}", f"out={out}", *TINY,
+                    f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "trainer.max_epochs=2",
+                    "validation.baselines=[]", "logger=none")
+    resumed = evaluator.load(out / "evaluator.pt")
+    assert resumed.extra["epochs"] == 2  # one epoch from the checkpoint, one more here
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["epoch"] == 0
+
+
+def test_dance_validate_reports_an_artifact_on_its_dataset(run, small_dataset, tmp_path, monkeypatch):
+    out = tmp_path / "validation"
+    run_entry_point(validate_main, monkeypatch, f"artifact={run / 'evaluator.pt'}", f"data={small_dataset}",
+                    f"out={out}", "validation.ood_pairs=0", "validation.baselines=[k_neighbors]")
+    report = json.loads((out / "report.json").read_text())
+    original = json.loads((run / "report.json").read_text())
+    assert report["test"]["latency"] == pytest.approx(original["test"]["latency"])  # same split, same numbers
+    assert "ood" not in report and set(report["baselines"]) == {"k_neighbors"}
+
+
+def test_dance_validate_refuses_data_from_another_space(run, other_space_dataset, tmp_path):
+    completed = subprocess.run(
+        [str(SCRIPTS / "dance-validate"), f"artifact={run / 'evaluator.pt'}", f"data={other_space_dataset}",
+         f"out={tmp_path / 'refused'}"], capture_output=True, text=True, timeout=300)
+    assert completed.returncode != 0
+    assert "design space" in completed.stderr and "Traceback" not in completed.stderr
+    assert not (tmp_path / "refused" / "report.json").exists()
+
+
+def test_dance_validate_refuses_a_corrupt_artifact_in_one_line(small_dataset, tmp_path, monkeypatch):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(SystemExit, match="bad.pt.*not a readable evaluator artifact"):
+        run_entry_point(validate_main, monkeypatch, f"artifact={bad}", f"data={small_dataset}", f"out={tmp_path / 'v'}")
