@@ -1,0 +1,18 @@
+"""Network/accelerator co-search with a frozen learned evaluator (``dance-search``).
+
+Modules, in the order a run uses them (docs/search.md is the user's guide):
+
+- `search.network_space`: the supernet's skeleton, candidates and the layers they imply;
+- `search.supernet`: the supernet (mixed blocks, architecture logits) and the child network;
+- `search.hardware`: the accelerator choice space, its logits and DANCE's generator;
+- `search.cost`: the expected hardware cost from the frozen evaluator (metric, limits);
+- `search.data`: digits and CIFAR-10, the weight/architecture split;
+- `search.module`: the Lightning co-search (manual optimisation, two optimizers);
+- `search.generator`: pre-training the generator on the simulator's best accelerators;
+- `search.simulated`, `search.derive`, `search.verify`: simulation, derivation, results;
+- `search.training`: plain Lightning training (retraining, baselines' short trainings);
+- `search.baselines`, `search.compare`: sequential and simulator-in-the-loop baselines;
+- `search.sweep`: multirun summaries and the Pareto plot; `search.export`, `search.coverage`:
+  the search space for dance-gen, and whether the evaluator covers it;
+- `search.run`: the pipeline; `search.cli`: the Hydra entry point.
+"""

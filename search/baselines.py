@@ -1,0 +1,189 @@
+"""Baselines run side by side with the co-search, on the same data, spaces, metric and lambda.
+
+- ``sequential`` (DANCE's "naive" baseline): hardware-unaware NAS (the same supernet and
+  Lightning search with no cost term), then the best accelerator for the found network by
+  exhaustive simulation over the accelerator space (``baselines.max_accelerators`` drawn
+  uniformly when the space is larger). Search time = NAS + simulation.
+- ``evolution`` (regularised evolution, Real et al., AAAI 2019) and ``random`` (random
+  search) with the simulator in the loop: each (network, accelerator) pair is scored by the
+  simulator (cost) and a short training (``short_epochs`` on the weight part of the
+  training split, loss on the architecture part), with the co-search's own objective
+  ``val_loss + lambda * cost / reference + limit penalties``; they run until a wall-clock
+  budget (``baselines.budget_s``; in ``mode=compare``: the co-search's search time).
+
+Every method ends like the co-search (`search.run.finish`): re-simulation, retraining from
+scratch, ``result.json``.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+
+from dataset_gen.space import SpaceError
+from search.cost import combine
+from search.data import ClassifierDataModule, split_indices
+from search.run import SearchContext, design_of, finish, run_cosearch
+from search.simulated import best_accelerators, network_totals
+from search.supernet import ChildNet
+from search.training import train_classifier
+
+__all__ = ["run_sequential", "run_evolution", "run_baseline", "Candidate"]
+
+
+def run_sequential(context: SearchContext, out_dir: Path | None = None) -> dict[str, Any]:
+    """Hardware-unaware NAS, then exhaustive accelerator search by simulation."""
+    out_dir = context.out_dir if out_dir is None else Path(out_dir)
+    outcome = run_cosearch(context, hardware_aware=False, name="sequential_nas", log_dir=out_dir)
+    choice = outcome.module.derive_architecture()
+    started = time.perf_counter()
+    limit = (context.settings.get("baselines") or {}).get("max_accelerators")
+    indices = context.hw_space.enumerate(limit, seed=int(context.settings.get("seed", 0)))
+    layers = context.network_layers(choice)
+    table = context.simulator.table(layers, [context.hw_space.accelerator(i) for i in indices])
+    best, values = best_accelerators(np.ones((1, len(layers))), table, context.spec)
+    if not np.isfinite(values[0, best[0]]):
+        raise SpaceError("sequential baseline: no accelerator of the space can run the NAS network "
+                         f"({'/'.join(context.space.describe(choice))}); widen hw.choices")
+    exhaustive_seconds = time.perf_counter() - started
+    design = design_of(context, choice, indices[int(best[0])])
+    extra = {"exhaustive": {"accelerators": len(indices), "space_size": context.hw_space.size,
+                            "seconds": exhaustive_seconds, "nas_seconds": outcome.seconds}}
+    return finish(context, design, "sequential", outcome.seconds + exhaustive_seconds, out_dir, extra)
+
+
+@dataclass
+class Candidate:
+    """One scored (network, accelerator) pair of the simulator-in-the-loop search."""
+
+    choice: tuple[int, ...]
+    accelerator: tuple[int, ...]
+    score: float
+    val_loss: float
+    val_accuracy: float
+    cost: float  # normalised metric (inf when infeasible)
+    feasible: bool
+
+
+class _PairSearch:
+    """Sampling, mutation and scoring of (architecture, accelerator) pairs."""
+
+    def __init__(self, context: SearchContext, rng: np.random.Generator, lambda_cost: float) -> None:
+        self.context = context
+        self.rng = rng
+        self.lambda_cost = lambda_cost
+        settings = context.settings
+        self.config = dict(settings.get("baselines") or {})
+        seed = int(settings.get("seed", 0))
+        train_index, val_index = split_indices(context.data.y_train, float(settings["search"]["data"].get("val_fraction", 0.5)), seed)
+        self.datamodule = ClassifierDataModule(context.data, batch_size=int(settings["search"]["data"].get("batch_size", 64)),
+                                               train_index=train_index, eval_index=val_index, seed=seed)
+        self.allowed = [np.flatnonzero(block.allowed) for block in context.space.blocks]
+        self.seed = seed
+
+    def random_pair(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        choice = tuple(int(self.rng.choice(allowed)) for allowed in self.allowed)
+        accelerator = tuple(int(self.rng.integers(n)) for n in self.context.hw_space.sizes)
+        return choice, accelerator
+
+    def mutate(self, parent: Candidate) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Change one block's candidate or one accelerator field's value (never a no-op
+        when the space allows a change)."""
+        choice, accelerator = list(parent.choice), list(parent.accelerator)
+        blocks = [b for b, allowed in enumerate(self.allowed) if len(allowed) > 1]
+        fields = [f for f, n in enumerate(self.context.hw_space.sizes) if n > 1]
+        options = [("block", b) for b in blocks] + [("field", f) for f in fields]
+        if not options:
+            return tuple(choice), tuple(accelerator)
+        # Half of the mutations touch the network, half the accelerator (when both exist).
+        pool = [o for o in options if o[0] == ("block" if self.rng.random() < 0.5 else "field")] or options
+        kind, where = pool[int(self.rng.integers(len(pool)))]
+        if kind == "block":
+            others = [c for c in self.allowed[where] if c != choice[where]]
+            choice[where] = int(self.rng.choice(others))
+        else:
+            n = self.context.hw_space.sizes[where]
+            accelerator[where] = int((accelerator[where] + 1 + self.rng.integers(n - 1)) % n)
+        return tuple(choice), tuple(accelerator)
+
+    def score(self, choice: tuple[int, ...], accelerator: tuple[int, ...]) -> Candidate:
+        context, spec = self.context, self.context.spec
+        layers = context.network_layers(choice)
+        table = context.simulator.table(layers, [context.hw_space.accelerator(accelerator)])
+        totals = network_totals(table, np.ones((1, len(layers))))
+        latency, energy = float(totals["latency_s"][0, 0]), float(totals["energy_pj"][0, 0])
+        area = float(totals["area_mm2"][0])
+        if not math.isfinite(latency):
+            return Candidate(choice, accelerator, math.inf, math.nan, math.nan, math.inf, False)
+        cost = float(spec.normalised(combine(latency, energy, area, spec.metric)))
+        values = spec.limit_values(latency, energy, area)
+        penalty = spec.limit_weight * sum(max(values[k] / limit - 1.0, 0.0) for k, limit in spec.limits.items())
+        L.seed_everything(self.seed, workers=True, verbose=False)
+        trained = train_classifier(ChildNet(context.space, choice), self.datamodule,
+                                   int(self.config.get("short_epochs", 2)), None, context.settings.get("trainer"),
+                                   log_dir=None, quiet=True)
+        score = trained["loss"] + self.lambda_cost * cost + penalty
+        return Candidate(choice, accelerator, score, trained["loss"], trained["accuracy"], cost, True)
+
+
+def run_evolution(context: SearchContext, out_dir: Path | None = None, kind: str = "evolution",
+                  budget_s: float | None = None) -> dict[str, Any]:
+    """Regularised evolution (``kind="evolution"``) or random search (``"random"``) over
+    (network, accelerator) pairs, scored by the simulator and a short training, until the
+    wall-clock budget is spent (at least one pair is always scored)."""
+    if kind not in ("evolution", "random"):
+        raise SpaceError(f"baseline kind = {kind!r}: expected evolution or random")
+    out_dir = context.out_dir if out_dir is None else Path(out_dir)
+    config = dict(context.settings.get("baselines") or {})
+    budget = float(budget_s if budget_s is not None else config.get("budget_s", 120.0))
+    if not budget > 0:
+        raise SpaceError(f"baselines.budget_s = {budget!r}: expected a positive number of seconds")
+    population_size = int(config.get("population", 16))
+    sample_size = int(config.get("sample", 4))
+    if population_size < 2 or not 1 <= sample_size <= population_size:
+        raise SpaceError(f"baselines: population = {population_size}, sample = {sample_size}: expected "
+                         "population >= 2 and 1 <= sample <= population")
+    lambda_cost = float(context.settings["search"].get("lambda_cost", 1.0))
+    rng = np.random.default_rng(int(context.settings.get("seed", 0)))
+    pairs = _PairSearch(context, rng, lambda_cost)
+    population: collections.deque[Candidate] = collections.deque(maxlen=population_size)
+    history: list[Candidate] = []
+    started = time.perf_counter()
+    while not history or time.perf_counter() - started < budget:
+        if kind == "random" or len(history) < population_size:
+            choice, accelerator = pairs.random_pair()
+        else:
+            contenders = [population[int(i)] for i in rng.choice(len(population), sample_size, replace=False)]
+            choice, accelerator = pairs.mutate(min(contenders, key=lambda c: c.score))
+        candidate = pairs.score(choice, accelerator)
+        history.append(candidate)
+        population.append(candidate)  # the deque drops the oldest: "regularised" (aging) evolution
+    seconds = time.perf_counter() - started
+    best = min(history, key=lambda c: c.score)
+    if not best.feasible:
+        raise SpaceError(f"{kind} baseline: none of the {len(history)} pairs scored within the budget was feasible; "
+                         "raise baselines.budget_s")
+    design = design_of(context, best.choice, best.accelerator)
+    extra = {"evaluations": len(history), "budget_s": budget,
+             "feasible_evaluations": sum(c.feasible for c in history),
+             "best_score": best.score, "best_val_accuracy": best.val_accuracy,
+             "history": [{"choice": list(c.choice), "accelerator": list(c.accelerator), "score": c.score,
+                          "val_accuracy": c.val_accuracy, "cost": c.cost} for c in history]}
+    return finish(context, design, kind, seconds, out_dir, extra)
+
+
+def run_baseline(context: SearchContext, mode: str, out_dir: Path | None = None,
+                 budget_s: float | None = None) -> dict[str, Any]:
+    """Run one baseline by its ``mode`` name."""
+    if mode == "sequential":
+        return run_sequential(context, out_dir)
+    if mode in ("evolution", "random"):
+        return run_evolution(context, out_dir, mode, budget_s)
+    raise SpaceError(f"baseline = {mode!r}: expected sequential, evolution or random")

@@ -1,0 +1,88 @@
+"""Deriving the discrete design from the learned distributions.
+
+The architecture is the most probable candidate of every block. The accelerator is the
+most probable choice of every field (in generator mode: the generator's output for the
+derived architecture). Because the evaluator's feasibility is a prediction, the derived
+accelerator is checked with the simulator: if it cannot map every layer, the next most
+probable accelerators (by joint probability, fields independent) are tried in order, up to
+``max_tries``; the report says how many were tried.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from dataset_gen.space import Accelerator, Layer
+from search.hardware import AcceleratorSpace
+from search.simulated import SimulatorCache
+
+__all__ = ["DerivedDesign", "ranked_accelerators", "first_feasible", "one_hot_architecture"]
+
+
+@dataclass(frozen=True)
+class DerivedDesign:
+    """A discrete network and accelerator, with how the accelerator was chosen."""
+
+    choice: tuple[int, ...]
+    candidates: tuple[str, ...]
+    layers: tuple[Layer, ...]
+    accelerator: Accelerator
+    accelerator_index: tuple[int, ...]
+    accelerator_rank: int  # 0 = the most probable accelerator; >0 after feasibility repair
+    feasible: bool
+
+
+def one_hot_architecture(choice: Sequence[int], n_candidates: int) -> torch.Tensor:
+    """``(n_blocks, n_candidates)`` one-hot probabilities of a discrete architecture."""
+    return torch.nn.functional.one_hot(torch.as_tensor(list(choice)), n_candidates).float()
+
+
+def ranked_accelerators(space: AcceleratorSpace, probs: Mapping[str, torch.Tensor | np.ndarray],
+                        limit: int = 64) -> list[tuple[int, ...]]:
+    """The ``limit`` most probable accelerators of a space under independent per-field
+    probabilities, most probable first (ties broken by index order, so deterministic).
+
+    A best-first search over the product space: it never enumerates the whole space.
+    """
+    logp = [np.log(np.clip(np.asarray(torch.as_tensor(probs[field]).detach().reshape(-1), dtype=np.float64),
+                           1e-300, None)) for field in space.fields]
+    orders = [np.argsort(-lp, kind="stable") for lp in logp]  # per field: choice indices, best first
+    def score(ranks: tuple[int, ...]) -> float:
+        return float(sum(logp[f][orders[f][r]] for f, r in enumerate(ranks)))
+
+    start = tuple(0 for _ in logp)
+    heap = [(-score(start), start)]
+    seen = {start}
+    result: list[tuple[int, ...]] = []
+    while heap and len(result) < limit:
+        _, ranks = heapq.heappop(heap)
+        result.append(tuple(int(orders[f][r]) for f, r in enumerate(ranks)))
+        for f in range(len(ranks)):
+            if ranks[f] + 1 < len(orders[f]):
+                nxt = ranks[:f] + (ranks[f] + 1,) + ranks[f + 1:]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    heapq.heappush(heap, (-score(nxt), nxt))
+    return result
+
+
+def first_feasible(layers: Sequence[Layer], space: AcceleratorSpace, ranked: Sequence[tuple[int, ...]],
+                   simulator: SimulatorCache) -> tuple[tuple[int, ...], int, bool]:
+    """The first accelerator of ``ranked`` on which the simulator maps every layer.
+
+    Returns
+    -------
+    (index, rank, feasible)
+        The chosen index, its rank in ``ranked`` and whether it is feasible (if none is,
+        the first of ``ranked`` with ``feasible = False``).
+    """
+    for rank, index in enumerate(ranked):
+        table = simulator.table(list(layers), [space.accelerator(index)])
+        if bool(table.feasible.all()):
+            return index, rank, True
+    return ranked[0], 0, False
