@@ -56,6 +56,12 @@ def _plan(out: Path, samples: int | None, quick: bool) -> list[tuple[str, list[s
             ("co-search network and accelerator", search_cmd), ("re-simulate the result", simulate)]
 
 
+def architecture_choices(architecture: dict) -> list[str]:
+    """``["blocks.0=k3_e3", ...]``: each block's chosen candidate, from result.json."""
+    return [f"{block}={name}" for block, name in zip(architecture.get("blocks", []),
+                                                      architecture.get("candidates", []))]
+
+
 def _summary(out: Path, seconds: dict[str, float]) -> str:
     manifest = json.loads((out / "data" / "_manifest.json").read_text())
     report = json.loads((out / "evaluator" / "report.json").read_text())
@@ -82,9 +88,9 @@ def _summary(out: Path, seconds: dict[str, float]) -> str:
         f"latency {accuracy(test, 'latency')} on held-out pairs; "
         f"{accuracy(ood, 'latency')} on unseen real-network layers; "
         f"energy {accuracy(test, 'energy')} held out.",
-        f"Searched network: {len(layers)} layers, "
-        f"{sum(layer.get('in_c', 0) and 1 for layer in layers)} conv/FC; accelerator: "
-        + ", ".join(f"{key}={value}" for key, value in accelerator.items()) + ".",
+        f"Searched network: {len(layers)} layers; blocks "
+        + ", ".join(architecture_choices(result.get("architecture", {})))
+        + "; accelerator: " + ", ".join(f"{key}={value}" for key, value in accelerator.items()) + ".",
     ]
     predicted, simulated = result["predicted"], result["simulated"]
     for key, unit, scale in (("latency_s", "ms", 1e3), ("energy_pj", "uJ", 1e-6), ("area_mm2", "mm2", 1.0)):
