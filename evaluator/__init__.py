@@ -1,4 +1,4 @@
-"""The learned hardware evaluator: an MLP that imitates the simulator, differentiably.
+"""The learned hardware evaluator: a network that imitates the simulator, differentiably.
 
 Public API (a contract with `search`; keep it stable)::
 
@@ -16,10 +16,11 @@ Public API (a contract with `search`; keep it stable)::
         # encode_accelerators_soft(...) (n, d_acc) or (1, d_acc) (broadcast). Raw encodings:
         # the module normalises them with the training statistics it stores.
         # keys: cycles, latency_s, energy_pj, area_mm2, feasible_logit, and the natural logs
-        # log_cycles, log_latency_s, log_energy_pj, log_area_mm2.
+        # log_cycles, log_latency_s, log_energy_pj, log_area_mm2 (better-conditioned costs).
         # latency_s = cycles / (f * 1e6) with f = 2 ** acc_x[:, FREQ_FEATURE_INDEX] MHz: the
         # clock comes from the accelerator encoding itself (a soft encoding gives the
         # geometric mean of the candidate clocks), so it is differentiable too.
+        # The evaluator stays in eval mode even when a parent module calls .train().
     save(ev, path)                                  # one file, torch.load(weights_only=True)
 
 Encoding (`evaluator.features`): layers -> log2 sizes (pad as log2(pad+1)), derived output
@@ -30,13 +31,24 @@ freq_mhz, then dataflow one-hot (ws, os, is, rs) and word_bits one-hot (8, 16, 3
 encoding sum_i p_i log2(v_i), categorical ones their probabilities; one-hot probabilities
 reproduce `encode_accelerators` exactly.
 
-Targets: ln total_cycles and ln energy_pj (regression on simulator-feasible pairs), ln
-area_mm2 (a separate subnetwork that sees only the accelerator), and feasibility (a logit).
+Model (`evaluator.network`): inside the module, `pair_features(layer_x, acc_x)` computes
+layer-array interactions, among them a coarse analytic cost model (`evaluator.analytic`: the
+mapper's tile ladders and loop orders, fold-model compute, exact DRAM reuse, a step-class
+pipeline, the simulator's energy constants), differentiable almost everywhere (ceil passes
+gradients straight through). An MLP on the accelerator and pair features predicts log-space
+corrections to the analytic estimates of ln total_cycles and ln energy_pj (trained on
+simulator-feasible pairs) and a feasibility logit; a separate MLP that sees only the
+accelerator corrects the analytic ln area_mm2 (trained on every pair). Inputs are clamped to
+their training range, so unseen sizes do not send the MLP where it was never fitted.
 
 Command lines: ``dance-train data=DIR out=DIR`` (Hydra, conf/train.yaml) writes
-out/evaluator.pt and out/report.json (layout: `evaluator.report`); ``dance-validate
-artifact=FILE data=DIR out=DIR`` reports any artifact on a dataset of the same simulator
-version and design space.
+out/evaluator.pt, out/report.json and out/report.txt (layout: `evaluator.report`), parity
+plots and the resolved config; ``dance-validate artifact=FILE data=DIR out=DIR`` reports any
+artifact on a dataset of the same simulator version and design space.
+
+Figures (default config, the default ``dance-gen`` dataset of 100,000 pairs, 10 epochs on one
+CPU thread): see the final report of the evaluator task; the run prints them and writes them
+to report.txt.
 """
 
 from evaluator.artifact import EvaluatorLoadError, load, save

@@ -31,7 +31,11 @@ import torch
 from dataset_gen.simulator import energy
 from dataset_gen.space import DATAFLOWS, LOOP_ORDERS, WORD_BITS
 
-LADDER_STEPS = 5  # j = 0..4, plus 1 (as dataset_gen.simulator.mapper.ladder)
+# Bumped whenever the estimates change: an artifact records it, and one trained on other
+# estimates is refused (its corrections would be to numbers it never saw).
+ANALYTIC_VERSION = 1
+LADDER_STEPS = 5
+REFINED = 16  # tile choices (of 216) the refined pipeline model ranks, per pair  # j = 0..4, plus 1 (as dataset_gen.simulator.mapper.ladder)
 ANALYTIC_FEATURES: tuple[str, ...] = (
     "log2_est_cycles", "log2_est_compute_cycles", "log2_est_dram_cycles", "log2_est_dram_words",
     "log2_est_steps", "est_feasible", "log2_est_mac_pj", "log2_est_rf_pj", "log2_est_sram_pj",
@@ -126,7 +130,8 @@ def _fold_factors(dataflow: str, layer: dict, rows: torch.Tensor, cols: torch.Te
     return {"p": (p_full, p_edge), "ck": ck}
 
 
-def _compute_cycles(factors: dict, tiles, kinds: tuple[str, str, str] = ("sum", "sum", "sum")) -> torch.Tensor:
+def _compute_cycles(factors: dict, tiles, kinds: tuple[str, str, str] = ("sum", "sum", "sum"),
+                    index=None) -> torch.Tensor:
     """Compute cycles of one (group, image) from `_fold_factors`, every candidate ``(n, 6, 6, 6)``.
 
     ``kinds`` picks, per tiled loop (p, c, k), which of its tiles count (`KINDS`): all sums
@@ -135,19 +140,26 @@ def _compute_cycles(factors: dict, tiles, kinds: tuple[str, str, str] = ("sum", 
     """
     weights = [_weights(tiles[i], kinds[i]) for i in range(3)]
 
-    def dim(index: int, loop: str) -> torch.Tensor:
-        (full_weight, edge_weight), (full, edge) = weights[index], factors[loop]
+    def dim(position: int, loop: str) -> torch.Tensor:
+        (full_weight, edge_weight), (full, edge) = weights[position], factors[loop]
         return full_weight * full + edge_weight * edge  # (n, 6)
+
+    def combine(p: torch.Tensor, c: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        if index is None:
+            return _outer(p, c, k)  # (n, 6, 6, 6)
+        return p.gather(1, index[0]) * c.gather(1, index[1]) * k.gather(1, index[2])  # (n, K)
 
     if "ck" not in factors:
         # SCALE-Sim's "Total Cycles" of a tile is its demand rows minus one (systolic.py).
-        tiles_counted = _outer(*(full_weight + edge_weight for full_weight, edge_weight in weights))
-        return _outer(dim(0, "p"), dim(1, "c"), dim(2, "k")) - tiles_counted
+        tiles_counted = combine(*(full_weight + edge_weight for full_weight, edge_weight in weights))
+        return combine(dim(0, "p"), dim(1, "c"), dim(2, "k")) - tiles_counted
     ck = 0.0
     for c_kind, c_weight in zip(("full", "edge"), weights[1]):
         for k_kind, k_weight in zip(("full", "edge"), weights[2]):
             ck = ck + c_weight[:, :, None] * k_weight[:, None, :] * factors["ck"][c_kind, k_kind]
-    return dim(0, "p")[:, :, None, None] * ck[:, None, :, :]
+    if index is None:
+        return dim(0, "p")[:, :, None, None] * ck[:, None, :, :]
+    return dim(0, "p").gather(1, index[0]) * ck.reshape(ck.shape[0], -1).gather(1, index[1] * 6 + index[2])
 
 
 def _over_tiles(chosen, fn) -> torch.Tensor:
@@ -239,8 +251,56 @@ def analytic_area(acc_x: torch.Tensor) -> torch.Tensor:
     return torch.log2(_area_mm2(acc, mac_um2))
 
 
+def _dram_words(order: str, trips: dict, changes: dict, sweep_words: dict, batch, groups, filter_images):
+    """DRAM words of the whole layer under one loop order (the reuse rule, exactly)."""
+    sweeps = {}
+    for operand, loops in (("ifmap", "pc"), ("filter", "ck"), ("ofmap", "pk")):
+        # The irrelevant loop sweeps the operand again iff it lies outside the innermost
+        # relevant loop that actually changes.
+        irrelevant = next(loop for loop in "pck" if loop not in loops)
+        inner = [changes[loop] for loop in loops if order.index(loop) > order.index(irrelevant)]
+        if inner:
+            moving = inner[0] | inner[1] if len(inner) == 2 else inner[0]
+            sweeps[operand] = torch.where(moving, trips[irrelevant], torch.ones_like(trips[irrelevant]))
+        else:
+            sweeps[operand] = torch.ones_like(trips[irrelevant])
+    return (batch * (sweeps["ifmap"] * sweep_words["ifmap"] + (2 * sweeps["ofmap"] - 1) * sweep_words["ofmap"])
+            + filter_images * sweeps["filter"] * sweep_words["filter"]) * groups
+
+
+def _grid(x: torch.Tensor) -> torch.Tensor:
+    return x[:, None, None, None]
+
+
+def _per_dataflow(acc: dict, layer: dict, tiles, compute_fn) -> torch.Tensor:
+    """Dataflow-weighted sum of ``compute_fn(factors, rows_used)``, each dataflow evaluated only
+    on the rows that give it weight (one per row for a hard encoding, all four when soft)."""
+    total = None
+    for index, name in enumerate(DATAFLOWS):
+        weight = acc["dataflow"][:, index]
+        if bool((weight == 1).all()):  # a batch of one dataflow
+            factors = _fold_factors(name, layer, acc["pe_rows"], acc["pe_cols"], tiles)
+            return compute_fn(factors, None)
+        rows_used = torch.nonzero(weight > 0).squeeze(1)
+        if rows_used.numel() == 0:
+            continue
+        sub_layer = {k: v[rows_used] for k, v in layer.items()}
+        sub_tiles = [tuple(t[rows_used] for t in dim_tiles) for dim_tiles in tiles]
+        factors = _fold_factors(name, sub_layer, acc["pe_rows"][rows_used], acc["pe_cols"][rows_used], sub_tiles)
+        value = compute_fn(factors, rows_used)
+        value = weight[rows_used].reshape(-1, *([1] * (value.dim() - 1))) * value
+        if total is None:
+            total = torch.zeros((layer["out_h"].shape[0], *value.shape[1:]), dtype=value.dtype)
+        total = total.index_add(0, rows_used, value)
+    return total
+
+
 def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tensor]) -> torch.Tensor:
     """``(n, len(ANALYTIC_FEATURES))`` estimates (log2, and a 0/1 feasibility flag).
+
+    Two passes, as the simulator prunes its candidates: a coarse time (perfect overlap of
+    compute and DRAM) ranks every tile choice; the `REFINED` best fitting ones get the
+    step-class pipeline model under all six loop orders, and the least time wins.
 
     Parameters
     ----------
@@ -253,31 +313,68 @@ def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tens
         ``word_bits_onehot`` ``(n, 3)`` and ``dataflow`` ``(n, 4)`` probabilities.
     """
     n = layer["out_h"].shape[0]
-
-    def grid(x: torch.Tensor) -> torch.Tensor:
-        return x[:, None, None, None]
-
-    P, Q, Cg, Kg = (grid(layer[k]) for k in ("out_h", "out_w", "in_c_per_group", "out_c_per_group"))
-    k_h, k_w, stride = grid(layer["k_h"]), grid(layer["k_w"]), grid(layer["stride"])
-    in_h, in_w, batch, groups = grid(layer["in_h"]), grid(layer["in_w"]), grid(layer["batch"]), grid(layer["groups"])
+    P, Q, Cg, Kg = (_grid(layer[k]) for k in ("out_h", "out_w", "in_c_per_group", "out_c_per_group"))
+    k_h, k_w, stride = _grid(layer["k_h"]), _grid(layer["k_w"]), _grid(layer["stride"])
+    in_h, in_w, batch, groups = (_grid(layer[k]) for k in ("in_h", "in_w", "batch", "groups"))
     tiles = [_tiles(layer[k]) for k in ("out_h", "in_c_per_group", "out_c_per_group")]
     tp, tc, tk = tiles[0][1][:, :, None, None], tiles[1][1][:, None, :, None], tiles[2][1][:, None, None, :]
     Tp, Tc, Tk = tiles[0][0][:, :, None, None] + 1, tiles[1][0][:, None, :, None] + 1, tiles[2][0][:, None, None, :] + 1
     ep, ek = tiles[0][2][:, :, None, None], tiles[2][2][:, None, None, :]
     bits = acc["word_bits"]
-    bandwidth = grid(acc["dram_bw"]) / grid(bits / 8)  # words per cycle
+    bandwidth = _grid(acc["dram_bw"]) / _grid(bits / 8)  # words per cycle
+    blocks = batch * groups  # (group, image) blocks, each one pass of the tiled nest
 
     def half(kb: torch.Tensor) -> torch.Tensor:
-        return grid(_floor(kb * 8192.0 / bits / 2))
+        return _grid(_floor(kb * 8192.0 / bits / 2))
 
+    # ---- Coarse pass over every tile choice: capacity, compute, least traffic over orders.
     ifmap_rows = torch.minimum((tp - 1) * stride + k_h, in_h)
-    fits = ((ifmap_rows * in_w * tc <= half(acc["ifmap_kb"]))
-            & (k_h * k_w * tc * tk <= half(acc["filter_kb"]))
-            & (tp * Q * tk <= half(acc["ofmap_kb"])))  # (n, 6, 6, 6)
+    tile_words = {"ifmap": ifmap_rows * in_w * tc, "filter": k_h * k_w * tc * tk, "ofmap": tp * Q * tk}
+    fits = ((tile_words["ifmap"] <= half(acc["ifmap_kb"])) & (tile_words["filter"] <= half(acc["filter_kb"]))
+            & (tile_words["ofmap"] <= half(acc["ofmap_kb"])))  # (n, 6, 6, 6)
+    compute = _per_dataflow(acc, layer, tiles, lambda factors, rows: _compute_cycles(factors, [
+        t if rows is None else tuple(part[rows] for part in t) for t in tiles])) * blocks
+    trips = {"p": Tp, "c": Tc, "k": Tk}
+    changes = {loop: trip > 1 for loop, trip in trips.items()}
+    sweep_words = {
+        "ifmap": ((Tp - 1) * ifmap_rows + torch.minimum((ep - 1) * stride + k_h, in_h)) * in_w * Cg,
+        "filter": k_h * k_w * Cg * Kg,
+        "ofmap": P * Q * Kg,
+    }
+    filter_images = torch.where(changes["c"] | changes["k"], batch, torch.ones_like(batch))  # one tile: kept across images
+    least_words = None
+    for order in LOOP_ORDERS:
+        words = _dram_words(order, trips, changes, sweep_words, batch, groups, filter_images)
+        least_words = words if least_words is None else torch.minimum(least_words, words)
+    first_load = (tile_words["ifmap"] + tile_words["filter"]) / bandwidth
+    last_write = ep * Q * ek / bandwidth
+    coarse = first_load + torch.maximum(compute, least_words / bandwidth - first_load) + last_write
+    huge = torch.finfo(coarse.dtype).max / 16
+    coarse = torch.where(fits, coarse, coarse + huge).reshape(n, -1)  # (n, 216); misfits last
+    keep = torch.topk(coarse, REFINED, dim=1, largest=False).indices  # (n, K)
 
-    # Compute: each dataflow only on the rows that give it weight (all four when soft).
-    # The time model needs, besides the block's compute, the compute of the step just before
-    # a loop advances: the edge tile of every loop inside it, the mean tile of the others.
+    # ---- Refined pass on the K best: the step-class pipeline model, every loop order.
+    index = (keep // 36, (keep // 6) % 6, keep % 6)  # ladder positions of p, c, k
+    (k_Tp, k_p, k_ep), (k_Tc, k_c, _), (k_Tk, k_k, k_ek) = (
+        tuple(part.gather(1, position) for part in dim_tiles) for dim_tiles, position in zip(tiles, index))
+    k_trips = {"p": k_Tp + 1, "c": k_Tc + 1, "k": k_Tk + 1}
+    k_changes = {loop: trip > 1 for loop, trip in k_trips.items()}
+    pair = {name: layer[name][:, None] for name in ("out_h", "out_w", "in_c_per_group", "out_c_per_group", "k_h",
+                                                    "k_w", "stride", "in_h", "in_w", "batch", "groups")}
+    k_ifmap_rows = torch.minimum((k_p - 1) * pair["stride"] + pair["k_h"], pair["in_h"])
+    k_tile_words = {"ifmap": k_ifmap_rows * pair["in_w"] * k_c, "filter": pair["k_h"] * pair["k_w"] * k_c * k_k,
+                    "ofmap": k_p * pair["out_w"] * k_k}
+    k_bandwidth, k_blocks, k_groups = bandwidth[:, :, 0, 0], blocks[:, :, 0, 0], groups[:, :, 0, 0]
+    k_sweep_words = {
+        "ifmap": (k_Tp * k_ifmap_rows + torch.minimum((k_ep - 1) * pair["stride"] + pair["k_h"], pair["in_h"]))
+        * pair["in_w"] * pair["in_c_per_group"],
+        "filter": pair["k_h"] * pair["k_w"] * pair["in_c_per_group"] * pair["out_c_per_group"],
+        "ofmap": pair["out_h"] * pair["out_w"] * pair["out_c_per_group"],
+    }
+    k_filter_images = torch.where(k_changes["c"] | k_changes["k"], pair["batch"], torch.ones_like(pair["batch"]))
+    k_words = torch.stack([_dram_words(order, k_trips, k_changes, k_sweep_words, pair["batch"], pair["groups"],
+                                       k_filter_images) for order in LOOP_ORDERS], dim=-1)  # (n, K, 6)
+
     def kinds_before(order: str, level: int) -> tuple[str, str, str]:
         """Tile kinds of the step before the loop at ``level`` of ``order`` advances: that
         loop's tile was a full one, the loops inside it were at their last (edge) tile, and
@@ -286,72 +383,37 @@ def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tens
         return tuple("full" if position[loop] == level else "edge" if position[loop] > level else "avg"
                      for loop in "pck")
 
-    step_kinds = {("sum", "sum", "sum"), ("edge", "edge", "edge")}
-    step_kinds |= {kinds_before(order, level) for order in LOOP_ORDERS for level in range(3)}
-    step_compute_of = {kinds: torch.zeros(fits.shape, dtype=bits.dtype) for kinds in sorted(step_kinds)}
-    for index, name in enumerate(DATAFLOWS):
-        weight = acc["dataflow"][:, index]
-        rows_used = torch.nonzero(weight > 0).squeeze(1)
-        if rows_used.numel() == 0:
-            continue
-        sub_layer = {k: v[rows_used] for k, v in layer.items()}
-        sub_tiles = [tuple(t[rows_used] for t in dim_tiles) for dim_tiles in tiles]
-        rows, cols = acc["pe_rows"][rows_used], acc["pe_cols"][rows_used]
-        w = grid(weight[rows_used])
-        factors = _fold_factors(name, sub_layer, rows, cols, sub_tiles)
-        everyone = rows_used.numel() == n and bool((weight == 1).all())  # a batch of one dataflow
-        for kinds, total in step_compute_of.items():
-            cycles = _compute_cycles(factors, sub_tiles, kinds)
-            if everyone:
-                step_compute_of[kinds] = cycles
-            else:
-                total.index_add_(0, rows_used, w * cycles)
-    compute = step_compute_of.pop(("sum", "sum", "sum")) * batch * groups
+    step_kinds = sorted({("edge", "edge", "edge")} | {kinds_before(order, level)
+                                                       for order in LOOP_ORDERS for level in range(3)})
 
-    # Per loop order: DRAM words (exact reuse rule) and time (a step-class pipeline model).
-    ifmap_sweep = ((Tp - 1) * ifmap_rows + torch.minimum((ep - 1) * stride + k_h, in_h)) * in_w * Cg
-    filter_sweep = k_h * k_w * Cg * Kg
-    ofmap_sweep = P * Q * Kg
-    trips = {"p": Tp, "c": Tc, "k": Tk}
-    changes = {loop: trip > 1 for loop, trip in trips.items()}
-    relevant = {"ifmap": "pc", "filter": "ck", "ofmap": "pk"}
-    filter_images = torch.where(changes["c"] | changes["k"], batch, torch.ones_like(batch))  # one tile: kept across images
-    tile_words = {"ifmap": ifmap_rows * in_w * tc, "filter": k_h * k_w * tc * tk, "ofmap": tp * Q * tk}
-    blocks = batch * groups  # (group, image) blocks, each one pass of the tiled nest
-    steps_per_block = Tp * Tc * Tk
+    def kept_steps(factors: dict, rows) -> torch.Tensor:
+        sub_tiles = [t if rows is None else tuple(part[rows] for part in t) for t in tiles]
+        sub_index = [i if rows is None else i[rows] for i in index]
+        return torch.stack([_compute_cycles(factors, sub_tiles, kinds, sub_index) for kinds in step_kinds], dim=-1)
+
+    step_compute = _per_dataflow(acc, layer, tiles, kept_steps)  # (n, K, kinds)
+    step_compute_of = {kinds: step_compute[..., i] for i, kinds in enumerate(step_kinds)}
     last_step = step_compute_of[("edge", "edge", "edge")]  # a block's last step
-    first_load = (tile_words["ifmap"] + tile_words["filter"]) / bandwidth
-    last_write = ep * Q * ek / bandwidth
+    k_first_load = (k_tile_words["ifmap"] + k_tile_words["filter"]) / k_bandwidth
+    k_last_write = k_ep * layer["out_w"][:, None] * k_ek / k_bandwidth
     # Between blocks the ifmap and ofmap change; the filter too when the group changes, and
     # when the image changes unless the filter is one tile (then it stays on chip).
-    group_changes = (groups - 1) / torch.clamp(blocks - 1, min=1)
-    filter_share = group_changes + (1 - group_changes) * (changes["c"] | changes["k"]).to(blocks.dtype)
-    block_load = (tile_words["ifmap"] + tile_words["ofmap"] + filter_share * tile_words["filter"]) / bandwidth
-    order_times, order_words = [], []
+    group_changes = (k_groups - 1) / torch.clamp(k_blocks - 1, min=1)
+    filter_share = group_changes + (1 - group_changes) * (k_changes["c"] | k_changes["k"]).to(k_blocks.dtype)
+    block_load = (k_tile_words["ifmap"] + k_tile_words["ofmap"] + filter_share * k_tile_words["filter"]) / k_bandwidth
+    relevant = {"ifmap": "pc", "filter": "ck", "ofmap": "pk"}
+    order_times = []
     for order in LOOP_ORDERS:
-        sweeps = {}
-        for operand, loops in relevant.items():
-            # The irrelevant loop sweeps the operand again iff it lies outside the innermost
-            # relevant loop that actually changes.
-            irrelevant = next(loop for loop in "pck" if loop not in loops)
-            inner = [changes[loop] for loop in loops if order.index(loop) > order.index(irrelevant)]
-            if inner:
-                moving = inner[0] | inner[1] if len(inner) == 2 else inner[0]
-                sweeps[operand] = torch.where(moving, trips[irrelevant], torch.ones_like(trips[irrelevant]))
-            else:
-                sweeps[operand] = torch.ones_like(trips[irrelevant])
-        words = (batch * (sweeps["ifmap"] * ifmap_sweep + (2 * sweeps["ofmap"] - 1) * ofmap_sweep)
-                 + filter_images * sweeps["filter"] * filter_sweep) * groups
         # Steps of one block by which loop advanced (level 0 outermost): the loops inside it
         # restart, so an operand loads iff a relevant loop at or inside that level changes.
         # Each step waits for its load and for the previous step's compute (the other half
         # of the double buffer); summing max(previous compute, load) over the steps of each
-        # class (by which loop advanced) counts every step's compute once.
-        time = first_load + last_step + last_write
-        outer_trips = torch.ones_like(Tp)
+        # class counts every step's compute once.
+        time = k_first_load + last_step + k_last_write
+        outer_trips = torch.ones_like(k_p)
         for level, loop in enumerate(order):
-            count = outer_trips * (trips[loop] - 1)  # steps where this loop advanced
-            outer_trips = outer_trips * trips[loop]
+            count = outer_trips * (k_trips[loop] - 1)  # steps where this loop advanced
+            outer_trips = outer_trips * k_trips[loop]
             load = 0.0
             for operand, loops in relevant.items():
                 # The operand loads if the advancing loop is relevant to it, or if a relevant
@@ -359,11 +421,11 @@ def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tens
                 if loop in loops:
                     flag = None
                 else:
-                    restarting = [changes[inner] for inner in order[level + 1:] if inner in loops]
+                    restarting = [k_changes[inner] for inner in order[level + 1:] if inner in loops]
                     if not restarting:
                         continue
                     flag = restarting[0] if len(restarting) == 1 else restarting[0] | restarting[1]
-                words_here = tile_words[operand]
+                words_here = k_tile_words[operand]
                 if operand == "ofmap":
                     # Write back the previous tile; read partial sums back when c > 0.
                     if loop == "c":
@@ -371,41 +433,38 @@ def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tens
                     elif "c" in order[level + 1:]:
                         readback = 0.0
                     else:
-                        readback = (Tc - 1) / Tc
+                        readback = (k_trips["c"] - 1) / k_trips["c"]
                     words_here = words_here * (1 + readback)
                 load = load + (words_here if flag is None else words_here * flag)
             before = step_compute_of[kinds_before(order, level)]
-            time = time + blocks * count * torch.maximum(before, load / bandwidth)
-        time = time + (blocks - 1) * torch.maximum(last_step, block_load)
-        order_times.append(time)
-        order_words.append(words)
+            time = time + k_blocks * count * torch.maximum(before, load / k_bandwidth)
+        order_times.append(time + (k_blocks - 1) * torch.maximum(last_step, block_load))
     # For one tile choice the orders share the compute; where their times tie (stalls hidden
     # behind compute), the simulator's tie-break, energy, picks the least traffic.
-    times, words_by_order = torch.stack(order_times, dim=-1), torch.stack(order_words, dim=-1)  # (n, 6, 6, 6, 6)
+    times = torch.stack(order_times, dim=-1)  # (n, K, 6)
     near = times <= times.amin(dim=-1, keepdim=True)
-    best_order = torch.where(near, words_by_order, torch.full_like(words_by_order, torch.inf)).argmin(dim=-1, keepdim=True)
-    time = times.gather(-1, best_order).squeeze(-1)
-    dram_words = words_by_order.gather(-1, best_order).squeeze(-1)  # (n, 6, 6, 6)
+    best_order = torch.where(near, k_words, torch.full_like(k_words, torch.inf)).argmin(dim=-1, keepdim=True)
+    time = times.gather(-1, best_order).squeeze(-1)  # (n, K)
+    dram_words = k_words.gather(-1, best_order).squeeze(-1)
     best_order = best_order.squeeze(-1)
-    dram_cycles = dram_words / bandwidth
 
-    flat = [t.reshape(n, -1) for t in (time, compute, dram_cycles, dram_words,
-                                        (Tp * Tc * Tk * batch * groups).expand(fits.shape))]
-    fits = fits.reshape(n, -1)
+    k_fits = fits.reshape(n, -1).gather(1, keep)
     rf_words = _floor(acc["rf_bytes"] * 8 / bits)
     rf_needed = 2 + acc["dataflow"][:, DATAFLOWS.index("rs")] * (2 * layer["k_w"] - 1)
-    feasible = fits.any(dim=1) & (rf_words >= rf_needed - 1e-6)
-    # The least time wins (the first candidate on ties: largest tiles first, as the mapper's
-    # candidate order). Pairs with no fitting candidate keep the least-time figures anyway
-    # (finite, flagged).
-    huge = torch.finfo(flat[0].dtype).max / 16
-    ranked = torch.where(fits, flat[0], flat[0] + huge)
-    best = ranked.argmin(dim=1, keepdim=True)
-    est_time, est_compute, est_dram_cycles, est_words, est_steps = (t.gather(1, best).squeeze(1) for t in flat)
-    order = best_order.reshape(n, -1).gather(1, best).squeeze(1)
-    index_p, index_c, index_k = best[:, 0] // 36, (best[:, 0] // 6) % 6, best[:, 0] % 6
-    chosen = [tuple(part[torch.arange(n), index] for part in dim_tiles)
-              for dim_tiles, index in zip(tiles, (index_p, index_c, index_k))]
+    feasible = fits.reshape(n, -1).any(dim=1) & (rf_words >= rf_needed - 1e-6)
+    # The least time wins (the earlier candidate on ties). Pairs with no fitting candidate keep
+    # the least-time figures anyway (finite, flagged).
+    best = torch.where(k_fits, time, time + huge).argmin(dim=1, keepdim=True)  # (n, 1) into K
+
+    def pick(t: torch.Tensor) -> torch.Tensor:
+        return t.gather(1, best).squeeze(1)
+
+    est_time, est_words, order = pick(time), pick(dram_words), pick(best_order)
+    est_compute = pick(compute.reshape(n, -1).gather(1, keep))
+    est_dram_cycles = est_words / bandwidth.reshape(n)
+    est_steps = pick(k_trips["p"] * k_trips["c"] * k_trips["k"]) * blocks.reshape(n)
+    chosen = [tuple(part.gather(1, position.gather(1, best)).squeeze(1) for part in dim_tiles)
+              for dim_tiles, position in zip(tiles, index)]
     sram_words = _winner_sram_words(layer, acc, chosen, order)  # (n, 3): ifmap, filter, ofmap buffers
 
     mac_pj = sum(acc["word_bits_onehot"][:, i] * _MAC_PJ[b] for i, b in enumerate(WORD_BITS))

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from dataset_gen.space import ACCELERATOR_FIELDS, DATAFLOWS, LAYER_FIELDS, SpaceError
 from evaluator.features import D_ACC, D_LAYER, D_PAIR, encode_accelerators, encode_layers, pair_features
-from evaluator.network import COMPONENT_COLUMNS, LOG1P_COLUMNS, TARGET_MATRIX_COLUMNS
+from evaluator.network import COMPONENT_COLUMNS, LOG1P_COLUMNS, TARGET_MATRIX_COLUMNS, analytic_base
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 INPUT_FIELDS: tuple[str, ...] = (*LAYER_FIELDS, *ACCELERATOR_FIELDS)
@@ -334,23 +334,27 @@ class _Moments:
 def statistics_of(chunks: Any) -> tuple[dict[str, torch.Tensor], int]:
     """Normalisation statistics from encoded training chunks, and their row count.
 
-    Means and standard deviations of every feature and target, and the range (min, max) of
-    every feature: the network clamps its inputs to it (see `EvaluatorNetwork`).
+    Means and standard deviations of every feature, target and residual of a target against
+    its analytic estimate, and the range (min, max) of every feature: the network clamps its
+    inputs to it (see `EvaluatorNetwork`).
     """
-    layer, acc, pair, target = _Moments(D_LAYER), _Moments(D_ACC), _Moments(D_PAIR), _Moments(len(TARGET_MATRIX_COLUMNS))
+    layer, acc, pair = _Moments(D_LAYER), _Moments(D_ACC), _Moments(D_PAIR)
+    target, residual = _Moments(len(TARGET_MATRIX_COLUMNS)), _Moments(len(TARGET_MATRIX_COLUMNS))
     rows = 0
     for chunk in chunks:
         layer.add(chunk["layer_x"].double().numpy())
         acc.add(chunk["acc_x"].double().numpy())
         pair.add(chunk["pair_x"].double().numpy())
         target.add(chunk["targets"].double().numpy())
+        base = analytic_base(chunk["pair_x"], chunk["acc_x"])
+        residual.add((chunk["targets"] - base).double().numpy())
         rows += int(chunk["feasible"].shape[0])
     stats = {}
-    for name, moments in (("layer", layer), ("acc", acc), ("pair", pair), ("target", target)):
+    for name, moments in (("layer", layer), ("acc", acc), ("pair", pair), ("target", target), ("residual", residual)):
         mean, std = moments.result()
         stats[f"{name}_mean"] = torch.tensor(mean, dtype=torch.float32)
         stats[f"{name}_std"] = torch.tensor(std, dtype=torch.float32)
-        if name != "target":
+        if name not in ("target", "residual"):
             low, high = moments.bounds()
             stats[f"{name}_min"] = torch.tensor(low, dtype=torch.float32)
             stats[f"{name}_max"] = torch.tensor(high, dtype=torch.float32)

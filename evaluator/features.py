@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from evaluator.analytic import ANALYTIC_FEATURES, analytic_estimates
+from evaluator.analytic import ANALYTIC_FEATURES, ANALYTIC_VERSION, analytic_estimates
 from dataset_gen.space import (
     ACCELERATOR_FIELDS,
     ACCELERATOR_LIMITS,
@@ -92,6 +92,7 @@ def feature_spec() -> dict[str, Any]:
         "layer_features": list(LAYER_FEATURES),
         "accel_features": list(ACCEL_FEATURES),
         "pair_features": list(PAIR_FEATURES),
+        "analytic_version": ANALYTIC_VERSION,
         "dataflows": list(DATAFLOWS),
         "word_bits": list(WORD_BITS),
     }

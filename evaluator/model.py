@@ -49,7 +49,7 @@ class EvaluatorModule(L.LightningModule):
     def __init__(self, depth: int = 4, width: int = 256, activation: str = "silu", norm: str = "none",
                  dropout: float = 0.0, residual: bool = True, area_depth: int = 2, area_width: int = 64,
                  decompose: bool = False, linear_skip: bool = True, analytic_base: bool = True,
-                 layer_inputs: bool = False, lr: float = 1e-2, weight_decay: float = 1e-5, scheduler: str = "onecycle",
+                 layer_inputs: bool = False, lr: float = 3e-3, weight_decay: float = 1e-5, scheduler: str = "onecycle",
                  warmup_fraction: float = 0.1, loss: str = "huber", huber_delta: float = 0.05,
                  loss_weights: dict[str, float] | None = None) -> None:
         super().__init__()

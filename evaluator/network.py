@@ -39,7 +39,7 @@ ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU,
 NORMS = ("none", "layer", "batch")
 STATISTICS: tuple[str, ...] = ("layer_mean", "layer_std", "layer_min", "layer_max", "acc_mean", "acc_std",
                                "acc_min", "acc_max", "pair_mean", "pair_std", "pair_min", "pair_max",
-                               "target_mean", "target_std")
+                               "target_mean", "target_std", "residual_mean", "residual_std")
 
 
 def _norm(kind: str, width: int) -> nn.Module:
@@ -62,7 +62,7 @@ class MLP(nn.Module):
 
     def __init__(self, d_in: int, d_out: int, depth: int, width: int, activation: str = "silu",
                  norm: str = "none", dropout: float = 0.0, residual: bool = False,
-                 linear_skip: bool = False) -> None:
+                 linear_skip: bool = False, zero_output: bool = False) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation = {activation!r}: expected one of {sorted(ACTIVATIONS)}")
@@ -85,6 +85,13 @@ class MLP(nn.Module):
             ))
         self.head = nn.Linear(width, d_out)
         self.skip = nn.Linear(d_in, d_out, bias=False) if linear_skip else None
+        if zero_output:
+            # Start at exactly zero output: a correction network then begins as "no
+            # correction" (the analytic estimate itself) instead of random offsets.
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+            if self.skip is not None:
+                nn.init.zeros_(self.skip.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = x
@@ -137,8 +144,9 @@ class EvaluatorNetwork(nn.Module):
         self.layer_inputs = bool(layer_inputs)
         d_in = d_acc + d_pair + (d_layer if self.layer_inputs else 0)
         self.trunk = MLP(d_in, trunk_outputs, depth, width, activation, norm, dropout, residual,
-                         linear_skip)
-        self.area = MLP(d_acc, 1, area_depth, area_width, activation, "none", 0.0, residual, linear_skip)
+                         linear_skip, zero_output=self.analytic_base)
+        self.area = MLP(d_acc, 1, area_depth, area_width, activation, "none", 0.0, residual, linear_skip,
+                        zero_output=self.analytic_base)
         # Identity statistics until `set_statistics` is called with the training split's.
         for name, width in (("layer", d_layer), ("acc", d_acc), ("pair", d_pair)):
             self.register_buffer(f"{name}_mean", torch.zeros(width))
@@ -150,6 +158,9 @@ class EvaluatorNetwork(nn.Module):
             self.register_buffer(f"{name}_max", torch.full((width,), torch.finfo(torch.float32).max))
         self.register_buffer("target_mean", torch.zeros(len(TARGET_MATRIX_COLUMNS)))
         self.register_buffer("target_std", torch.ones(len(TARGET_MATRIX_COLUMNS)))
+        # Natural-log residuals of the targets against the analytic estimates (train split).
+        self.register_buffer("residual_mean", torch.zeros(len(TARGET_MATRIX_COLUMNS)))
+        self.register_buffer("residual_std", torch.ones(len(TARGET_MATRIX_COLUMNS)))
 
     def set_statistics(self, stats: dict[str, torch.Tensor]) -> None:
         """Store normalisation statistics (means and standard deviations of the train split).
@@ -159,7 +170,9 @@ class EvaluatorNetwork(nn.Module):
         """
         for name in STATISTICS:
             value = torch.as_tensor(stats[name], dtype=torch.float32).reshape(getattr(self, name).shape)
-            if name.endswith("_std"):
+            if name == "residual_std":
+                value = torch.clamp(value, min=1e-3)  # an exact estimate still gets a little room
+            elif name.endswith("_std"):
                 value = torch.where(value > 1e-6, value, torch.ones_like(value))
             getattr(self, name).copy_(value)
 
@@ -190,18 +203,24 @@ class EvaluatorNetwork(nn.Module):
         trunk = self.trunk(torch.cat(parts, dim=1))  # (n, outputs + 1)
         logit = trunk[:, -1]
         mean, std = self.target_mean, self.target_std
-        area = self.area(acc_n)[:, 0]  # (n,) normalised ln area
+        area = self.area(acc_n)[:, 0]  # (n,) normalised ln area (a correction, with a base)
         if self.analytic_base:
-            base = _analytic_base(pair_x, acc_x)  # natural logs, (n, len(TARGET_MATRIX_COLUMNS))
-            area = area + (base[:, 2] - mean[2]) / std[2]
+            # log target = analytic estimate + residual mean + residual std * MLP output: the
+            # MLP works at the scale of the residuals (a few percent), so a training step
+            # moves a prediction by a few percent of that, not of the target's spread.
+            base = analytic_base(pair_x, acc_x)  # natural logs, (n, len(TARGET_MATRIX_COLUMNS))
+            shift, scale = self.residual_mean / std, self.residual_std / std  # in normalised units
+
+            def corrected(mlp: torch.Tensor, columns: slice) -> torch.Tensor:
+                return (base[:, columns] - mean[columns]) / std[columns] + shift[columns] + scale[columns] * mlp
+
+            area = corrected(area[:, None], slice(2, 3))[:, 0]
         if not self.decompose:
-            totals = trunk[:, :2]
-            if self.analytic_base:
-                totals = totals + (base[:, :2] - mean[:2]) / std[:2]
+            totals = corrected(trunk[:, :2], slice(0, 2)) if self.analytic_base else trunk[:, :2]
             return torch.cat([totals, area[:, None]], dim=1), logit  # (n, 3)
         components_n = trunk[:, :-1]  # (n, 7)
         if self.analytic_base:
-            components_n = components_n + (base[:, 3:] - mean[3:]) / std[3:]
+            components_n = corrected(components_n, slice(3, None))
         components = components_n * std[3:] + mean[3:]  # natural logs
         compute = torch.exp(components[:, 0])
         stall = torch.clamp(torch.expm1(components[:, 1]), min=0.0)
@@ -258,7 +277,7 @@ class EvaluatorNetwork(nn.Module):
 _LN2 = math.log(2.0)
 
 
-def _analytic_base(pair_x: torch.Tensor, acc_x: torch.Tensor) -> torch.Tensor:
+def analytic_base(pair_x: torch.Tensor, acc_x: torch.Tensor) -> torch.Tensor:
     """The analytic model's estimate of every target column, as natural logs ``(n, 10)``."""
     def estimate(name: str) -> torch.Tensor:
         return pair_x[:, PAIR_FEATURES.index(name)] * _LN2

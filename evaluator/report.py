@@ -30,6 +30,7 @@ import json
 import math
 import os
 import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +177,7 @@ def parity_plot(simulated: pd.DataFrame, predicted: pd.DataFrame, path: str | os
         axis.set_title(f"{target} ({column}), n={truth.size}, <=10%: {_cell(within, True)}", fontsize=9)
         axis.set_xlabel("simulated")
         axis.set_ylabel("predicted")
-    figure.suptitle(title)
+    figure.suptitle(textwrap.fill(title, width=120), fontsize=10)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)

@@ -129,7 +129,7 @@ def validate(evaluator: Evaluator, data: str | os.PathLike, out: str | os.PathLi
         predicted = evaluator.predict(frame, frame)
         report[name] = evaluate_set(frame, predicted, description)
         if config.plots:
-            parity_plot(frame, predicted, out / f"parity_{name}.png", f"evaluator, {name}: {description[:90]}")
+            parity_plot(frame, predicted, out / f"parity_{name}.png", f"evaluator, {name}: {description}")
     report["goal"] = {**GOAL, "met": {name: goal_met(report[name]) for name in sets}}
     report["baselines"] = {}
     if config.baselines:
