@@ -17,7 +17,7 @@ from search.simulated import best_accelerators
 from search.hardware import HardwareGenerator
 from search.run import derive, run, run_cosearch, run_search
 
-from conftest import search_settings
+from .conftest import search_settings
 
 
 def derived_simulated_edp(context, module):
