@@ -20,6 +20,17 @@ import pandas as pd
 __all__ = ["plot_result"]
 
 
+def save_figure(figure, path: Path) -> Path:
+    """Write a matplotlib figure to ``path`` atomically (temporary name, then rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    temporary = path.with_name(f".{path.stem}.tmp.png")
+    figure.savefig(temporary)
+    plt.close(figure)
+    temporary.replace(path)
+    return path
+
+
 def plot_result(result: Mapping[str, Any], per_layer: pd.DataFrame, path: str | Path,
                 candidates: Sequence[str] | None = None) -> Path:
     """Write the result's figure as PNG (atomically); returns its path.
@@ -74,8 +85,4 @@ def plot_result(result: Mapping[str, Any], per_layer: pd.DataFrame, path: str | 
     figure.suptitle(f"{result.get('method', 'search')}: test accuracy "
                     f"{accuracy:.2%}" if isinstance(accuracy, (int, float)) else str(result.get("method")), fontsize=10)
     figure.tight_layout()
-    temporary = path.with_name(f".{path.stem}.tmp.png")
-    figure.savefig(temporary)
-    plt.close(figure)
-    temporary.replace(path)
-    return path
+    return save_figure(figure, path)

@@ -17,6 +17,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from search.plots import save_figure
+
 try:  # the callback base class; plain object when Hydra is absent (the CLI needs it anyway)
     from hydra.experimental.callback import Callback
 except ImportError:  # pragma: no cover
@@ -131,11 +133,7 @@ def plot_pareto(table: pd.DataFrame, x: str, y: str, path: str | Path, title: st
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
-    temporary = path.with_name(f".{path.stem}.tmp.png")
-    figure.savefig(temporary)
-    plt.close(figure)
-    temporary.replace(path)
-    return path
+    return save_figure(figure, path)
 
 
 def summarize(root: str | Path, x: str = "simulated.latency_s", y: str = "test_accuracy") -> tuple[Path, Path]:
