@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Callable, Iterator, Sequence
 
@@ -38,21 +39,34 @@ def _run_local(function: Callable, plan: Any, indices: Sequence[int], workers: i
     if method == "forkserver":
         # the server imports the task's module once; every worker forks with it loaded
         context.set_forkserver_preload([function.__module__])
-    with ProcessPoolExecutor(max_workers=min(workers, len(indices)), mp_context=context) as pool:
-        # at most two tasks per worker in flight: results are whole shards, held until written
-        pending = list(indices)[::-1]
-        running = set()
-        try:
-            while pending or running:
-                while pending and len(running) < 2 * workers:
-                    running.add(pool.submit(function, plan, pending.pop()))
-                finished, running = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    yield future.result()
-        except BaseException:
-            for future in running:
-                future.cancel()
-            raise
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(indices)), mp_context=context,
+                               initializer=_ignore_interrupts)
+    # at most two tasks per worker in flight: results are whole shards, held until written
+    pending = list(indices)[::-1]
+    running = set()
+    try:
+        while pending or running:
+            while pending and len(running) < 2 * workers:
+                running.add(pool.submit(function, plan, pending.pop()))
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                yield future.result()
+    except BaseException:
+        # Ctrl-C or a failed task: stop now. Workers only compute (this process writes the
+        # shards), so ending them loses no finished shard and leaves no partial file; waiting
+        # for them instead can hang on a pool whose workers were interrupted.
+        for future in running:
+            future.cancel()
+        for process in list((pool._processes or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _ignore_interrupts() -> None:
+    """Pool workers leave Ctrl-C (sent to the whole process group) to the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _run_ray(function: Callable, plan: Any, indices: Sequence[int], workers: int,

@@ -12,6 +12,7 @@ and exit with status 2, before any work.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -80,6 +81,13 @@ def run(config: dict[str, Any]) -> int:
 @hydra.main(config_path=str(CONF_DIR), config_name="gen", version_base="1.3")
 def _hydra_main(config: DictConfig) -> None:
     status = run(_plain(config))
+    if status == 130:
+        # Interrupted: every finished shard is already on disk (written atomically). Leave at
+        # once: a normal exit joins concurrent.futures' manager thread, which can block on
+        # pool workers that were interrupted mid-task.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
     if status:
         sys.exit(status)  # SystemExit passes through Hydra's error reporting
 
