@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping as MappingType
 
@@ -53,20 +54,10 @@ class SpaceError(ValueError):
 
 
 def _check_int(owner: str, field: str, value: Any, low: int, high: int, where: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, (int,)) and not (
-        isinstance(value, float) and value.is_integer()
-    ):
-        try:
-            import numpy as np  # numpy integers are integers too
-
-            if isinstance(value, np.integer):
-                value = int(value)
-            else:
-                raise TypeError
-        except TypeError:
-            raise SpaceError(
-                f"{owner}.{field} = {value!r}{where}: expected an integer in [{low}, {high}]"
-            ) from None
+    # numbers.Integral covers numpy integers; whole floats (e.g. from YAML or pandas) pass too
+    whole_float = isinstance(value, float) and value.is_integer()
+    if isinstance(value, bool) or not (isinstance(value, numbers.Integral) or whole_float):
+        raise SpaceError(f"{owner}.{field} = {value!r}{where}: expected an integer in [{low}, {high}]")
     value = int(value)
     if not low <= value <= high:
         raise SpaceError(f"{owner}.{field} = {value}{where}: expected an integer in [{low}, {high}]")
@@ -227,7 +218,7 @@ class Mapping:
 
 def layer_from_mapping(values: MappingType[str, Any], where: str = "") -> Layer:
     """Build a `Layer` from any mapping with the layer fields (extra keys are ignored)."""
-    missing = [field for field in LAYER_FIELDS if field not in values and field not in ("k_h", "k_w", "stride", "pad", "groups", "batch")]
+    missing = [field for field in LAYER_FIELDS[:4] if field not in values]  # the rest have defaults
     if missing:
         raise SpaceError(f"layer{where}: missing field(s) {missing}; required: {list(LAYER_FIELDS[:4])}")
     kwargs = {field: values[field] for field in LAYER_FIELDS if field in values}
