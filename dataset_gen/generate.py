@@ -20,13 +20,15 @@ import pandas as pd
 import yaml
 
 import dataset_gen
+from dataset_gen.common.errors import UserError
 from dataset_gen.backends import BACKENDS, default_workers, run_tasks
+from dataset_gen.common.files import atomic_write_text
 from dataset_gen.ranges import Space, parse_space
 from dataset_gen.sampling import SAMPLERS, LayerMix, parse_layers, sample_pairs, shard_bounds
 from dataset_gen.simulator import OBJECTIVES, RESULT_DTYPES, SIMULATOR_VERSION, simulate_batch
 from dataset_gen.space import ACCELERATOR_FIELDS, LAYER_FIELDS
 from dataset_gen.writer import (
-    CONFIG_FILE, FORMAT, atomic_write_text, frame_to_table, new_manifest, prepare_output, read_manifest,
+    CONFIG_FILE, FORMAT, frame_to_table, new_manifest, prepare_output, read_manifest,
     shard_schema, update_manifest, write_manifest, write_shard,
 )
 
@@ -42,7 +44,7 @@ SIMULATE_CHUNK = 4096
 MAX_SHARDS = 100_000  # more files than this in one directory helps no reader or file system
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A generation setting with a bad value; the message names the key."""
 
 

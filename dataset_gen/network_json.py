@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from dataset_gen.scalesim_io import atomic_write_text
+from dataset_gen.common.files import atomic_write_text
 from dataset_gen.space import (
     LAYER_FIELDS, Accelerator, Layer, SpaceError, accelerator_from_mapping, layer_from_mapping,
 )

@@ -44,17 +44,17 @@ import csv
 import io
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from dataset_gen.common.files import atomic_write_text
 from dataset_gen.space import (
     ACCELERATOR_LIMITS, DATAFLOWS, LAYER_LIMITS, WORD_BITS, Accelerator, Layer, SpaceError,
 )
 
 __all__ = [
     "TOPOLOGY_HEADER", "load_topology", "save_topology", "load_scalesim_config",
-    "save_scalesim_config", "atomic_write_text",
+    "save_scalesim_config",
 ]
 
 TOPOLOGY_HEADER: tuple[str, ...] = (
@@ -83,34 +83,6 @@ _KEY_SPELLING = {"arrayheight": "ArrayHeight", "arraywidth": "ArrayWidth",
                  "ofmapsramszkb": "OfmapSramSzkB", "ifmapsramsz": "IfmapSramSz",
                  "filtersramsz": "FilterSramSz", "ofmapsramsz": "OfmapSramSz",
                  "rfbytes": "RfBytes", "wordbits": "WordBits", "freqmhz": "FreqMHz"}
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write text to a temporary file beside ``path`` and rename it: never half-written.
-
-    Parameters
-    ----------
-    path : path-like
-        Destination; its parent directory is created if missing.
-    text : str
-        The whole content.
-
-    Returns
-    -------
-    Path
-        The destination.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _read_text(path: str | os.PathLike, what: str) -> str:

@@ -20,6 +20,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping as MappingType
 
+from dataset_gen.common.errors import UserError
+
 DATAFLOWS: tuple[str, ...] = ("ws", "os", "is", "rs")
 WORD_BITS: tuple[int, ...] = (8, 16, 32)
 LOOP_ORDERS: tuple[str, ...] = ("pck", "pkc", "cpk", "ckp", "kpc", "kcp")
@@ -49,7 +51,7 @@ ACCELERATOR_LIMITS: dict[str, tuple[float, float]] = {
 _ACCELERATOR_INT_FIELDS = ("pe_rows", "pe_cols", "rf_bytes", "word_bits")
 
 
-class SpaceError(ValueError):
+class SpaceError(UserError):
     """A layer, accelerator, mapping or range that lies outside the design space."""
 
 

@@ -32,12 +32,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dataset_gen.common.errors import UserError
+from dataset_gen.common.files import atomic_write_text, fsync_dir, temporary_name
 from dataset_gen.space import ACCELERATOR_FIELDS, LAYER_FIELDS
 
 __all__ = [
     "DatasetError", "FORMAT", "MANIFEST", "CONFIG_FILE", "METADATA_KEYS", "shard_name", "shard_schema",
     "frame_to_table", "write_shard", "shard_metadata", "list_shards", "prepare_output",
-    "write_manifest", "read_manifest", "atomic_write_text",
+    "write_manifest", "read_manifest",
 ]
 
 FORMAT = "dance-gen/1"
@@ -58,7 +60,7 @@ _INT_ACCELERATOR = ("pe_rows", "pe_cols", "rf_bytes", "word_bits")
 _ARROW_TYPES = {"bool": pa.bool_(), "int64": pa.int64(), "float64": pa.float64(), "str": pa.string()}
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset directory that cannot be used as asked (foreign, mismatched or incomplete)."""
 
 
@@ -113,39 +115,6 @@ def frame_to_table(frame: pd.DataFrame, schema: pa.Schema, metadata: Mapping[str
     return pa.Table.from_arrays(arrays, schema=schema.with_metadata(encoded))
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # some filesystems don't open directories; the rename is still atomic
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
-def _temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a hidden temporary file and a rename."""
-    temporary = _temp_path(path)
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
 def write_shard(out: Path, index: int, table: pa.Table) -> Path:
     """Write one shard atomically; return its final path.
 
@@ -153,7 +122,7 @@ def write_shard(out: Path, index: int, table: pa.Table) -> Path:
     disk and then renamed, so the final name only ever holds a complete shard.
     """
     path = Path(out) / shard_name(index)
-    temporary = _temp_path(path)
+    temporary = temporary_name(path)
     try:
         pq.write_table(table, temporary, compression="zstd", row_group_size=max(1, table.num_rows))
         with open(temporary, "rb+") as handle:
@@ -162,7 +131,7 @@ def write_shard(out: Path, index: int, table: pa.Table) -> Path:
     except BaseException:  # Ctrl-C mid-write included; a SIGKILL leaves it for the next run
         temporary.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 

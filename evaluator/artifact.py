@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from dataset_gen.common.errors import UserError
+from dataset_gen.common.files import atomic_write
 from evaluator.features import feature_spec
 from evaluator.network import TARGET_COLUMNS, EvaluatorNetwork
 from evaluator.predictor import Evaluator
@@ -34,7 +35,7 @@ FORMAT_VERSION = 1
 _REQUIRED_KEYS = ("format", "format_version", "network_config", "state_dict", "feature_spec", "targets")
 
 
-class EvaluatorLoadError(ValueError):
+class EvaluatorLoadError(UserError):
     """An artifact that cannot be loaded: missing, corrupt, foreign or incompatible."""
 
 
@@ -86,15 +87,7 @@ def save(evaluator: Evaluator, path: str | os.PathLike) -> Path:
         "metrics": _plain(evaluator.metrics),
         "extra": _plain(evaluator.extra),
     }
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda stream: torch.save(payload, stream))
 
 
 def load(path: str | os.PathLike) -> Evaluator:

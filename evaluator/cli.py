@@ -64,9 +64,9 @@ def _quiet_lightning() -> None:
 
 
 def _write_resolved_config(cfg: DictConfig, out: Path) -> None:
-    from evaluator.report import _write_text
+    from dataset_gen.common.files import atomic_write_text
 
-    _write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def _validation_config(cfg: DictConfig) -> Any:

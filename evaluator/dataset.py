@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from dataset_gen.common.errors import UserError
 from dataset_gen.simulator import SIMULATOR_VERSION
 
 
-class ForeignDatasetError(ValueError):
+class ForeignDatasetError(UserError):
     """A dataset made by another simulator version or on another design space."""
 
 

@@ -26,10 +26,8 @@ not used in training, on random accelerators of the dataset's space, simulated f
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dataset_gen.common.files import atomic_write, atomic_write_text, write_json
 from evaluator.metrics import classification_metrics, regression_metrics
 
 REPORT_FORMAT = "dance-evaluator-report"
@@ -89,29 +88,6 @@ def goal_met(set_metrics: dict[str, Any]) -> bool:
         if not (metrics["within_10pct"] >= GOAL["within_10pct"] and metrics["kendall_tau"] >= GOAL["kendall_tau"]):
             return False
     return True
-
-
-def nan_to_none(value: Any) -> Any:
-    """Replace NaN and infinite floats by None, recursively (strict JSON)."""
-    if isinstance(value, dict):
-        return {k: nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [nan_to_none(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _cell(value: Any, percent: bool) -> str:
@@ -179,15 +155,10 @@ def parity_plot(simulated: pd.DataFrame, predicted: pd.DataFrame, path: str | os
         axis.set_ylabel("predicted")
     figure.suptitle(textwrap.fill(title, width=120), fontsize=10)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(handle)
     try:
-        figure.savefig(temporary, dpi=110, format="png")
-        os.replace(temporary, path)
+        atomic_write(path, lambda stream: figure.savefig(stream, dpi=110, format="png"))
     finally:
         plt.close(figure)
-        Path(temporary).unlink(missing_ok=True)
     return path
 
 
@@ -195,6 +166,6 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike) -> dict[str
     """Write ``report.json`` and ``report.txt`` (the table) into ``out_dir``, atomically."""
     out_dir = Path(out_dir)
     paths = {"json": out_dir / "report.json", "table": out_dir / "report.txt"}
-    _write_text(paths["json"], json.dumps(nan_to_none(report), indent=2, sort_keys=False) + "\n")
-    _write_text(paths["table"], format_table(report))
+    write_json(paths["json"], report)
+    atomic_write_text(paths["table"], format_table(report))
     return paths

@@ -30,6 +30,8 @@ from typing import Any, Mapping, Sequence
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from dataset_gen.common.files import atomic_write_text
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 __all__ = ["main", "objective_values"]
@@ -90,10 +92,7 @@ def _app(cfg: DictConfig) -> Any:
         logging.getLogger(name).propagate = False
     out = Path(HydraConfig.get().runtime.output_dir)
     settings = OmegaConf.to_container(cfg, resolve=True)
-    out.mkdir(parents=True, exist_ok=True)
-    temporary = out / ".config.yaml.tmp"
-    temporary.write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
-    temporary.replace(out / "config.yaml")
+    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     try:
         result = run(settings, out)  # type: ignore[arg-type]
     except _user_errors() as error:

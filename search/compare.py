@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from dataset_gen.common.files import atomic_write_text
 from dataset_gen.space import SpaceError
 from search.run import SearchContext, run_search
 
@@ -101,11 +102,9 @@ def compare(context: SearchContext, methods: Sequence[str] | None = None) -> dic
     table = comparison_table(results)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "compare.csv", out / "compare.md"
-    table.to_csv(out / ".compare.csv.tmp", index=False)
-    (out / ".compare.csv.tmp").replace(csv_path)
+    atomic_write_text(csv_path, table.to_csv(index=False))
     text = markdown_table(table)
-    (out / ".compare.md.tmp").write_text(text, encoding="utf-8")
-    (out / ".compare.md.tmp").replace(md_path)
+    atomic_write_text(md_path, text)
     lam = settings["search"].get("lambda_cost")
     print(f"\nComparison (lambda_cost = {lam}, metric {context.spec.metric}, budget {budget:.0f} s):\n{text}", flush=True)
     return {"table": table.to_dict("records"), "results": results, "csv": str(csv_path), "markdown": str(md_path)}

@@ -26,7 +26,7 @@ import pandas as pd
 import yaml
 
 from dataset_gen.space import LAYER_FIELDS
-from dataset_gen.writer import atomic_write_text
+from dataset_gen.common.files import atomic_write_text
 from search.hardware import AcceleratorSpace
 
 __all__ = ["generation_space", "write_layer_pool", "generation_config", "export_space"]

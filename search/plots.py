@@ -17,6 +17,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from dataset_gen.common.files import atomic_write
+
 __all__ = ["plot_result"]
 
 
@@ -24,11 +26,10 @@ def save_figure(figure, path: Path) -> Path:
     """Write a matplotlib figure to ``path`` atomically (temporary name, then rename) and close it."""
     import matplotlib.pyplot as plt
 
-    temporary = path.with_name(f".{path.stem}.tmp.png")
-    figure.savefig(temporary)
-    plt.close(figure)
-    temporary.replace(path)
-    return path
+    try:
+        return atomic_write(path, lambda stream: figure.savefig(stream, format="png"))
+    finally:
+        plt.close(figure)
 
 
 def plot_result(result: Mapping[str, Any], per_layer: pd.DataFrame, path: str | Path,

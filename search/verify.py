@@ -17,35 +17,17 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
 from dataset_gen.network_json import save_network
 from dataset_gen.space import Accelerator, Layer
+from dataset_gen.common.files import json_safe
 from search.cost import CostSpec, figures
 from search.simulated import SimulatorCache
 
-__all__ = ["verify_design", "write_result", "json_safe", "FIGURES"]
+__all__ = ["verify_design", "write_result", "FIGURES"]
 
 FIGURES: tuple[str, ...] = ("latency_s", "energy_pj", "area_mm2", "edp", "edap")
-
-
-def json_safe(value: Any) -> Any:
-    """Plain JSON values: numpy scalars to Python, NaN and infinities to None, recursively."""
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [json_safe(v) for v in value.tolist()]
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    return value
 
 
 def verify_design(layers: Sequence[Layer], accelerator: Accelerator, evaluator: Any, simulator: SimulatorCache,

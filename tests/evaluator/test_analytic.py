@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from dataset_gen.reader import read_dataset
 from dataset_gen.simulator import simulate
