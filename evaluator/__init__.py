@@ -7,6 +7,9 @@ Public API (a contract with `search`; keep it stable)::
                                     encode_accelerators, encode_accelerators_soft)
 
     ev = load("runs/evaluator/evaluator.pt")   # frozen nn.Module: eval mode, no parameter grads
+        # refuses an artifact trained on another simulator version or analytic model
+    ev.predict(pairs) -> pandas.DataFrame      # the Predictor protocol (evaluator.protocol),
+        # pairs: one frame of layer and accelerator columns; baselines answer it alike
     ev.predict(layers, accelerator) -> pandas.DataFrame
         # layers: DataFrame of layer fields or list of Layer; accelerator: one Accelerator /
         # dict, or a DataFrame / list aligned with the layers. Columns: total_cycles,
@@ -41,9 +44,9 @@ simulator-feasible pairs) and a feasibility logit; a separate MLP that sees only
 accelerator corrects the analytic ln area_mm2 (trained on every pair). Inputs are clamped to
 their training range, so unseen sizes do not send the MLP where it was never fitted.
 
-Command lines: ``dance-train data=DIR out=DIR`` (Hydra, conf/train.yaml) writes
+Command lines: ``dance-train dataset=DIR out=DIR`` (Hydra, conf/train.yaml) writes
 out/evaluator.pt, out/report.json and out/report.txt (layout: `evaluator.report`), parity
-plots and the resolved config; ``dance-validate artifact=FILE data=DIR out=DIR`` reports any
+plots and the resolved config; ``dance-validate artifact=FILE dataset=DIR out=DIR`` reports any
 artifact on a dataset of the same simulator version and design space.
 
 Figures (default config, the default ``dance-gen`` dataset of 100,000 pairs, 10 epochs on one
@@ -52,6 +55,7 @@ to report.txt.
 """
 
 from evaluator.artifact import EvaluatorLoadError, load, save
-from evaluator.predictor import PREDICTION_COLUMNS, Evaluator
+from evaluator.predictor import Evaluator
+from evaluator.protocol import PREDICTION_COLUMNS, Predictor
 
-__all__ = ["load", "save", "Evaluator", "EvaluatorLoadError", "PREDICTION_COLUMNS"]
+__all__ = ["load", "save", "Evaluator", "EvaluatorLoadError", "PREDICTION_COLUMNS", "Predictor"]

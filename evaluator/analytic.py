@@ -15,63 +15,45 @@ network a strong first guess to correct:
   it that lies outside its innermost changing relevant loop), partial-sum read-back included;
 - time: ``first load + max(compute, remaining DRAM time) + last write-back`` (perfect
   overlap in between); the candidate with the least time wins;
-- energy: MAC and register-file energy exactly, DRAM energy of the winner's traffic, SRAM
-  energy of the untiled fold model plus the DRAM fills, leakage from area and time, with the
-  simulator's own constants (`dataset_gen.simulator.energy`).
+- energy: MAC and register-file energy exactly, DRAM and SRAM energy of the winner's
+  traffic and buffer accesses, leakage from area and time.
 
-What it leaves out (per-step stalls, tie-breaks, tiled SRAM counts) is what the network
-learns. Everything is differentiable almost everywhere w.r.t. the accelerator encoding:
-ceil and floor pass gradients straight through, the minimum passes them to the winner.
+The rules themselves (ladders, capacities, fold models, reuse, buffer counts, area, energy)
+are the simulator's, re-written in torch in `evaluator.rules` and checked against it there;
+this module only searches the candidates with them. What it leaves out (per-step stalls,
+tie-breaks) is what the network learns. Everything is differentiable almost everywhere
+w.r.t. the accelerator encoding: ceil and floor pass gradients straight through, the
+minimum passes them to the winner.
 """
 
 from __future__ import annotations
 
 import torch
 
-from dataset_gen.simulator import energy
-from dataset_gen.space import DATAFLOWS, LOOP_ORDERS, WORD_BITS
+from dataset_gen.space import DATAFLOWS, LOOP_ORDERS
+from evaluator.rules import (
+    area_mm2,
+    buffer_words,
+    dram_words,
+    energy_components,
+    fold_factors,
+    half_buffer_words,
+    ladder_tiles,
+    rf_words,
+    rf_words_required,
+    sweep_words,
+    tile_words,
+)
 
 # Bumped whenever the estimates change: an artifact records it, and one trained on other
 # estimates is refused (its corrections would be to numbers it never saw).
 ANALYTIC_VERSION = 1
-LADDER_STEPS = 5
-REFINED = 16  # tile choices (of 216) the refined pipeline model ranks, per pair  # j = 0..4, plus 1 (as dataset_gen.simulator.mapper.ladder)
+REFINED = 16  # tile choices (of 216) the refined pipeline model ranks, per pair
 ANALYTIC_FEATURES: tuple[str, ...] = (
     "log2_est_cycles", "log2_est_compute_cycles", "log2_est_dram_cycles", "log2_est_dram_words",
     "log2_est_steps", "est_feasible", "log2_est_mac_pj", "log2_est_rf_pj", "log2_est_sram_pj",
     "log2_est_dram_pj", "log2_est_leak_pj", "log2_est_energy_pj",
 )
-_MAC_PJ = {bits: energy.mac_energy_pj(bits) for bits in WORD_BITS}
-_MAC_UM2 = {bits: energy.mac_area_um2(bits) for bits in WORD_BITS}
-
-
-def _ceil(x: torch.Tensor) -> torch.Tensor:
-    """``ceil`` forward (tolerant of float error on exact ratios), identity gradient."""
-    return x + (torch.ceil(x - 1e-4) - x).detach()
-
-
-def _floor(x: torch.Tensor) -> torch.Tensor:
-    """``floor`` forward, identity gradient."""
-    return x + (torch.floor(x + 1e-4) - x).detach()
-
-
-def _ladder(dim: torch.Tensor) -> torch.Tensor:
-    """``(n, 6)`` tile sizes ``ceil(dim / 4**j)``, j = 0..4, then 1 (duplicates are harmless)."""
-    steps = [torch.ceil(dim / 4.0**j - 1e-6) for j in range(LADDER_STEPS)]
-    return torch.stack([*steps, torch.ones_like(dim)], dim=-1)
-
-
-def _tiles(dim: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per ladder value ``(n, 6)``: full tiles (trips - 1), the full size, the edge size."""
-    size = _ladder(dim)
-    full = torch.ceil(dim[:, None] / size - 1e-6) - 1
-    return full, size, dim[:, None] - full * size
-
-
-def _loop_sum(tiles, fn) -> torch.Tensor:
-    """``(trips - 1) * fn(full tile) + fn(edge tile)`` for every ladder value, ``(n, 6)``."""
-    full, size, edge = tiles
-    return full * fn(size) + fn(edge)
 
 
 def _outer(p: torch.Tensor, c: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -96,38 +78,21 @@ def _weights(tiles, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _fold_factors(dataflow: str, layer: dict, rows: torch.Tensor, cols: torch.Tensor, tiles) -> dict:
-    """Per-dimension factors of a tile's fold cost, for the full and the edge tile of each loop.
+    """`rules.fold_factors` for the full and the edge tile of each loop, every ladder value.
 
-    A systolic fold cost is a product of one factor per tiled dimension (ws:
-    ``ceil(w/R) * ceil(f/C) * (2R + C + m - 2)``); row stationary multiplies a p factor by a
-    factor of c and k together. Returns ``{"p": (full, edge), "c": ..., "k": ...}`` of
-    ``(n, 6)`` tensors, or for rs ``{"p": ..., "ck": {(c_kind, k_kind): (n, 6, 6)}}``.
+    Returns ``{"p": (full, edge), "c": ..., "k": ...}`` of ``(n, 6)`` tensors, or for rs
+    ``{"p": ..., "ck": {(c_kind, k_kind): (n, 6, 6)}}``.
     """
-    Q, k_h, k_w = layer["out_w"][:, None], layer["k_h"][:, None], layer["k_w"][:, None]
-    R, C = rows[:, None], cols[:, None]
-    window = k_h * k_w
-
-    def both(index: int, fn) -> tuple[torch.Tensor, torch.Tensor]:
-        return fn(tiles[index][1]), fn(tiles[index][2])
-
-    if dataflow == "ws":
-        return {"p": both(0, lambda t: 2 * R + C + t * Q - 2), "c": both(1, lambda t: _ceil(window * t / R)),
-                "k": both(2, lambda t: _ceil(t / C))}
-    if dataflow == "os":
-        return {"p": both(0, lambda t: _ceil(t * Q / R)), "c": both(1, lambda t: R + C + window * t - 2),
-                "k": both(2, lambda t: _ceil(t / C))}
-    if dataflow == "is":
-        return {"p": both(0, lambda t: _ceil(t * Q / C)), "c": both(1, lambda t: _ceil(window * t / R)),
-                "k": both(2, lambda t: 2 * R + C + t - 2)}
-    set_rows = torch.minimum(k_h, R)
-    sets = torch.clamp(_floor(R / set_rows), min=1.0)
-    per_pass = _ceil(k_h / set_rows) * (Q * k_w + set_rows - 1)
-    p_full, p_edge = both(0, lambda t: _ceil(t / torch.minimum(C, t)) * per_pass)
+    full = fold_factors(dataflow, layer, rows, cols, tiles[0][1], tiles[1][1], tiles[2][1])
+    edge = fold_factors(dataflow, layer, rows, cols, tiles[0][2], tiles[1][2], tiles[2][2])
+    if "ck" not in full:
+        return {loop: (full[loop], edge[loop]) for loop in "pck"}
     ck = {}
     for c_kind, c_size in (("full", tiles[1][1]), ("edge", tiles[1][2])):
         for k_kind, k_size in (("full", tiles[2][1]), ("edge", tiles[2][2])):
-            ck[c_kind, k_kind] = _ceil(c_size[:, :, None] * k_size[:, None, :] / sets[:, :, None])  # (n, 6, 6)
-    return {"p": (p_full, p_edge), "ck": ck}
+            ck[c_kind, k_kind] = fold_factors(dataflow, layer, rows, cols, tiles[0][1], c_size[:, :, None],
+                                              k_size[:, None, :])["ck"]  # (n, 6, 6)
+    return {"p": (full["p"], edge["p"]), "ck": ck}
 
 
 def _compute_cycles(factors: dict, tiles, kinds: tuple[str, str, str] = ("sum", "sum", "sum"),
@@ -162,110 +127,9 @@ def _compute_cycles(factors: dict, tiles, kinds: tuple[str, str, str] = ("sum", 
     return dim(0, "p").gather(1, index[0]) * ck.reshape(ck.shape[0], -1).gather(1, index[1] * 6 + index[2])
 
 
-def _over_tiles(chosen, fn) -> torch.Tensor:
-    """Sum of ``fn(tp, tc, tk)`` over every tile of one (group, image): full and edge tiles."""
-    total = 0.0
-    for p_count, p_size in ((chosen[0][0], chosen[0][1]), (1.0, chosen[0][2])):
-        for c_count, c_size in ((chosen[1][0], chosen[1][1]), (1.0, chosen[1][2])):
-            for k_count, k_size in ((chosen[2][0], chosen[2][1]), (1.0, chosen[2][2])):
-                total = total + p_count * c_count * k_count * fn(p_size, c_size, k_size)
-    return total
-
-
-def _tile_sram_reads(dataflow: str, layer: dict, rows: torch.Tensor, cols: torch.Tensor, tp, tc, tk):
-    """SRAM accesses of one tile under one dataflow: ``(ifmap reads, filter reads, ofmap writes)``."""
-    Q, k_h, k_w = layer["out_w"], layer["k_h"], layer["k_w"]
-    m, w, f = tp * Q, k_h * k_w * tc, tk
-    if dataflow == "ws":
-        return m * w * _ceil(f / cols), w * f, m * f * _ceil(w / rows)
-    if dataflow == "os":
-        folds = _ceil(m / rows) * _ceil(f / cols)
-        return m * w * _ceil(f / cols), w * f * _ceil(m / rows), m * f + folds * (rows + cols)
-    if dataflow == "is":
-        return m * w, w * f * _ceil(m / cols), m * f * _ceil(w / rows)
-    set_rows = torch.minimum(k_h, rows)
-    kh_folds, p_folds = _ceil(k_h / set_rows), _ceil(tp / torch.minimum(cols, tp))
-    pairs = tc * tk
-    row_words = (Q - 1) * layer["stride"] + k_w
-    return (pairs * row_words * (kh_folds * layer["stride"] * (tp - p_folds) + p_folds * k_h),
-            k_h * k_w * pairs, pairs * kh_folds * tp * Q)
-
-
-def _winner_sram_words(layer: dict, acc: dict, chosen, order: torch.Tensor) -> torch.Tensor:
-    """``(n, 3)`` words read or written in the ifmap, filter and ofmap buffers by the winner.
-
-    The fold model's reads and writes of every tile, partial-sum read-backs, and the DRAM
-    traffic (a fill is a buffer write, a write-back a buffer read), as the simulator counts.
-    """
-    rows, cols = acc["pe_rows"], acc["pe_cols"]
-    blocks = layer["batch"] * layer["groups"]
-    reads = torch.zeros((rows.shape[0], 3), dtype=rows.dtype)
-    for index, name in enumerate(DATAFLOWS):
-        weight = acc["dataflow"][:, index]
-        if not bool((weight > 0).any()):
-            continue
-        per_tile = [_over_tiles(chosen, lambda p, c, k, i=i: _tile_sram_reads(name, layer, rows, cols, p, c, k)[i])
-                    for i in range(3)]
-        reads = reads + weight[:, None] * torch.stack(per_tile, dim=1)
-    (Tp1, tp, ep), (Tc1, tc, ec), (Tk1, tk, ek) = chosen  # trips - 1, full and edge sizes
-    P, Q, Kg = layer["out_h"], layer["out_w"], layer["out_c_per_group"]
-    readback = P * Q * Kg * Tc1  # psums read back at every c tile but the first
-    # DRAM traffic per operand for the winner's loop order.
-    trips = {"p": Tp1 + 1, "c": Tc1 + 1, "k": Tk1 + 1}
-    stride, k_h, in_h, in_w = layer["stride"], layer["k_h"], layer["in_h"], layer["in_w"]
-    ifmap_sweep = (Tp1 * torch.minimum((tp - 1) * stride + k_h, in_h)
-                   + torch.minimum((ep - 1) * stride + k_h, in_h)) * in_w * layer["in_c_per_group"]
-    filter_sweep = k_h * layer["k_w"] * layer["in_c_per_group"] * Kg
-    ofmap_sweep = P * Q * Kg
-    single_filter = (trips["c"] == 1) & (trips["k"] == 1)
-    dram = torch.zeros((rows.shape[0], 3), dtype=rows.dtype)
-    for position, loop_order in enumerate(LOOP_ORDERS):
-        sweeps = []
-        for loops in ("pc", "ck", "pk"):
-            irrelevant = next(loop for loop in "pck" if loop not in loops)
-            inner = [trips[loop] > 1 for loop in loops if loop_order.index(loop) > loop_order.index(irrelevant)]
-            moving = (inner[0] | inner[1] if len(inner) == 2 else inner[0]) if inner else torch.zeros_like(single_filter)
-            sweeps.append(torch.where(moving, trips[irrelevant], torch.ones_like(trips[irrelevant])))
-        ifmap = blocks * sweeps[0] * ifmap_sweep
-        filters = torch.where(single_filter, layer["groups"], blocks) * sweeps[1] * filter_sweep
-        ofmap = blocks * (2 * sweeps[2] - 1) * ofmap_sweep  # write-backs and psum fills
-        selected = (order == position).to(rows.dtype)[:, None]
-        dram = dram + selected * torch.stack([ifmap, filters, ofmap], dim=1)
-    buffer = reads * blocks[:, None] + dram
-    return buffer + torch.stack([torch.zeros_like(readback), torch.zeros_like(readback), readback * blocks], dim=1)
-
-
-def _area_mm2(acc: dict[str, torch.Tensor], mac_um2: torch.Tensor) -> torch.Tensor:
-    """Chip area as `energy.area_mm2` computes it: PEs (MAC + RF) plus the three buffers."""
-    pe_um2 = mac_um2 + acc["rf_bytes"] * 8 * energy.RF_UM2_PER_BIT
-    buffers_kb = acc["ifmap_kb"] + acc["filter_kb"] + acc["ofmap_kb"]
-    return (acc["pe_rows"] * acc["pe_cols"] * pe_um2 + buffers_kb * energy.BITS_PER_KB * energy.SRAM_UM2_PER_BIT) * 1e-6
-
-
-def analytic_area(acc_x: torch.Tensor) -> torch.Tensor:
-    """``(n,)`` log2 chip area (mm^2) from an accelerator encoding alone (hard or soft)."""
-    from evaluator.features import decode_accelerators
-
-    acc = decode_accelerators(acc_x)
-    mac_um2 = sum(acc["word_bits_onehot"][:, i] * _MAC_UM2[b] for i, b in enumerate(WORD_BITS))
-    return torch.log2(_area_mm2(acc, mac_um2))
-
-
-def _dram_words(order: str, trips: dict, changes: dict, sweep_words: dict, batch, groups, filter_images):
-    """DRAM words of the whole layer under one loop order (the reuse rule, exactly)."""
-    sweeps = {}
-    for operand, loops in (("ifmap", "pc"), ("filter", "ck"), ("ofmap", "pk")):
-        # The irrelevant loop sweeps the operand again iff it lies outside the innermost
-        # relevant loop that actually changes.
-        irrelevant = next(loop for loop in "pck" if loop not in loops)
-        inner = [changes[loop] for loop in loops if order.index(loop) > order.index(irrelevant)]
-        if inner:
-            moving = inner[0] | inner[1] if len(inner) == 2 else inner[0]
-            sweeps[operand] = torch.where(moving, trips[irrelevant], torch.ones_like(trips[irrelevant]))
-        else:
-            sweeps[operand] = torch.ones_like(trips[irrelevant])
-    return (batch * (sweeps["ifmap"] * sweep_words["ifmap"] + (2 * sweeps["ofmap"] - 1) * sweep_words["ofmap"])
-            + filter_images * sweeps["filter"] * sweep_words["filter"]) * groups
+def analytic_area(acc: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``(n,)`` log2 chip area (mm^2) of a decoded accelerator (`features.decode_accelerators`)."""
+    return torch.log2(area_mm2(acc))
 
 
 def _grid(x: torch.Tensor) -> torch.Tensor:
@@ -313,10 +177,11 @@ def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tens
         ``word_bits_onehot`` ``(n, 3)`` and ``dataflow`` ``(n, 4)`` probabilities.
     """
     n = layer["out_h"].shape[0]
-    P, Q, Cg, Kg = (_grid(layer[k]) for k in ("out_h", "out_w", "in_c_per_group", "out_c_per_group"))
-    k_h, k_w, stride = _grid(layer["k_h"]), _grid(layer["k_w"]), _grid(layer["stride"])
-    in_h, in_w, batch, groups = (_grid(layer[k]) for k in ("in_h", "in_w", "batch", "groups"))
-    tiles = [_tiles(layer[k]) for k in ("out_h", "in_c_per_group", "out_c_per_group")]
+    if n == 0:  # no pairs (an empty split or frame): nothing to rank
+        return torch.zeros((0, len(ANALYTIC_FEATURES)), dtype=layer["out_h"].dtype)
+    grid = {name: _grid(value) for name, value in layer.items()}
+    Q, batch, groups = grid["out_w"], grid["batch"], grid["groups"]
+    tiles = [ladder_tiles(layer[k]) for k in ("out_h", "in_c_per_group", "out_c_per_group")]
     tp, tc, tk = tiles[0][1][:, :, None, None], tiles[1][1][:, None, :, None], tiles[2][1][:, None, None, :]
     Tp, Tc, Tk = tiles[0][0][:, :, None, None] + 1, tiles[1][0][:, None, :, None] + 1, tiles[2][0][:, None, None, :] + 1
     ep, ek = tiles[0][2][:, :, None, None], tiles[2][2][:, None, None, :]
@@ -325,28 +190,22 @@ def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tens
     blocks = batch * groups  # (group, image) blocks, each one pass of the tiled nest
 
     def half(kb: torch.Tensor) -> torch.Tensor:
-        return _grid(_floor(kb * 8192.0 / bits / 2))
+        return _grid(half_buffer_words(kb, bits))
 
     # ---- Coarse pass over every tile choice: capacity, compute, least traffic over orders.
-    ifmap_rows = torch.minimum((tp - 1) * stride + k_h, in_h)
-    tile_words = {"ifmap": ifmap_rows * in_w * tc, "filter": k_h * k_w * tc * tk, "ofmap": tp * Q * tk}
-    fits = ((tile_words["ifmap"] <= half(acc["ifmap_kb"])) & (tile_words["filter"] <= half(acc["filter_kb"]))
-            & (tile_words["ofmap"] <= half(acc["ofmap_kb"])))  # (n, 6, 6, 6)
+    words_of_tile = tile_words(grid, tp, tc, tk)
+    fits = ((words_of_tile["ifmap"] <= half(acc["ifmap_kb"])) & (words_of_tile["filter"] <= half(acc["filter_kb"]))
+            & (words_of_tile["ofmap"] <= half(acc["ofmap_kb"])))  # (n, 6, 6, 6)
     compute = _per_dataflow(acc, layer, tiles, lambda factors, rows: _compute_cycles(factors, [
         t if rows is None else tuple(part[rows] for part in t) for t in tiles])) * blocks
     trips = {"p": Tp, "c": Tc, "k": Tk}
     changes = {loop: trip > 1 for loop, trip in trips.items()}
-    sweep_words = {
-        "ifmap": ((Tp - 1) * ifmap_rows + torch.minimum((ep - 1) * stride + k_h, in_h)) * in_w * Cg,
-        "filter": k_h * k_w * Cg * Kg,
-        "ofmap": P * Q * Kg,
-    }
-    filter_images = torch.where(changes["c"] | changes["k"], batch, torch.ones_like(batch))  # one tile: kept across images
+    words_per_sweep = sweep_words(grid, (Tp - 1, tp, ep))
     least_words = None
     for order in LOOP_ORDERS:
-        words = _dram_words(order, trips, changes, sweep_words, batch, groups, filter_images)
+        words = dram_words(order, trips, changes, words_per_sweep, batch, groups)
         least_words = words if least_words is None else torch.minimum(least_words, words)
-    first_load = (tile_words["ifmap"] + tile_words["filter"]) / bandwidth
+    first_load = (words_of_tile["ifmap"] + words_of_tile["filter"]) / bandwidth
     last_write = ep * Q * ek / bandwidth
     coarse = first_load + torch.maximum(compute, least_words / bandwidth - first_load) + last_write
     huge = torch.finfo(coarse.dtype).max / 16
@@ -361,19 +220,11 @@ def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tens
     k_changes = {loop: trip > 1 for loop, trip in k_trips.items()}
     pair = {name: layer[name][:, None] for name in ("out_h", "out_w", "in_c_per_group", "out_c_per_group", "k_h",
                                                     "k_w", "stride", "in_h", "in_w", "batch", "groups")}
-    k_ifmap_rows = torch.minimum((k_p - 1) * pair["stride"] + pair["k_h"], pair["in_h"])
-    k_tile_words = {"ifmap": k_ifmap_rows * pair["in_w"] * k_c, "filter": pair["k_h"] * pair["k_w"] * k_c * k_k,
-                    "ofmap": k_p * pair["out_w"] * k_k}
+    k_tile_words = tile_words(pair, k_p, k_c, k_k)
     k_bandwidth, k_blocks, k_groups = bandwidth[:, :, 0, 0], blocks[:, :, 0, 0], groups[:, :, 0, 0]
-    k_sweep_words = {
-        "ifmap": (k_Tp * k_ifmap_rows + torch.minimum((k_ep - 1) * pair["stride"] + pair["k_h"], pair["in_h"]))
-        * pair["in_w"] * pair["in_c_per_group"],
-        "filter": pair["k_h"] * pair["k_w"] * pair["in_c_per_group"] * pair["out_c_per_group"],
-        "ofmap": pair["out_h"] * pair["out_w"] * pair["out_c_per_group"],
-    }
-    k_filter_images = torch.where(k_changes["c"] | k_changes["k"], pair["batch"], torch.ones_like(pair["batch"]))
-    k_words = torch.stack([_dram_words(order, k_trips, k_changes, k_sweep_words, pair["batch"], pair["groups"],
-                                       k_filter_images) for order in LOOP_ORDERS], dim=-1)  # (n, K, 6)
+    k_sweep_words = sweep_words(pair, (k_Tp, k_p, k_ep))
+    k_words = torch.stack([dram_words(order, k_trips, k_changes, k_sweep_words, pair["batch"], pair["groups"])
+                           for order in LOOP_ORDERS], dim=-1)  # (n, K, 6)
 
     def kinds_before(order: str, level: int) -> tuple[str, str, str]:
         """Tile kinds of the step before the loop at ``level`` of ``order`` advances: that
@@ -445,13 +296,12 @@ def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tens
     near = times <= times.amin(dim=-1, keepdim=True)
     best_order = torch.where(near, k_words, torch.full_like(k_words, torch.inf)).argmin(dim=-1, keepdim=True)
     time = times.gather(-1, best_order).squeeze(-1)  # (n, K)
-    dram_words = k_words.gather(-1, best_order).squeeze(-1)
+    order_words = k_words.gather(-1, best_order).squeeze(-1)
     best_order = best_order.squeeze(-1)
 
     k_fits = fits.reshape(n, -1).gather(1, keep)
-    rf_words = _floor(acc["rf_bytes"] * 8 / bits)
-    rf_needed = 2 + acc["dataflow"][:, DATAFLOWS.index("rs")] * (2 * layer["k_w"] - 1)
-    feasible = fits.reshape(n, -1).any(dim=1) & (rf_words >= rf_needed - 1e-6)
+    rf_ok = rf_words(acc["rf_bytes"], bits) >= rf_words_required(acc["dataflow"], layer["k_w"]) - 1e-6
+    feasible = fits.reshape(n, -1).any(dim=1) & rf_ok
     # The least time wins (the earlier candidate on ties). Pairs with no fitting candidate keep
     # the least-time figures anyway (finite, flagged).
     best = torch.where(k_fits, time, time + huge).argmin(dim=1, keepdim=True)  # (n, 1) into K
@@ -459,27 +309,15 @@ def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tens
     def pick(t: torch.Tensor) -> torch.Tensor:
         return t.gather(1, best).squeeze(1)
 
-    est_time, est_words, order = pick(time), pick(dram_words), pick(best_order)
+    est_time, est_words, order = pick(time), pick(order_words), pick(best_order)
     est_compute = pick(compute.reshape(n, -1).gather(1, keep))
     est_dram_cycles = est_words / bandwidth.reshape(n)
     est_steps = pick(k_trips["p"] * k_trips["c"] * k_trips["k"]) * blocks.reshape(n)
     chosen = [tuple(part.gather(1, position.gather(1, best)).squeeze(1) for part in dim_tiles)
               for dim_tiles, position in zip(tiles, index)]
-    sram_words = _winner_sram_words(layer, acc, chosen, order)  # (n, 3): ifmap, filter, ofmap buffers
+    sram_words = buffer_words(layer, acc, chosen, order)  # (n, 3): ifmap, filter, ofmap buffers
 
-    mac_pj = sum(acc["word_bits_onehot"][:, i] * _MAC_PJ[b] for i, b in enumerate(WORD_BITS))
-    mac_um2 = sum(acc["word_bits_onehot"][:, i] * _MAC_UM2[b] for i, b in enumerate(WORD_BITS))
-    rf_per_mac = sum(acc["dataflow"][:, i] * energy.RF_ACCESSES_PER_MAC[name] for i, name in enumerate(DATAFLOWS))
-    macs = layer["macs"]
-    e_mac = macs * mac_pj
-    e_rf = macs * rf_per_mac * mac_pj * torch.sqrt(acc["rf_bytes"] / energy.RF_REFERENCE_BYTES)
-    per_bit = energy.SRAM_PJ_PER_BIT_8KB * bits
-    buffer_pj = torch.stack([torch.sqrt(acc[f"{b}_kb"] / energy.SRAM_REFERENCE_KB) for b in ("ifmap", "filter", "ofmap")],
-                            dim=1) * per_bit[:, None]  # (n, 3) pJ per word
-    e_sram = (sram_words * buffer_pj).sum(dim=1)
-    e_dram = est_words * energy.DRAM_PJ_PER_BIT * bits
-    area_mm2 = _area_mm2(acc, mac_um2)
-    e_leak = area_mm2 * energy.LEAK_W_PER_MM2 * est_time / (acc["freq_mhz"] * 1e6) * 1e12
+    e_mac, e_rf, e_sram, e_dram, e_leak = energy_components(acc, layer["macs"], sram_words, est_words, est_time)
     e_total = e_mac + e_rf + e_sram + e_dram + e_leak
     values = torch.stack([est_time, est_compute, est_dram_cycles, est_words, est_steps], dim=1)
     energies = torch.stack([e_mac, e_rf, e_sram, e_dram, e_leak, e_total], dim=1)

@@ -20,12 +20,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from dataset_gen import __version__ as package_version
 from dataset_gen.common.errors import UserError
-from dataset_gen.common.files import atomic_write
+from dataset_gen.common.files import atomic_write, json_safe
+from dataset_gen.simulator import SIMULATOR_VERSION
 from evaluator.features import feature_spec
 from evaluator.network import TARGET_COLUMNS, EvaluatorNetwork
 from evaluator.predictor import Evaluator
@@ -37,23 +38,6 @@ _REQUIRED_KEYS = ("format", "format_version", "network_config", "state_dict", "f
 
 class EvaluatorLoadError(UserError):
     """An artifact that cannot be loaded: missing, corrupt, foreign or incompatible."""
-
-
-def _plain(value: Any) -> Any:
-    """JSON-like copy of ``value`` (numpy scalars to Python, tuples to lists, paths to str)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (bool, int, str)) or value is None:
-        return value
-    if isinstance(value, float):
-        return value
-    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
-        return value.item()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return str(value)
 
 
 def save(evaluator: Evaluator, path: str | os.PathLike) -> Path:
@@ -73,19 +57,17 @@ def save(evaluator: Evaluator, path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    from dataset_gen import __version__ as package_version
-
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "package_version": package_version,
-        "network_config": _plain(evaluator.network.config),
+        "network_config": json_safe(evaluator.network.config),
         "state_dict": {k: v.detach().cpu().clone() for k, v in evaluator.network.state_dict().items()},
         "feature_spec": feature_spec(),
         "targets": dict(TARGET_COLUMNS),
-        "dataset_metadata": _plain(evaluator.dataset_metadata),
-        "metrics": _plain(evaluator.metrics),
-        "extra": _plain(evaluator.extra),
+        "dataset_metadata": json_safe(evaluator.dataset_metadata),
+        "metrics": json_safe(evaluator.metrics),
+        "extra": json_safe(evaluator.extra),
     }
     return atomic_write(path, lambda stream: torch.save(payload, stream))
 
@@ -107,8 +89,9 @@ def load(path: str | os.PathLike) -> Evaluator:
     ------
     EvaluatorLoadError
         The file is missing, unreadable, not an evaluator artifact, written by a newer
-        format, encoded with other features, or its weights do not fit its network; the
-        message names the file and what is wrong.
+        format, encoded with other features (another `ANALYTIC_VERSION` included), trained on
+        data of another simulator version than the installed one, or its weights do not fit
+        its network; the message names the file and what is wrong.
     """
     path = Path(path)
     if not path.is_file():
@@ -136,6 +119,7 @@ def load(path: str | os.PathLike) -> Evaluator:
             f"{path}: the artifact was trained on another feature encoding than this package's "
             f"(artifact: {json.dumps(payload['feature_spec'])[:300]}); retrain it with this version"
         )
+    _check_simulator_version(path, payload.get("dataset_metadata"))
     if payload["targets"] != dict(TARGET_COLUMNS):
         raise EvaluatorLoadError(f"{path}: unknown targets {payload['targets']!r}, expected {dict(TARGET_COLUMNS)!r}")
     try:
@@ -156,3 +140,23 @@ def load(path: str | os.PathLike) -> Evaluator:
     return Evaluator(network, payload.get("dataset_metadata") or {}, payload.get("metrics") or {},
                      payload.get("extra") or {})
 
+
+
+def _check_simulator_version(path: Path, metadata: object) -> None:
+    """Refuse an evaluator that imitates another simulator than the installed one.
+
+    Its training data recorded the simulator version (dataset metadata ``simulator_version``);
+    predictions of an evaluator trained on other rules would silently be wrong.
+    """
+    recorded = metadata.get("simulator_version") if isinstance(metadata, dict) else None
+    if recorded is None:
+        raise EvaluatorLoadError(
+            f"{path}: the artifact does not record the simulator version of its training data "
+            f"(dataset_metadata.simulator_version); this package's simulator is {SIMULATOR_VERSION}: "
+            "retrain it with dance-train"
+        )
+    if recorded != SIMULATOR_VERSION:
+        raise EvaluatorLoadError(
+            f"{path}: the artifact was trained on data of simulator {recorded}, but the installed "
+            f"simulator is {SIMULATOR_VERSION}; retrain it with dance-train on a dataset of this simulator"
+        )

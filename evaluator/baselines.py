@@ -3,8 +3,8 @@
 Each baseline fits one regressor per target (natural logs, as the evaluator: cycles and
 energy on feasible rows, area on every row) and one classifier for feasibility, on the
 network's own inputs: `encode_layers`, `encode_accelerators` and `pair_features` (the
-analytic estimates included), concatenated. It predicts the same columns as
-`Evaluator.predict`, so both go through the same report code.
+analytic estimates included), concatenated. Like the evaluator it is an
+`evaluator.protocol.Predictor`, so both go through the same report code.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from evaluator.features import D_LAYER, FREQ_FEATURE_INDEX, encode_accelerators, encode_layers, pair_features
-from evaluator.predictor import PREDICTION_COLUMNS
+from evaluator.protocol import PREDICTION_COLUMNS, check_pairs
 
 
 def _hist_gradient_boosting(seed: int) -> tuple[Any, Any]:
@@ -66,10 +66,11 @@ class Baseline:
     constant_feasible: float | None = None  # when the training rows were all one class
 
     def predict(self, pairs: pd.DataFrame, features: np.ndarray | None = None) -> pd.DataFrame:
-        """Same columns as `Evaluator.predict`, one row per pair.
+        """Same columns as `Evaluator.predict`, one row per pair (`evaluator.protocol.Predictor`).
 
         ``features`` may pass `baseline_features(pairs)` when the caller has it already.
         """
+        check_pairs(pairs)
         if len(pairs) == 0:
             return pd.DataFrame({c: np.empty(0) for c in PREDICTION_COLUMNS}, index=pairs.index)
         with threadpool_limits(limits=1):

@@ -26,13 +26,26 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from dataset_gen.space import ACCELERATOR_FIELDS, DATAFLOWS, LAYER_FIELDS, SpaceError
-from evaluator.features import D_ACC, D_LAYER, D_PAIR, encode_accelerators, encode_layers, pair_features
-from evaluator.network import COMPONENT_COLUMNS, LOG1P_COLUMNS, TARGET_MATRIX_COLUMNS, analytic_base
+from dataset_gen.writer import DatasetError, list_shards
+from evaluator.features import (
+    D_ACC,
+    D_LAYER,
+    D_PAIR,
+    LAYER_DEFAULTS,
+    encode_accelerators,
+    encode_layers,
+    pair_features,
+)
+from evaluator.network import (
+    COMPONENT_COLUMNS,
+    LOG1P_COLUMNS,
+    TARGET_MATRIX_COLUMNS,
+    analytic_base,
+)
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 INPUT_FIELDS: tuple[str, ...] = (*LAYER_FIELDS, *ACCELERATOR_FIELDS)
 RESULT_COLUMNS: tuple[str, ...] = ("feasible", "total_cycles", "energy_pj", "area_mm2", *COMPONENT_COLUMNS)
-_LAYER_DEFAULTS = {"k_h": 1, "k_w": 1, "stride": 1, "pad": 0, "groups": 1, "batch": 1}
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -67,8 +80,8 @@ def pair_hash(pairs: pd.DataFrame, salt: int = 0) -> np.ndarray:
         else:
             if field in pairs.columns:
                 values = pd.to_numeric(pairs[field]).to_numpy(dtype=np.float64)
-            elif field in _LAYER_DEFAULTS:
-                values = np.full(n, float(_LAYER_DEFAULTS[field]))
+            elif field in LAYER_DEFAULTS:
+                values = np.full(n, float(LAYER_DEFAULTS[field]))
             else:
                 raise SpaceError(f"pairs: missing column {field!r}")
             bits = (values + 0.0).view(np.uint64)  # + 0.0 turns -0.0 into +0.0
@@ -156,8 +169,6 @@ def _columns(available: Sequence[str]) -> list[str]:
 
 def parquet_files(path: str | os.PathLike) -> list[str]:
     """The shards of a dance-gen dataset directory in shard order (or the one file given)."""
-    from dataset_gen.writer import list_shards
-
     path = Path(path)
     if path.is_file():
         return [str(path)]
@@ -361,6 +372,43 @@ def statistics_of(chunks: Any) -> tuple[dict[str, torch.Tensor], int]:
     return stats, rows
 
 
+# ------------------------------------------------------------------------- row counts
+
+
+# Feasible pairs every split with a positive share needs: latency and energy are defined on
+# feasible pairs only, and the report's rank correlation (Kendall's tau) needs two of them.
+MIN_FEASIBLE_ROWS_PER_SPLIT = 2
+
+
+class TooFewRowsError(DatasetError):
+    """A dataset too small, or with too few mappable pairs, to train and evaluate on."""
+
+
+def check_split_rows(path: str, rows: dict[str, int], feasible: dict[str, int], fractions: Sequence[float]) -> None:
+    """Refuse a split that would train on nothing or report NaN metrics.
+
+    Every split with a positive share must hold `MIN_FEASIBLE_ROWS_PER_SPLIT` feasible pairs:
+    without them the network has nothing to fit (train), nothing to stop on (val) or nothing
+    to report (test).
+
+    Raises
+    ------
+    TooFewRowsError
+        Naming the dataset, its row and feasible-row counts per split and the minimum.
+    """
+    short = [name for name, share in zip(SPLITS, fractions) if share > 0 and feasible[name] < MIN_FEASIBLE_ROWS_PER_SPLIT]
+    if not short:
+        return
+    total, total_feasible = sum(rows.values()), sum(feasible.values())
+    per_split = ", ".join(f"{name} {rows[name]} ({feasible[name]} feasible)" for name in SPLITS)
+    raise TooFewRowsError(
+        f"dataset {path!r}: {total} rows, {total_feasible} feasible, split {list(fractions)} into {per_split}; "
+        f"training needs at least {MIN_FEASIBLE_ROWS_PER_SPLIT} feasible rows in every split with a positive share "
+        f"(fewer in {short}): "
+        "generate more pairs (dance-gen n_samples=...) or a design space where more pairs map"
+    )
+
+
 # ------------------------------------------------------------------------ data module
 
 
@@ -438,21 +486,25 @@ class PairsDataModule(L.LightningDataModule):
         if not self.streaming:
             frame = read_split(self.path, None)
             split = assign_split(frame, self.fractions, self.split_salt)
-            for index, name in enumerate(SPLITS):
-                part = frame[split == index]
-                self._tensors[name] = encode_frame(part)
-                self.rows[name] = len(part)
+            parts = {name: frame[split == index] for index, name in enumerate(SPLITS)}
+            self.rows = {name: len(part) for name, part in parts.items()}
+            feasible = {name: int(part["feasible"].sum()) for name, part in parts.items()}
+            check_split_rows(self.path, self.rows, feasible, self.fractions)
+            self._tensors = {name: encode_frame(part) for name, part in parts.items()}
             self.statistics, _ = statistics_of([self._tensors["train"]])
         else:
-            train_stream = StreamingBatches(self._files, "train", self.fractions, self.split_salt, 1 << 30, False, 0)
-            self.statistics, self.rows["train"] = statistics_of(train_stream._encoded_chunks(self._files))
             counts = np.zeros(len(SPLITS), dtype=np.int64)
-            for batch in pads.dataset(self._files, format="parquet").to_batches(columns=list(INPUT_FIELDS)):
-                counts += np.bincount(assign_split(batch.to_pandas(), self.fractions, self.split_salt),
-                                      minlength=len(SPLITS))
-            self.rows["val"], self.rows["test"] = int(counts[1]), int(counts[2])
-        if self.rows["train"] == 0:
-            raise ValueError(f"dataset {self.path!r}: the train split is empty ({total} rows in all)")
+            feasible_counts = np.zeros(len(SPLITS), dtype=np.int64)
+            columns = [*INPUT_FIELDS, "feasible"]
+            for batch in pads.dataset(self._files, format="parquet").to_batches(columns=columns):
+                frame = batch.to_pandas()
+                split = assign_split(frame, self.fractions, self.split_salt)
+                counts += np.bincount(split, minlength=len(SPLITS))
+                feasible_counts += np.bincount(split[frame["feasible"].to_numpy(dtype=bool)], minlength=len(SPLITS))
+            self.rows = {name: int(count) for name, count in zip(SPLITS, counts)}
+            check_split_rows(self.path, self.rows, dict(zip(SPLITS, feasible_counts.tolist())), self.fractions)
+            train_stream = StreamingBatches(self._files, "train", self.fractions, self.split_salt, 1 << 30, False, 0)
+            self.statistics, _ = statistics_of(train_stream._encoded_chunks(self._files))
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if self.statistics is None:

@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from evaluator.analytic import ANALYTIC_FEATURES, ANALYTIC_VERSION, analytic_estimates
 from dataset_gen.space import (
     ACCELERATOR_FIELDS,
     ACCELERATOR_LIMITS,
@@ -36,6 +35,8 @@ from dataset_gen.space import (
     Layer,
     SpaceError,
 )
+from evaluator.analytic import ANALYTIC_FEATURES, ANALYTIC_VERSION, analytic_estimates
+from evaluator.rules import ceil_st, fold_factors, fold_product
 
 LAYER_DEFAULTS: dict[str, int] = {"k_h": 1, "k_w": 1, "stride": 1, "pad": 0, "groups": 1, "batch": 1}
 
@@ -399,39 +400,14 @@ def encode_accelerators_soft(choices: Mapping[str, tuple[Sequence[Any], torch.Te
     return torch.cat([t.expand(batch, -1) for t in ordered], dim=1).to(_DTYPE)  # (batch, d_acc)
 
 
-def _ceil_st(x: torch.Tensor) -> torch.Tensor:
-    """``ceil(x)`` forward, identity gradient backward: staircases that still pass gradients.
-
-    The small tolerance absorbs float rounding of exact ratios (``2**(log2 6 - log2 3)``).
-    """
-    return x + (torch.ceil(x - 1e-4) - x).detach()
-
-
-def _floor_st(x: torch.Tensor) -> torch.Tensor:
-    """``floor(x)`` forward, identity gradient backward."""
-    return x + (torch.floor(x + 1e-4) - x).detach()
-
-
 def _untiled_cycles(layer_x: torch.Tensor, acc_x: torch.Tensor) -> torch.Tensor:
-    """``(n, 4)`` compute cycles of the whole layer as one tile, per dataflow (ws, os, is, rs)."""
-    def layer(name: str) -> torch.Tensor:
-        # Layers are discrete: round away the float error of 2**log2(x).
-        return torch.round(torch.exp2(layer_x[:, LAYER_FEATURES.index(name)]))
-
-    rows = torch.exp2(acc_x[:, ACCEL_FEATURES.index("log2_pe_rows")])
-    cols = torch.exp2(acc_x[:, ACCEL_FEATURES.index("log2_pe_cols")])
-    out_h, out_w, k_h, k_w = layer("log2_out_h"), layer("log2_out_w"), layer("log2_k_h"), layer("log2_k_w")
-    m, w, f = out_h * out_w, layer("log2_window"), layer("log2_out_c_per_group")
-    repeats = layer("log2_groups") * layer("log2_batch")
-    ws = _ceil_st(w / rows) * _ceil_st(f / cols) * (2 * rows + cols + m - 2)
-    os_ = _ceil_st(m / rows) * _ceil_st(f / cols) * (rows + cols + w - 2)
-    is_ = _ceil_st(w / rows) * _ceil_st(m / cols) * (2 * rows + cols + f - 2)
-    set_rows = torch.minimum(k_h, rows)
-    set_cols = torch.minimum(cols, out_h)
-    sets = torch.clamp(_floor_st(rows / set_rows), min=1.0)
-    pairs = layer("log2_in_c_per_group") * f
-    rs = _ceil_st(k_h / set_rows) * _ceil_st(out_h / set_cols) * _ceil_st(pairs / sets) * (out_w * k_w + set_rows - 1)
-    return torch.stack([ws, os_, is_, rs], dim=1) * repeats.unsqueeze(1)  # (n, 4)
+    """``(n, 4)`` fold-model demand rows of the whole layer as one tile, per dataflow (ws, os, is, rs)."""
+    layer = decode_layers(layer_x)
+    acc = decode_accelerators(acc_x)
+    per_dataflow = [fold_product(fold_factors(name, layer, acc["pe_rows"], acc["pe_cols"], layer["out_h"],
+                                              layer["in_c_per_group"], layer["out_c_per_group"]))
+                    for name in DATAFLOWS]
+    return torch.stack(per_dataflow, dim=1) * (layer["groups"] * layer["batch"]).unsqueeze(1)  # (n, 4)
 
 
 def pair_features(layer_x: torch.Tensor, acc_x: torch.Tensor) -> torch.Tensor:
@@ -462,7 +438,7 @@ def pair_features(layer_x: torch.Tensor, acc_x: torch.Tensor) -> torch.Tensor:
     for dim in _FOLD_DIMS:
         for side in _ARRAY_SIDES:
             ratio = torch.exp2(layer(f"log2_{dim}") - acc(f"log2_{side}"))
-            columns.append(torch.log2(_ceil_st(ratio)))
+            columns.append(torch.log2(ceil_st(ratio)))
     untiled = torch.log2(torch.clamp(_untiled_cycles(layer_x, acc_x), min=1.0))  # (n, 4)
     dataflow = acc_x[:, [ACCEL_FEATURES.index(f"dataflow_{name}") for name in DATAFLOWS]]  # (n, 4)
     chosen = (untiled * dataflow).sum(dim=1)

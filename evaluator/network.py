@@ -18,7 +18,15 @@ import torch
 from torch import nn
 
 from evaluator.analytic import analytic_area
-from evaluator.features import D_ACC, D_LAYER, D_PAIR, FREQ_FEATURE_INDEX, PAIR_FEATURES, pair_features
+from evaluator.features import (
+    D_ACC,
+    D_LAYER,
+    D_PAIR,
+    FREQ_FEATURE_INDEX,
+    PAIR_FEATURES,
+    decode_accelerators,
+    pair_features,
+)
 
 TARGETS: tuple[str, ...] = ("latency", "energy", "area")
 # The simulator column each target imitates (natural log of it is what the network fits).
@@ -284,6 +292,6 @@ def analytic_base(pair_x: torch.Tensor, acc_x: torch.Tensor) -> torch.Tensor:
 
     cycles, compute = estimate("log2_est_cycles"), estimate("log2_est_compute_cycles")
     stall = torch.log1p(torch.clamp(torch.exp(cycles) - torch.exp(compute), min=0.0))
-    columns = [cycles, estimate("log2_est_energy_pj"), analytic_area(acc_x) * _LN2, compute, stall,
+    columns = [cycles, estimate("log2_est_energy_pj"), analytic_area(decode_accelerators(acc_x)) * _LN2, compute, stall,
                *(estimate(f"log2_est_{part}_pj") for part in ("mac", "rf", "sram", "dram", "leak"))]
     return torch.stack(columns, dim=1)

@@ -2,7 +2,9 @@
 
 It is what `evaluator.load` returns and what the co-search consumes: a `torch.nn.Module` in
 eval mode whose parameters never require gradients, while gradients still flow to its
-*inputs* (the layer and accelerator encodings).
+*inputs* (the layer and accelerator encodings). Files are `evaluator.artifact`'s job
+(``evaluator.save(ev, path)``, ``evaluator.load(path)``): the artifact module builds on this
+one, never the other way round.
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ from torch import nn
 from dataset_gen.space import ACCELERATOR_FIELDS, Accelerator, SpaceError
 from evaluator.features import encode_accelerators, encode_layers
 from evaluator.network import EvaluatorNetwork
-
-PREDICTION_COLUMNS: tuple[str, ...] = ("total_cycles", "latency_s", "energy_pj", "area_mm2", "p_feasible")
+from evaluator.protocol import PREDICTION_COLUMNS, check_pairs
 
 
 class Evaluator(nn.Module):
@@ -80,14 +81,18 @@ class Evaluator(nn.Module):
         return self.network(layer_x, acc_x)
 
     @torch.no_grad()
-    def predict(self, layers: Any, accelerator: Any, batch_size: int = 65536) -> pd.DataFrame:
+    def predict(self, layers: Any, accelerator: Any = None, batch_size: int = 65536) -> pd.DataFrame:
         """Predict the simulator's figures for layers on accelerators.
+
+        ``predict(pairs)`` with one frame of layer and accelerator columns is the
+        `evaluator.protocol.Predictor` interface, shared with the scikit-learn baselines.
 
         Parameters
         ----------
         layers : pandas.DataFrame or list of Layer
-            The layers (DataFrame columns: the layer fields; others are ignored).
-        accelerator : Accelerator, dict, list or pandas.DataFrame
+            The layers (DataFrame columns: the layer fields; others are ignored), or, without
+            ``accelerator``, a frame of pairs (`evaluator.protocol.REQUIRED_PAIR_COLUMNS`).
+        accelerator : Accelerator, dict, list or pandas.DataFrame, optional
             One accelerator for every layer, or one per layer (aligned by position).
         batch_size : int
             Pairs per forward pass.
@@ -98,6 +103,8 @@ class Evaluator(nn.Module):
             One row per layer (the layers' index when a DataFrame) with ``total_cycles``,
             ``latency_s`` (s), ``energy_pj``, ``area_mm2`` and ``p_feasible`` (0..1).
         """
+        if accelerator is None:
+            accelerator = check_pairs(layers)
         layer_x = encode_layers(layers)  # (n, d_layer)
         n = layer_x.shape[0]
         acc_x = encode_accelerators(_accelerator_rows(accelerator))  # (1 or n, d_acc)
@@ -118,12 +125,6 @@ class Evaluator(nn.Module):
             {name: np.concatenate(parts) if parts else np.empty(0) for name, parts in columns.items()},
             index=index,
         )
-
-    def save(self, path: Any) -> Any:
-        """Write this evaluator to one file (see `evaluator.artifact.save`)."""
-        from evaluator.artifact import save
-
-        return save(self, path)
 
 
 def _accelerator_rows(accelerator: Any) -> Any:

@@ -126,7 +126,7 @@ def validate(evaluator: Evaluator, data: str | os.PathLike, out: str | os.PathLi
         "dataset": os.fspath(data),
     }
     for name, (frame, description) in sets.items():
-        predicted = evaluator.predict(frame, frame)
+        predicted = evaluator.predict(frame)
         report[name] = evaluate_set(frame, predicted, description)
         if config.plots:
             parity_plot(frame, predicted, out / f"parity_{name}.png", f"evaluator, {name}: {description}")

@@ -24,7 +24,9 @@ from . import systolic
 
 DATAFLOW_CODES: dict[str, int] = {"ws": systolic.WS, "os": systolic.OS, "is": systolic.IS, "rs": 3}
 RS = DATAFLOW_CODES["rs"]
-# Register-file accesses per MAC, by dataflow code (see energy.RF_ACCESSES_PER_MAC).
+# Register-file accesses per MAC, by dataflow code: ws/is read the stationary operand and
+# update a partial sum, os reads and writes its resident partial sum, rs reads ifmap, filter
+# and psum and writes the psum.
 RF_ACCESSES_PER_MAC = np.array([2, 2, 2, 4], dtype=np.int64)
 
 

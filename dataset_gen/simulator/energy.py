@@ -37,10 +37,6 @@ RF_UM2_PER_BIT = 2.5
 SRAM_UM2_PER_BIT = 0.6
 BITS_PER_KB = 8192
 
-# RF accesses per MAC: ws/is read the stationary operand and update a partial sum, os reads
-# and writes its resident partial sum, rs reads ifmap, filter and psum and writes the psum.
-RF_ACCESSES_PER_MAC: dict[str, int] = {"ws": 2, "os": 2, "is": 2, "rs": 4}
-
 
 def _power_law(value_8: float, value_32: float, bits: float) -> float:
     """Interpolate between the 8- and 32-bit figures as ``value_8 * (bits/8)**alpha``."""

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..space import LOOP_ORDERS, Accelerator, Layer, Mapping, SpaceError
 from .dataflows import DATAFLOW_CODES, rf_words_required
+from .energy import BITS_PER_KB
 
 OBJECTIVES: tuple[str, ...] = ("latency", "energy", "edp")
 LADDER_STEPS = 5  # j = 0..4, plus 1: at most 6 values
@@ -38,7 +39,7 @@ def ladder(dim: int) -> list[int]:
 
 def half_buffer_words(size_kb, word_bits):
     """Words one half of a double-buffered buffer holds: ``floor(kb*8192/word_bits) // 2``."""
-    return np.floor(np.asarray(size_kb, dtype=np.float64) * 8192.0
+    return np.floor(np.asarray(size_kb, dtype=np.float64) * float(BITS_PER_KB)
                     / np.asarray(word_bits, dtype=np.float64)).astype(np.int64) // 2
 
 

@@ -26,6 +26,18 @@ def other_space_dataset(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def unmappable_dataset(tmp_path_factory):
+    """60 pairs none of which maps: a 1-byte register file holds fewer words than any dataflow needs."""
+    return make_dataset(tmp_path_factory.mktemp("evaluator-data") / "unmappable", 60, "space.accelerator.rf_bytes=[1]")
+
+
+@pytest.fixture(scope="session")
+def ten_pairs_dataset(tmp_path_factory):
+    """10 pairs: too few for a train / validation / test split."""
+    return make_dataset(tmp_path_factory.mktemp("evaluator-data") / "ten", 10)
+
+
+@pytest.fixture(scope="session")
 def trained(small_dataset, tmp_path_factory):
     """A tiny evaluator trained for one epoch on the small dataset (no OOD set, no baselines)."""
     import lightning as L

@@ -1,14 +1,18 @@
 """The artifact: one file that round-trips exactly and refuses anything else clearly."""
 
 import pickle
+import re
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 import evaluator
+from dataset_gen.simulator import SIMULATOR_VERSION
 from dataset_gen.space import Accelerator, Layer
 from evaluator import EvaluatorLoadError
+from evaluator.analytic import ANALYTIC_VERSION
 from evaluator.artifact import FORMAT_VERSION
 
 LAYERS = [Layer(16, 16, 8, 16, 3, 3, 1, 1), Layer.fully_connected(64, 10)]
@@ -91,3 +95,32 @@ def test_an_artifact_from_a_newer_format_or_another_encoding_is_refused(trained,
     torch.save({**payload, "state_dict": state}, broken)
     with pytest.raises(EvaluatorLoadError, match="broken-weights.pt.*weights"):
         evaluator.load(broken)
+
+
+def test_an_artifact_of_another_simulator_version_is_refused_naming_both(trained, tmp_path):
+    payload = torch.load(trained.artifact, weights_only=True)
+    assert payload["dataset_metadata"]["simulator_version"] == SIMULATOR_VERSION
+    older = tmp_path / "older-simulator.pt"
+    torch.save({**payload, "dataset_metadata": {**payload["dataset_metadata"], "simulator_version": "0.0.1"}}, older)
+    with pytest.raises(EvaluatorLoadError, match=rf"older-simulator.pt.*simulator 0\.0\.1.*installed simulator is "
+                                                 rf"{re.escape(SIMULATOR_VERSION)}"):
+        evaluator.load(older)
+    unknown = tmp_path / "unknown-simulator.pt"
+    torch.save({**payload, "dataset_metadata": {}}, unknown)
+    with pytest.raises(EvaluatorLoadError, match=rf"unknown-simulator.pt.*simulator_version.*{re.escape(SIMULATOR_VERSION)}"):
+        evaluator.load(unknown)
+
+
+def test_an_artifact_of_another_analytic_model_version_is_refused(trained, tmp_path):
+    payload = torch.load(trained.artifact, weights_only=True)
+    other = tmp_path / "other-analytic.pt"
+    spec = dict(payload["feature_spec"], analytic_version=ANALYTIC_VERSION + 1)
+    torch.save({**payload, "feature_spec": spec}, other)
+    with pytest.raises(EvaluatorLoadError, match="other-analytic.pt.*feature encoding"):
+        evaluator.load(other)
+
+
+def test_an_artifact_written_and_loaded_by_this_code_predicts_on_a_pairs_frame(trained, tmp_path):
+    loaded = evaluator.load(evaluator.save(trained.evaluator, tmp_path / "current.pt"))
+    pairs = pd.DataFrame([{**layer.to_dict(), **ACCELERATOR.to_dict()} for layer in LAYERS])
+    assert np.array_equal(loaded.predict(pairs).to_numpy(), trained.evaluator.predict(LAYERS, ACCELERATOR).to_numpy())

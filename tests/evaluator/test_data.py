@@ -5,10 +5,19 @@ import pandas as pd
 import pytest
 import torch
 
+from dataset_gen.common.errors import UserError
 from dataset_gen.reader import read_dataset, read_metadata
 from dataset_gen.simulator import SIMULATOR_VERSION
-from evaluator.data import PairsDataModule, assign_split, log_targets, pair_hash
+from evaluator.data import (
+    PairsDataModule,
+    TooFewRowsError,
+    assign_split,
+    encode_frame,
+    log_targets,
+    pair_hash,
+)
 from evaluator.dataset import ForeignDatasetError, check_dataset
+from evaluator.features import D_PAIR
 from evaluator.network import TARGET_MATRIX_COLUMNS
 
 
@@ -90,3 +99,40 @@ def test_a_dataset_from_another_simulator_version_is_refused_naming_both(small_d
     with pytest.raises(ForeignDatasetError, match=f"'{SIMULATOR_VERSION}'.*'0.0.1'"):
         check_dataset(small_dataset, expect_simulator_version="0.0.1")
     assert check_dataset(small_dataset)["simulator_version"] == SIMULATOR_VERSION
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_a_dataset_without_a_feasible_pair_is_refused_before_training_with_its_counts(unmappable_dataset, in_memory):
+    assert not read_dataset(unmappable_dataset)["feasible"].any()
+    data = PairsDataModule(str(unmappable_dataset), in_memory=in_memory)
+    with pytest.raises(TooFewRowsError, match=r"60 rows, 0 feasible.*at least 2 feasible rows in every split") as error:
+        data.setup()
+    assert isinstance(error.value, UserError)
+    assert data.statistics is None  # refused before anything was encoded or fitted
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_a_dataset_too_small_for_the_split_is_refused_with_its_counts(ten_pairs_dataset, in_memory):
+    frame = read_dataset(ten_pairs_dataset)
+    split = assign_split(frame)
+    per_split = [int(frame["feasible"][split == index].sum()) for index in range(3)]
+    assert len(frame) == 10 and min(per_split) < 2  # validation or test holds fewer than 2 feasible pairs
+    feasible = int(frame["feasible"].sum())
+    with pytest.raises(TooFewRowsError, match=rf"10 rows, {feasible} feasible.*at least 2 feasible rows"):
+        PairsDataModule(str(ten_pairs_dataset), in_memory=in_memory).setup()
+
+
+def test_an_empty_split_encodes_to_no_rows(ten_pairs_dataset):
+    # A split with no share is empty; encoding it must give zero rows, not a traceback.
+    frame = read_dataset(ten_pairs_dataset).iloc[:0]
+    assert encode_frame(frame)["pair_x"].shape == (0, D_PAIR)
+
+
+def test_a_split_with_no_share_may_be_empty(ten_pairs_dataset):
+    # Only splits with a positive share need rows: all in train, none asked for elsewhere.
+    frame = read_dataset(ten_pairs_dataset)
+    assert frame["feasible"].any()
+    data = PairsDataModule(str(ten_pairs_dataset), split=(1.0, 0.0, 0.0))
+    data.setup()
+    assert data.rows == {"train": 10, "val": 0, "test": 0}
+    assert data.statistics["pair_mean"].isfinite().all()
