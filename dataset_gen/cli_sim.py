@@ -7,11 +7,18 @@ Sources of layers (exactly one)::
     dance-sim --model resnet18 [--input-size 224]   # a zoo network
     dance-sim --layer 56,56,64,64,3,3,1,1           # one or more single layers
 
-The accelerator is `Accelerator()`'s defaults, replaced by the network JSON's accelerator,
-replaced by ``--config``, replaced field by field by the accelerator flags. With
-``--topology`` the default mapping is ``scalesim`` (SCALE-Sim's own numbers: ifmap sizes as
-given, no padding); everywhere else it is ``search`` (our mapper). Bad input ends with a
-one-line message on stderr and exit status 2.
+The accelerator is built field by field: `Accelerator()`'s defaults, replaced by the
+fields the network JSON's accelerator gives, replaced by those ``--config`` gives, replaced
+by the accelerator flags. With ``--topology`` the default mapping is ``scalesim``
+(SCALE-Sim's own numbers: ifmap sizes as given, no padding); everywhere else it is
+``search`` (our mapper).
+
+Input files are read strictly: an unknown key (``ArrayHieght``, ``"strides"``) or a key
+given twice in ``--config`` or ``--network`` is an error naming it and the closest known
+key; ``--lenient`` turns these into warnings. A field a given file leaves to its default
+(no ``Dataflow`` line, a layer without ``pad``) is reported on stderr as a
+``dance-sim: note:`` line. Bad input ends with one line ``dance-sim: error: ...`` on stderr
+and exit status 2 (the project's error policy, `dataset_gen.common.errors`).
 """
 
 from __future__ import annotations
@@ -21,23 +28,26 @@ import json
 import math
 import re
 import sys
+import warnings
 from typing import Any, Sequence
 
 import pandas as pd
 
 from dataset_gen import __version__
+from dataset_gen.common.errors import EXIT_USER_ERROR, UserError, user_error_message
+from dataset_gen.keys import InputWarning
 from dataset_gen.network_json import load_network
 from dataset_gen.networks import NETWORKS, get_network
-from dataset_gen.scalesim_io import load_scalesim_config, load_topology
+from dataset_gen.scalesim_io import CFG_KEY_NAMES, load_topology, read_scalesim_config
 from dataset_gen.space import (
-    ACCELERATOR_FIELDS, LAYER_FIELDS, LAYER_LIMITS, Accelerator, Layer, SpaceError,
+    ACCELERATOR_FIELDS, LAYER_DEFAULTS, LAYER_FIELDS, LAYER_LIMITS, Accelerator, Layer, SpaceError,
 )
 
 __all__ = ["main", "build_parser", "parse_layer_spec", "simulate_network", "format_table", "format_json_lines"]
 
-LAYER_SPEC_HELP = ("in_h,in_w,in_c,out_c[,k_h,k_w,stride,pad,groups,batch] (values in this order; "
-                   "omitted trailing fields take their defaults 1,1,1,0,1,1) or key=value pairs such as "
-                   "in_h=56,in_w=56,in_c=64,out_c=64,k_h=3,k_w=3,pad=1[,name=conv]")
+LAYER_SPEC_HELP = (f"{','.join(LAYER_FIELDS[:4])}[,{','.join(LAYER_DEFAULTS)}] (values in this order; "
+                   f"omitted trailing fields take their defaults {','.join(map(str, LAYER_DEFAULTS.values()))}) "
+                   "or key=value pairs such as in_h=56,in_w=56,in_c=64,out_c=64,k_h=3,k_w=3,pad=1[,name=conv]")
 # (flag, field, type, help): the accelerator flags, one per Accelerator field
 _ACCELERATOR_FLAGS: tuple[tuple[str, str, type, str], ...] = (
     ("--pe-rows", "pe_rows", int, "PE array rows"),
@@ -53,7 +63,7 @@ _ACCELERATOR_FLAGS: tuple[tuple[str, str, type, str], ...] = (
 )
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """Bad command-line input: reported in one line, exit status 2."""
 
 
@@ -95,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--engine", choices=("fast", "reference"), default="fast",
                         help="simulator engine; both give identical numbers (default fast)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per layer per line")
+    parser.add_argument("--lenient", action="store_true",
+                        help="accept unknown or repeated keys in --config and --network files with a "
+                             "warning on stderr (default: refuse them, naming the key)")
     parser.add_argument("--version", action="version", version=f"dance-sim {__version__}")
     return parser
 
@@ -159,19 +172,38 @@ def _with_batch(layers: Sequence[Layer], batch: int | None) -> list[Layer]:
     return [Layer(**{**layer.to_dict(), "batch": batch}, name=layer.name) for layer in layers]
 
 
-def _layers_and_accelerator(args: argparse.Namespace) -> tuple[list[Layer], Accelerator, str]:
-    """Read the chosen source; returns its layers, the accelerator and the default mapping."""
+def _defaulted_note(source: str, given: Sequence[str], fields: Sequence[str], values: dict[str, Any],
+                    key_names: dict[str, str] | None = None) -> str | None:
+    """``SOURCE gives no K1, K2: using f1 = v1, f2 = v2 (defaults)`` for the fields it left out."""
+    missing = [field for field in fields if field not in given]
+    if not missing:
+        return None
+    keys = ", ".join((key_names or {}).get(field, field) for field in missing)
+    return (f"{source} gives no {keys}: using {', '.join(f'{field} = {values[field]}' for field in missing)} "
+            "(dance-sim's defaults)")
+
+
+def _layers_and_accelerator(args: argparse.Namespace) -> tuple[list[Layer], Accelerator, str, list[str]]:
+    """Read the chosen source; returns its layers, the accelerator, the default mapping and
+    notes on the fields that the given files left to their defaults."""
     if args.model is None and (args.input_size is not None or args.num_classes is not None):
         raise UsageError("--input-size and --num-classes apply only with --model")
-    base: dict[str, Any] = Accelerator().to_dict()
+    defaults = Accelerator().to_dict()
+    given: dict[str, Any] = {}  # accelerator fields given by the JSON, then the cfg, then the flags
+    notes: list[str] = []
     default_mapping = "search"
     if args.topology is not None:
         layers, default_mapping = load_topology(args.topology), "scalesim"
     elif args.network is not None:
-        design = load_network(args.network)
+        design = load_network(args.network, lenient=args.lenient)
         layers = list(design.layers)
+        if design.layers_defaulted:
+            count = len(layers)
+            notes.append(f"{args.network}: layers leave out " + ", ".join(
+                f"{field} ({omitted} of {count})" for field, omitted in design.layers_defaulted.items())
+                + ": using " + ", ".join(f"{field} = {LAYER_DEFAULTS[field]}" for field in design.layers_defaulted))
         if design.accelerator is not None:
-            base = design.accelerator.to_dict()
+            given.update({field: getattr(design.accelerator, field) for field in design.accelerator_given})
     elif args.model is not None:
         layers = get_network(args.model, input_size=224 if args.input_size is None else args.input_size,
                              batch=1 if args.batch is None else args.batch,
@@ -179,11 +211,19 @@ def _layers_and_accelerator(args: argparse.Namespace) -> tuple[list[Layer], Acce
     else:
         layers = [parse_layer_spec(spec, name=f"layer{index}" if len(args.layer) > 1 else "layer")
                   for index, spec in enumerate(args.layer)]
+    flags = {field: getattr(args, field) for field in ACCELERATOR_FIELDS if getattr(args, field) is not None}
     if args.config is not None:
-        base = load_scalesim_config(args.config, word_bits=args.word_bits).to_dict()
-    overrides = {field: getattr(args, field) for field in ACCELERATOR_FIELDS if getattr(args, field) is not None}
-    accelerator = Accelerator(**{**base, **overrides})
-    return _with_batch(layers, args.batch), accelerator, default_mapping
+        # SCALE-Sim's Bandwidth counts words: convert it with the word width in force
+        from_config = read_scalesim_config(args.config, word_bits=args.word_bits, lenient=args.lenient,
+                                           default_word_bits=given.get("word_bits"))
+        given.update(from_config)
+        notes.append(_defaulted_note(f"{args.config}, [architecture_presets]", [*given, *flags],
+                                     ACCELERATOR_FIELDS, defaults, CFG_KEY_NAMES))
+    elif args.network is not None and design.accelerator is not None:
+        notes.append(_defaulted_note(f"{args.network}: accelerator", [*given, *flags], ACCELERATOR_FIELDS,
+                                     defaults))
+    accelerator = Accelerator(**{**defaults, **given, **flags})
+    return _with_batch(layers, args.batch), accelerator, default_mapping, [note for note in notes if note]
 
 
 def simulate_network(layers: Sequence[Layer], accelerator: Accelerator, mapping: str = "search",
@@ -362,16 +402,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.list_models:
             print("\n".join(NETWORKS))
             return 0
-        layers, accelerator, default_mapping = _layers_and_accelerator(args)
+        with warnings.catch_warnings(record=True) as lenient_warnings:
+            warnings.simplefilter("always", InputWarning)
+            layers, accelerator, default_mapping, notes = _layers_and_accelerator(args)
+        for warning in lenient_warnings:
+            if issubclass(warning.category, InputWarning):
+                print(f"dance-sim: warning: {warning.message}", file=sys.stderr)
+            else:
+                warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+        for note in notes:
+            print(f"dance-sim: note: {note}", file=sys.stderr)
         mapping = args.mapping or default_mapping
         results = simulate_network(layers, accelerator, mapping=mapping, objective=args.objective,
                                    engine=args.engine)
-    except (UsageError, SpaceError, OSError) as error:
-        message = " ".join(str(error).split())  # always one line
-        print(f"dance-sim: error: {message}", file=sys.stderr)
-        return 2
     except SystemExit as exit_:  # --help / --version print and stop
         return int(exit_.code or 0)
+    except Exception as error:  # noqa: BLE001 - sorted into user errors and bugs right here
+        message = user_error_message(error)
+        if message is None:
+            raise  # a bug: keep the traceback
+        print(f"dance-sim: error: {' '.join(message.split())}", file=sys.stderr)  # always one line
+        return EXIT_USER_ERROR
     print(format_json_lines(results) if args.json else format_table(results, accelerator, mapping, args.objective))
     return 0
 

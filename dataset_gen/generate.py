@@ -21,7 +21,8 @@ import yaml
 
 import dataset_gen
 from dataset_gen.common.errors import UserError
-from dataset_gen.backends import BACKENDS, default_workers, run_tasks
+from dataset_gen.backends import BACKENDS, run_tasks
+from dataset_gen.common.cpus import usable_cpus
 from dataset_gen.common.files import atomic_write_text
 from dataset_gen.ranges import Space, parse_space
 from dataset_gen.sampling import SAMPLERS, LayerMix, parse_layers, sample_pairs, shard_bounds
@@ -111,6 +112,7 @@ class GenerationResult:
     space_hash: str
     sampler: str
     seed: int
+    repaired_shards: int = 0
 
     @property
     def rows_per_second(self) -> float:
@@ -124,6 +126,9 @@ class GenerationResult:
     def summary(self) -> str:
         """One paragraph: rows, infeasible fraction, rows per second, where the data is."""
         resumed = (f", after {self.resumed_rows:,} rows resumed from an earlier run" if self.resumed_rows else "")
+        if self.repaired_shards:
+            resumed += (f"; {self.repaired_shards} shard(s) the earlier run had finished were damaged or "
+                        "missing and were generated again")
         return (
             f"dance-gen wrote {self.new_rows:,} rows in {self.seconds:.1f} s "
             f"({self.rows_per_second:,.0f} rows/s on {self.workers} worker(s), {self.backend} backend{resumed}). "
@@ -188,10 +193,10 @@ def parse_config(config: Mapping[str, Any]) -> GenerationConfig:
     if math.ceil(n_samples / shard_rows) > MAX_SHARDS:
         raise ConfigError(f"shard_rows = {shard_rows}: n_samples = {n_samples} would make "
                           f"{math.ceil(n_samples / shard_rows):,} shards, more than {MAX_SHARDS:,}; raise shard_rows")
-    if config["workers"] is None:
-        workers = default_workers()
-    else:
-        workers = _integer(config, "workers", 1, 4096)
+    if config["workers"] is not None:
+        _integer(config, "workers", 1, 4096)
+    # null: the CPUs free on this (maybe shared) machine; a count: capped at the CPUs we may use
+    workers = usable_cpus(config["workers"])
     if not config["out"] or not isinstance(config["out"], (str, Path)):
         raise ConfigError(f"out = {config['out']!r}: expected the path of the dataset directory")
     sampler = _choice(config, "sampler", SAMPLERS)
@@ -295,15 +300,18 @@ def generate(config: Mapping[str, Any] | GenerationConfig) -> GenerationResult:
     generation = generation_record(settings)
     n_shards = math.ceil(settings.n_samples / settings.shard_rows)
     expected = {index: shard_bounds(settings.n_samples, settings.shard_rows, index)[1] for index in range(n_shards)}
-    done = prepare_output(settings.out, generation, settings.overwrite, expected)
-
-    atomic_write_text(settings.out / CONFIG_FILE, yaml.safe_dump(settings.resolved, sort_keys=False))
     space_description = settings.space.to_dict()
-    earlier = read_manifest(settings.out)
+    done = prepare_output(settings.out, generation, settings.overwrite, expected, space_description)
+    earlier = read_manifest(settings.out)  # dance-gen's (prepare_output refuses another), None after overwrite
+    earlier_done = {entry.get("index") for entry in (earlier or {}).get("shards", []) if isinstance(entry, dict)}
+    repaired = len(earlier_done - set(done)) if isinstance(earlier, dict) else 0
+
     manifest = new_manifest(generation, settings.resolved, space_description, dataset_gen.__version__, n_shards)
-    if earlier is not None:  # resuming: the dataset was created when its first run started
+    if isinstance(earlier, dict):  # resuming: the dataset was created when its first run started
         manifest["created_at"] = earlier.get("created_at", manifest["created_at"])
+    # the manifest first: a config file alone in out is not recognisably dance-gen's
     write_manifest(settings.out, update_manifest(manifest, done.values()))
+    atomic_write_text(settings.out / CONFIG_FILE, yaml.safe_dump(settings.resolved, sort_keys=False))
 
     plan = ShardPlan(settings.space, settings.layers, settings.sampler, settings.seed, settings.n_samples,
                      settings.shard_rows, settings.mapping, settings.objective,
@@ -317,8 +325,8 @@ def generate(config: Mapping[str, Any] | GenerationConfig) -> GenerationResult:
     new_rows = 0
     with _progress_bar(settings.n_samples, resumed_rows, settings.progress) as bar:
         for result in run_tasks(compute_shard, plan, todo, settings.backend, settings.workers, settings.ray_address):
-            write_shard(settings.out, result.index, result.table)
-            done[result.index] = result.metadata
+            _, sha256 = write_shard(settings.out, result.index, result.table)
+            done[result.index] = {**result.metadata, "sha256": sha256}
             write_manifest(settings.out, update_manifest(manifest, done.values()))
             new_rows += result.metadata["rows"]
             bar.update(result.metadata["rows"])
@@ -328,5 +336,5 @@ def generate(config: Mapping[str, Any] | GenerationConfig) -> GenerationResult:
         infeasible=manifest["infeasible"], new_rows=new_rows, resumed_rows=resumed_rows, seconds=seconds,
         workers=settings.workers, backend=settings.backend, n_shards=n_shards,
         simulator_version=SIMULATOR_VERSION, space_hash=settings.space.hash, sampler=settings.sampler,
-        seed=settings.seed,
+        seed=settings.seed, repaired_shards=repaired,
     )

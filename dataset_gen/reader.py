@@ -2,34 +2,60 @@
 
 ::
 
-    from dataset_gen.reader import read_dataset, read_metadata
+    from dataset_gen.reader import check_dataset, read_dataset, read_metadata
 
     frame = read_dataset("data/dance", expect_simulator_version="1.0.0")
     frame.attrs["dance_gen"]["space_hash"]      # the dataset's metadata travels with it
     read_metadata("data/dance")["space"]        # the ranges it was sampled from
+    check_dataset("data/dance", expect_space_hash=h)  # every check, no rows (the evaluator's)
 
 Every shard's own schema metadata is checked (pyarrow shows one file's metadata for a
 whole directory), so a stray shard from another run is caught, and a dataset still being
-generated (or killed half-way) is refused unless ``allow_incomplete=True``.
+generated (or killed half-way) is refused unless ``allow_incomplete=True``. Every shard's
+bytes are verified against the sha256 the manifest records (a shard it lists without one,
+from a manifest older than checksums, or does not list, is read whole instead): a damaged
+shard is a `DatasetError` naming it, never a decompression traceback half-way through
+training. This module holds the one check of a dataset's simulator version and space
+hash; the evaluator calls `check_dataset`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dataset_gen.writer import DatasetError, list_shards, read_manifest, shard_metadata
+from dataset_gen.writer import (
+    REPAIR_ADVICE, DatasetError, list_shards, read_manifest, shard_damage, shard_metadata,
+)
 
-__all__ = ["DatasetError", "read_dataset", "read_metadata", "dataset_metadata"]
+__all__ = ["DatasetError", "ForeignDatasetError", "check_dataset", "read_dataset", "read_metadata",
+           "dataset_metadata"]
+
+
+class ForeignDatasetError(DatasetError):
+    """A dataset made by another simulator version or on another design space than expected."""
+
+
+def _checksums(manifest: Mapping[str, Any] | None, generation: Mapping[str, Any]) -> dict[str, str]:
+    """The manifest's shard checksums by file name, if the manifest describes these shards."""
+    if not isinstance(manifest, Mapping) or manifest.get("generation") != generation:
+        return {}  # no manifest, or one left by another run: its checksums say nothing here
+    return {entry["file"]: entry["sha256"] for entry in manifest.get("shards", [])
+            if isinstance(entry, Mapping) and entry.get("file") and entry.get("sha256")}
 
 
 def _checked_shards(path: Path, expect_simulator_version: str | None, expect_space_hash: str | None,
-                    allow_incomplete: bool) -> tuple[dict[int, Path], dict[str, Any]]:
-    """Shards by index and the dataset's metadata, after every check."""
+                    allow_incomplete: bool, verify: bool, read_unlisted: bool
+                    ) -> tuple[dict[int, Path], dict[str, Any]]:
+    """Shards by index and the dataset's metadata (``config`` included), after every check.
+
+    ``verify``: compare every listed shard's sha256; ``read_unlisted``: also read whole the
+    shards without a recorded checksum (else their reader reports damage).
+    """
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such dataset directory")
     shards = list_shards(path)
@@ -41,18 +67,27 @@ def _checked_shards(path: Path, expect_simulator_version: str | None, expect_spa
         meta = shard_metadata(shard)
         rows += meta["rows"]
         if expect_simulator_version is not None and meta["simulator_version"] != expect_simulator_version:
-            raise DatasetError(f"{shard}: simulator version {meta['simulator_version']!r}, "
-                               f"expected {expect_simulator_version!r}: regenerate the dataset with this "
-                               "simulator, or ask for the version it was made with")
+            raise ForeignDatasetError(
+                f"{shard}: simulator version {meta['simulator_version']!r}, expected {expect_simulator_version!r}: "
+                "regenerate the dataset with this simulator (dance-gen), or ask for the version it was made with")
         if expect_space_hash is not None and meta["space_hash"] != expect_space_hash:
-            raise DatasetError(f"{shard}: space hash {meta['space_hash']!r}, expected {expect_space_hash!r}: "
-                               "the dataset was sampled from another design space")
+            raise ForeignDatasetError(
+                f"{shard}: space hash {meta['space_hash']!r}, expected {expect_space_hash!r}: "
+                "the dataset was sampled from another design space")
         if first is None:
             first = meta
         elif meta["generation"] != first["generation"]:
             raise DatasetError(f"{shard}: generated with other settings than {shards[min(shards)].name} "
                                "(a shard from another run): remove it or regenerate the dataset")
     assert first is not None
+    manifest = read_manifest(path)
+    if verify:
+        checksums = _checksums(manifest, first["generation"])
+        for shard in shards.values():
+            if shard.name in checksums or read_unlisted:
+                damage = shard_damage(shard, checksums.get(shard.name))
+                if damage is not None:
+                    raise DatasetError(f"{shard}: damaged, {damage}: {REPAIR_ADVICE}")
     n_shards = -(-first["generation"]["n_samples"] // first["generation"]["shard_rows"])
     missing = sorted(set(range(n_shards)) - set(shards))
     if missing and not allow_incomplete:
@@ -64,12 +99,49 @@ def _checked_shards(path: Path, expect_simulator_version: str | None, expect_spa
                                             "package_version")}
     metadata.update({key: generation[key] for key in ("mapping", "objective", "n_samples", "layers")})
     metadata.update(space=first["space"], generation=generation, n_shards=n_shards, shards=len(shards),
-                    rows=rows, complete=not missing)
+                    rows=rows, complete=not missing,
+                    config=None if manifest is None else manifest.get("config"))
     return shards, metadata
 
 
+def check_dataset(path: str | Path, expect_simulator_version: str | None = None,
+                  expect_space_hash: str | None = None, allow_incomplete: bool = False) -> dict[str, Any]:
+    """Every check of `read_dataset`, without returning the rows: the one dataset check.
+
+    Each shard is dance-gen's and of one run, of the expected simulator version and space,
+    present (unless ``allow_incomplete``) and sound: its bytes match the manifest's sha256,
+    or, without one, it reads whole.
+
+    Parameters
+    ----------
+    path : str or Path
+        The dataset directory.
+    expect_simulator_version, expect_space_hash : str, optional
+        Refuse data of another simulator version or design space (None: any).
+    allow_incomplete : bool
+        Accept a dataset whose generation has not finished.
+
+    Returns
+    -------
+    dict
+        `read_metadata`'s dict.
+
+    Raises
+    ------
+    FileNotFoundError
+        No directory at ``path``.
+    ForeignDatasetError
+        Another simulator version or space (the message names the shard and both values).
+    DatasetError
+        Not dance-gen's, shards of different runs, a damaged shard (named, with how to
+        repair it) or missing shards.
+    """
+    return _checked_shards(Path(path), expect_simulator_version, expect_space_hash, allow_incomplete,
+                           verify=True, read_unlisted=True)[1]
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    """A dataset's metadata without its rows.
+    """A dataset's metadata without its rows (and without verifying the shards' bytes).
 
     Parameters
     ----------
@@ -94,11 +166,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     DatasetError
         No dance-gen shards there, or shards of different runs.
     """
-    path = Path(path)
-    _, metadata = _checked_shards(path, None, None, allow_incomplete=True)
-    manifest = read_manifest(path)
-    metadata["config"] = None if manifest is None else manifest.get("config")
-    return metadata
+    return _checked_shards(Path(path), None, None, allow_incomplete=True, verify=False, read_unlisted=False)[1]
 
 
 dataset_metadata = read_metadata  # the name the evaluator uses
@@ -134,16 +202,24 @@ def read_dataset(path: str | Path, expect_simulator_version: str | None = None,
     ------
     FileNotFoundError
         No directory at ``path``.
+    ForeignDatasetError
+        Another simulator version or space than expected (naming the shard).
     DatasetError
-        Naming the shard and what did not match: simulator version, space hash, a shard
-        from another run, a file that is not a dance-gen shard, or missing shards.
+        Naming the shard and what is wrong: a shard from another run, a file that is not
+        a dance-gen shard, a damaged shard (with how to repair it), or missing shards.
     """
     path = Path(path)
-    shards, metadata = _checked_shards(path, expect_simulator_version, expect_space_hash, allow_incomplete)
-    tables = [pq.read_table(shard, columns=list(columns) if columns is not None else None)
-              for shard in shards.values()]
+    # shards without a recorded checksum are verified by the read below
+    shards, metadata = _checked_shards(path, expect_simulator_version, expect_space_hash, allow_incomplete,
+                                       verify=True, read_unlisted=False)
+    tables = []
+    for shard in shards.values():
+        try:
+            tables.append(pq.read_table(shard, columns=list(columns) if columns is not None else None,
+                                        page_checksum_verification=True))
+        except (OSError, pa.ArrowException) as error:
+            raise DatasetError(f"{shard}: damaged, unreadable ({' '.join(str(error).split())}): "
+                               f"{REPAIR_ADVICE}") from None
     frame = pa.concat_tables(tables).replace_schema_metadata(None).to_pandas()
-    manifest = read_manifest(path)
-    metadata["config"] = None if manifest is None else manifest.get("config")
     frame.attrs["dance_gen"] = metadata
     return frame

@@ -33,8 +33,16 @@ WordBits           word_bits              our extension
 FreqMHz            freq_mhz               our extension
 =================  =====================  ==============================================
 
-Keys are case-insensitive; other keys and sections (offsets, memory banks, sparsity,
-``[run_presets]``) are accepted and ignored; a missing key takes `Accelerator`'s default.
+Keys are case-insensitive. SCALE-Sim's other keys of the section (``IfmapOffset``,
+``FilterOffset``, ``OfmapOffset``, ``MemoryBanks``, ``ReadRequestBuffer``,
+``WriteRequestBuffer``) and other sections (``[general]``, ``[run_presets]``,
+``[sparsity]``...) are accepted and ignored. Any other key of ``[architecture_presets]``
+(a misspelling such as ``ArrayHieght``), a key given twice, or both spellings of one
+buffer size is an error naming the key, its line and the closest known key;
+``lenient=True`` (``dance-sim --lenient``) turns these into warnings
+(`dataset_gen.keys.InputWarning`): an unknown key is ignored, the last of repeated keys
+wins. A missing key takes `Accelerator`'s default: `read_scalesim_config` returns only
+the fields the file gives, so that a caller can say which were defaulted.
 """
 
 from __future__ import annotations
@@ -48,13 +56,14 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from dataset_gen.common.files import atomic_write_text
+from dataset_gen.keys import check_keys, complain
 from dataset_gen.space import (
     ACCELERATOR_LIMITS, DATAFLOWS, LAYER_LIMITS, WORD_BITS, Accelerator, Layer, SpaceError,
 )
 
 __all__ = [
-    "TOPOLOGY_HEADER", "load_topology", "save_topology", "load_scalesim_config",
-    "save_scalesim_config",
+    "TOPOLOGY_HEADER", "load_topology", "save_topology", "read_scalesim_config", "load_scalesim_config",
+    "save_scalesim_config", "CFG_KEY_NAMES",
 ]
 
 TOPOLOGY_HEADER: tuple[str, ...] = (
@@ -82,7 +91,17 @@ _KEY_SPELLING = {"arrayheight": "ArrayHeight", "arraywidth": "ArrayWidth",
                  "ifmapsramszkb": "IfmapSramSzkB", "filtersramszkb": "FilterSramSzkB",
                  "ofmapsramszkb": "OfmapSramSzkB", "ifmapsramsz": "IfmapSramSz",
                  "filtersramsz": "FilterSramSz", "ofmapsramsz": "OfmapSramSz",
-                 "rfbytes": "RfBytes", "wordbits": "WordBits", "freqmhz": "FreqMHz"}
+                 "rfbytes": "RfBytes", "wordbits": "WordBits", "freqmhz": "FreqMHz",
+                 "dataflow": "Dataflow", "bandwidth": "Bandwidth", "ifmapoffset": "IfmapOffset",
+                 "filteroffset": "FilterOffset", "ofmapoffset": "OfmapOffset", "memorybanks": "MemoryBanks",
+                 "readrequestbuffer": "ReadRequestBuffer", "writerequestbuffer": "WriteRequestBuffer"}
+# SCALE-Sim keys of [architecture_presets] that say nothing about our accelerator
+_IGNORED_KEYS = ("ifmapoffset", "filteroffset", "ofmapoffset", "memorybanks", "readrequestbuffer",
+                 "writerequestbuffer")
+_KNOWN_KEYS = (*(key for keys in _CFG_KEYS.values() for key in keys), "bandwidth", *_IGNORED_KEYS)
+# accelerator field -> the .cfg key that gives it (dram_bw: Bandwidth), for messages
+CFG_KEY_NAMES: dict[str, str] = {**{field: _KEY_SPELLING[keys[0]] for field, keys in _CFG_KEYS.items()},
+                                 "dram_bw": "Bandwidth"}
 
 
 def _read_text(path: str | os.PathLike, what: str) -> str:
@@ -253,8 +272,38 @@ def _cfg_number(path, key: str, raw: str, field: str) -> float:
     return int(value) if integer else value
 
 
-def load_scalesim_config(path: str | os.PathLike, word_bits: int | None = None) -> Accelerator:
-    """Read the ``[architecture_presets]`` section of a SCALE-Sim .cfg into an `Accelerator`.
+def _parse_cfg(path, text: str, lenient: bool) -> configparser.ConfigParser:
+    """The .cfg as configparser reads it; a key or section given twice is refused (SCALE-Sim's
+    own parser refuses it too) unless ``lenient``, where the last one wins."""
+    for strict in (True, False):
+        parser = configparser.ConfigParser(inline_comment_prefixes=("#", ";"), strict=strict,
+                                           interpolation=None)
+        try:
+            parser.read_string(text, source=str(path))
+            return parser
+        except (configparser.DuplicateOptionError, configparser.DuplicateSectionError) as error:
+            what = (f"[{error.section}] key {_spelling(text, error.option)!r}"
+                    if isinstance(error, configparser.DuplicateOptionError) else f"section [{error.section}]")
+            complain(f"{path}, line {error.lineno}: {what} is given twice", lenient,
+                     consequence="the last value is used")
+        except configparser.Error as error:
+            raise SpaceError(f"config file {str(path)!r} is not a valid .cfg (INI) file: "
+                             f"{str(error).splitlines()[0]}") from None
+    raise AssertionError("unreachable: the non-strict parse accepts repeated keys")
+
+
+def _spelling(text: str, key: str) -> str:
+    """A key as the file writes it (configparser folds keys to lower case)."""
+    for line in text.splitlines():
+        match = re.match(r"\s*([^:=\s][^:=]*?)\s*[:=]", line)
+        if match and match.group(1).lower() == key:
+            return match.group(1)
+    return key
+
+
+def read_scalesim_config(path: str | os.PathLike, word_bits: int | None = None, lenient: bool = False,
+                         default_word_bits: int | None = None) -> dict[str, object]:
+    """The accelerator fields a SCALE-Sim .cfg gives, checked (missing keys are left out).
 
     Parameters
     ----------
@@ -264,35 +313,43 @@ def load_scalesim_config(path: str | os.PathLike, word_bits: int | None = None) 
         Word width to use instead of the file's ``WordBits`` (or the default): SCALE-Sim's
         ``Bandwidth`` is in words per cycle, so the word width converts it to ``dram_bw``
         in bytes per cycle.
+    lenient : bool
+        Warn about (`dataset_gen.keys.InputWarning`) unknown or repeated keys instead of
+        refusing them.
+    default_word_bits : int, optional
+        The word width ``Bandwidth`` is converted with when neither ``word_bits`` nor the
+        file gives one (e.g. another source's); `Accelerator`'s default otherwise.
 
     Returns
     -------
-    Accelerator
+    dict
+        Accelerator field -> value, for the fields the file (or ``word_bits``) gives.
 
     Raises
     ------
     SpaceError
-        For a missing or unparsable file, a missing ``[architecture_presets]`` section, or
-        a value outside its range (named with the file and key).
+        For a missing or unparsable file, a missing ``[architecture_presets]`` section, an
+        unknown or repeated key, or a value outside its range (named with the file and key).
     """
     text = _read_text(path, "config")
-    parser = configparser.ConfigParser(inline_comment_prefixes=("#", ";"), strict=False,
-                                       interpolation=None)
-    try:
-        parser.read_string(text, source=str(path))
-    except configparser.Error as error:
-        raise SpaceError(f"config file {str(path)!r} is not a valid .cfg (INI) file: "
-                         f"{str(error).splitlines()[0]}") from None
+    parser = _parse_cfg(path, text, lenient)
     if not parser.has_section(_ARCH_SECTION):
         raise SpaceError(f"config file {str(path)!r} has no [{_ARCH_SECTION}] section; expected "
                          "one with ArrayHeight, ArrayWidth, IfmapSramSzkB, FilterSramSzkB, "
                          "OfmapSramSzkB, Dataflow, Bandwidth")
     section = parser[_ARCH_SECTION]
+    known = [_KEY_SPELLING[key] for key in _KNOWN_KEYS]
+    check_keys(f"{path}, [{_ARCH_SECTION}]",
+               [_spelling(text, key) for key in section if key not in _KNOWN_KEYS], known, lenient)
     values: dict[str, object] = {}
     for field, keys in _CFG_KEYS.items():
-        key = next((key for key in keys if key in section and section[key].strip() != ""), None)
-        if key is None:
+        given = [key for key in keys if key in section and section[key].strip() != ""]
+        if len(given) > 1:
+            complain(f"{path}, [{_ARCH_SECTION}]: both {' and '.join(_KEY_SPELLING[key] for key in given)} "
+                     f"give accelerator.{field}; keep one", lenient, consequence=f"{_KEY_SPELLING[given[0]]} is used")
+        if not given:
             continue
+        key = given[0]
         raw = section[key].strip().strip('"').strip("'")
         if field == "dataflow":
             raw = raw.lower()
@@ -301,12 +358,12 @@ def load_scalesim_config(path: str | os.PathLike, word_bits: int | None = None) 
                                  f"expected one of {list(DATAFLOWS)}")
             values[field] = raw
         else:
-            values[field] = _cfg_number(path, _KEY_SPELLING.get(key, key), raw, field)
+            values[field] = _cfg_number(path, _KEY_SPELLING[key], raw, field)
     if word_bits is not None:
         if word_bits not in WORD_BITS:
             raise SpaceError(f"accelerator.word_bits = {word_bits!r}: expected one of {list(WORD_BITS)}")
         values["word_bits"] = word_bits
-    bits = values.get("word_bits", Accelerator.word_bits)
+    bits = values.get("word_bits", default_word_bits or Accelerator.word_bits)
     if bits not in WORD_BITS:
         raise SpaceError(f"{path}, [{_ARCH_SECTION}] WordBits = {bits!r}: expected one of {list(WORD_BITS)}")
     if "bandwidth" in section and section["bandwidth"].strip():
@@ -319,6 +376,33 @@ def load_scalesim_config(path: str | os.PathLike, word_bits: int | None = None) 
             raise SpaceError(f"{path}, [{_ARCH_SECTION}] Bandwidth = {raw!r}: expected a number of words "
                              "per cycle (or a comma-separated list, one per memory bank)") from None
         values["dram_bw"] = min(per_bank) * bits / 8  # words per cycle -> bytes per cycle
+    return values
+
+
+def load_scalesim_config(path: str | os.PathLike, word_bits: int | None = None,
+                         lenient: bool = False) -> Accelerator:
+    """Read the ``[architecture_presets]`` section of a SCALE-Sim .cfg into an `Accelerator`.
+
+    Parameters
+    ----------
+    path : path-like
+        The .cfg file (keys in the module docstring).
+    word_bits : int, optional
+        Word width to use instead of the file's ``WordBits`` (see `read_scalesim_config`).
+    lenient : bool
+        Warn about unknown or repeated keys instead of refusing them.
+
+    Returns
+    -------
+    Accelerator
+        The file's fields; the missing ones take `Accelerator`'s defaults.
+
+    Raises
+    ------
+    SpaceError
+        As `read_scalesim_config`, or for an accelerator outside the design space.
+    """
+    values = read_scalesim_config(path, word_bits=word_bits, lenient=lenient)
     try:
         return Accelerator(**values)
     except SpaceError as error:

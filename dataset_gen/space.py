@@ -1,7 +1,7 @@
 """The design space: layer and accelerator schemas, mappings, and their validation.
 
 `Layer`, `Accelerator` and `Mapping` hold data and check it; they have no behaviour beyond
-derived sizes. Names and units follow DESIGN.md and are used unchanged as Parquet columns.
+derived sizes. Names and units are used unchanged as Parquet columns (docs/simulator.md).
 
 Loop-dimension vocabulary (used everywhere in the simulator): a conv layer is, per group,
 a GEMM over ``out_h * out_w`` output pixels (per image), a window of ``k_h * k_w * in_c /
@@ -49,6 +49,9 @@ ACCELERATOR_LIMITS: dict[str, tuple[float, float]] = {
     "dram_bw": (0.001, 1 << 20), "freq_mhz": (1, 1e5),
 }
 _ACCELERATOR_INT_FIELDS = ("pe_rows", "pe_cols", "rf_bytes", "word_bits")
+# The one table of the optional layer fields' values when a source leaves them out (a
+# network JSON, a --layer spec, a CSV of layer fields); the first four fields are required.
+LAYER_DEFAULTS: dict[str, int] = {"k_h": 1, "k_w": 1, "stride": 1, "pad": 0, "groups": 1, "batch": 1}
 
 
 class SpaceError(UserError):
@@ -87,12 +90,12 @@ class Layer:
     in_w: int
     in_c: int
     out_c: int
-    k_h: int = 1
-    k_w: int = 1
-    stride: int = 1
-    pad: int = 0
-    groups: int = 1
-    batch: int = 1
+    k_h: int = LAYER_DEFAULTS["k_h"]
+    k_w: int = LAYER_DEFAULTS["k_w"]
+    stride: int = LAYER_DEFAULTS["stride"]
+    pad: int = LAYER_DEFAULTS["pad"]
+    groups: int = LAYER_DEFAULTS["groups"]
+    batch: int = LAYER_DEFAULTS["batch"]
     name: str = dataclasses.field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -220,7 +223,7 @@ class Mapping:
 
 def layer_from_mapping(values: MappingType[str, Any], where: str = "") -> Layer:
     """Build a `Layer` from any mapping with the layer fields (extra keys are ignored)."""
-    missing = [field for field in LAYER_FIELDS[:4] if field not in values]  # the rest have defaults
+    missing = [field for field in LAYER_FIELDS if field not in values and field not in LAYER_DEFAULTS]
     if missing:
         raise SpaceError(f"layer{where}: missing field(s) {missing}; required: {list(LAYER_FIELDS[:4])}")
     kwargs = {field: values[field] for field in LAYER_FIELDS if field in values}

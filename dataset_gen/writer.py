@@ -15,13 +15,26 @@ renamed), so a killed run leaves whole shards and hidden leftovers, never a torn
 
 Every shard carries the whole story in its Parquet schema metadata (see `shard_metadata`),
 so a directory can be checked shard by shard even without its manifest (pyarrow shows one
-file's metadata for a whole dataset; DESIGN.md).
+file's metadata for a whole dataset).
+
+The manifest records the sha256 of every shard's bytes: a resumed run and every reader
+(`dataset_gen.reader`) compare them, so a shard damaged on disk (its footer intact, bytes
+flipped inside) is found, named and, on resume, generated again. A shard the manifest
+lists without a checksum (manifests older than checksums) or does not list (a run killed
+between the shard and the manifest) is verified by reading it whole, page checksums
+included (shards are written with Parquet page CRCs).
+
+A dataset directory belongs to dance-gen: ``overwrite=true`` removes only what dance-gen
+wrote there (the shards its manifest lists or whose metadata is dance-gen's, the manifest,
+the config and its hidden temporaries). Any other file or folder is refused by name,
+overwrite or not (it would be deleted, or would break ``pandas.read_parquet(out)``);
+names starting with ``.`` or ``_``, which readers skip, are left alone.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -33,13 +46,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dataset_gen.common.errors import UserError
-from dataset_gen.common.files import atomic_write_text, fsync_dir, temporary_name
+from dataset_gen.common.files import atomic_write_bytes, atomic_write_text
 from dataset_gen.space import ACCELERATOR_FIELDS, LAYER_FIELDS
 
 __all__ = [
-    "DatasetError", "FORMAT", "MANIFEST", "CONFIG_FILE", "METADATA_KEYS", "shard_name", "shard_schema",
-    "frame_to_table", "write_shard", "shard_metadata", "list_shards", "prepare_output",
-    "write_manifest", "read_manifest",
+    "DatasetError", "FORMAT", "MANIFEST", "CONFIG_FILE", "METADATA_KEYS", "REPAIR_ADVICE", "shard_name",
+    "shard_schema", "frame_to_table", "write_shard", "shard_metadata", "list_shards", "prepare_output",
+    "write_manifest", "read_manifest", "file_sha256", "shard_damage",
 ]
 
 FORMAT = "dance-gen/1"
@@ -60,8 +73,11 @@ _INT_ACCELERATOR = ("pe_rows", "pe_cols", "rf_bytes", "word_bits")
 _ARROW_TYPES = {"bool": pa.bool_(), "int64": pa.int64(), "float64": pa.float64(), "str": pa.string()}
 
 
+REPAIR_ADVICE = "re-running the same dance-gen command (same config and out) repairs it"
+
+
 class DatasetError(UserError):
-    """A dataset directory that cannot be used as asked (foreign, mismatched or incomplete)."""
+    """A dataset directory that cannot be used as asked (foreign, mismatched, damaged or incomplete)."""
 
 
 def shard_name(index: int) -> str:
@@ -115,24 +131,45 @@ def frame_to_table(frame: pd.DataFrame, schema: pa.Schema, metadata: Mapping[str
     return pa.Table.from_arrays(arrays, schema=schema.with_metadata(encoded))
 
 
-def write_shard(out: Path, index: int, table: pa.Table) -> Path:
-    """Write one shard atomically; return its final path.
+def write_shard(out: Path, index: int, table: pa.Table) -> tuple[Path, str]:
+    """Write one shard atomically; return its final path and the sha256 of its bytes.
 
-    The table goes to ``.part-NNNNN.parquet.tmp-PID`` (hidden from readers), is flushed to
-    disk and then renamed, so the final name only ever holds a complete shard.
+    The Parquet bytes (zstd, with page checksums) are made in memory, hashed, and written
+    through `dataset_gen.common.files.atomic_write_bytes` (hidden temporary name, flushed,
+    renamed), so the final name only ever holds a complete shard.
     """
-    path = Path(out) / shard_name(index)
-    temporary = temporary_name(path)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", row_group_size=max(1, table.num_rows),
+                   write_page_checksum=True)
+    data = sink.getvalue().to_pybytes()
+    path = atomic_write_bytes(Path(out) / shard_name(index), data)
+    return path, hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 (hex) of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def shard_damage(path: Path, sha256: str | None) -> str | None:
+    """Why a shard is damaged, or None if it is sound.
+
+    With a recorded ``sha256`` the file's bytes are compared with it; without one the
+    shard is read whole (decompressed, page checksums verified).
+    """
+    if sha256 is not None:
+        actual = file_sha256(path)
+        return None if actual == sha256 else (f"its bytes do not match the sha256 recorded in {MANIFEST} "
+                                              f"({actual[:12]}... instead of {sha256[:12]}...)")
     try:
-        pq.write_table(table, temporary, compression="zstd", row_group_size=max(1, table.num_rows))
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:  # Ctrl-C mid-write included; a SIGKILL leaves it for the next run
-        temporary.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-    return path
+        pq.read_table(path, page_checksum_verification=True)
+    except (OSError, pa.ArrowException) as error:
+        return f"unreadable ({' '.join(str(error).split())})"
+    return None
 
 
 def shard_metadata(path: Path) -> dict[str, Any]:
@@ -193,33 +230,87 @@ def _describe_difference(theirs: Mapping[str, Any], ours: Mapping[str, Any]) -> 
     return differences
 
 
-def check_compatible(where: str, theirs: Mapping[str, Any], ours: Mapping[str, Any], out: Path) -> None:
-    """Refuse data generated under other settings, saying which settings differ."""
+def check_compatible(where: str, theirs: Mapping[str, Any], ours: Mapping[str, Any], out: Path,
+                     their_space: Mapping[str, Any] | None = None, our_space: Mapping[str, Any] | None = None) -> None:
+    """Refuse data generated under other settings, naming each setting that differs.
+
+    ``theirs``/``ours`` are generation records; ``their_space``/``our_space`` the space
+    descriptions, which name the differing ranges (``space.accelerator.pe_rows.max``) when
+    the space hashes differ.
+    """
     advice = f"pass overwrite=true to replace it, or choose another out (out = {str(out)!r})"
     if theirs.get("simulator_version") != ours.get("simulator_version"):
         raise DatasetError(
             f"{where} holds data from another simulator version ({theirs.get('simulator_version')!r} there, "
             f"{ours.get('simulator_version')!r} here): {advice}")
     if theirs.get("space_hash") != ours.get("space_hash"):
+        fields = (_describe_difference({"space": their_space}, {"space": our_space})
+                  if isinstance(their_space, Mapping) and isinstance(our_space, Mapping) else [])
         raise DatasetError(
             f"{where} holds data from another design space (space hash {theirs.get('space_hash')!r} there, "
-            f"{ours.get('space_hash')!r} here): {advice}")
+            f"{ours.get('space_hash')!r} here{': ' + '; '.join(fields) if fields else ''}): {advice}")
     differences = _describe_difference(theirs, ours)
     if differences:
         raise DatasetError(f"{where} holds data generated with other settings ({'; '.join(differences)}); "
                            f"resuming needs the same settings: {advice}")
 
 
-def _remove_dataset_files(out: Path) -> None:
-    """What ``overwrite=true`` deletes: shards, Parquet files, our manifest/config and temps."""
-    for path in out.iterdir():
-        if path.is_file() and (path.suffix == ".parquet" or path.name in (MANIFEST, CONFIG_FILE)
-                               or _TEMP_RE.match(path.name)):
-            path.unlink()
+def _is_dance_shard(path: Path) -> bool:
+    try:
+        shard_metadata(path)
+    except DatasetError:
+        return False
+    return True
+
+
+def _sort_entries(out: Path) -> tuple[dict[str, Any] | None, dict[str, Path], list[str]]:
+    """Sort a dataset directory: dance-gen's manifest (None if there is none), the paths
+    dance-gen wrote (shards, manifest, config, temporaries) by name, and the sorted names of
+    everything else that readers would see."""
+    try:
+        manifest = read_manifest(out)
+    except DatasetError:
+        manifest = None  # not JSON: not ours
+    ours = (isinstance(manifest, Mapping) and manifest.get("format") == FORMAT
+            and isinstance(manifest.get("generation"), Mapping))
+    listed = ({entry.get("file") for entry in manifest.get("shards", []) if isinstance(entry, Mapping)}
+              if ours else set())
+    owned: dict[str, Path] = {}
+    foreign: list[str] = []
+    for path in sorted(out.iterdir()):
+        name = path.name
+        if _TEMP_RE.match(name) or (name == MANIFEST and ours):
+            owned[name] = path
+        elif _SHARD_RE.match(name) and path.is_file() and (name in listed or _is_dance_shard(path)):
+            owned[name] = path
+        elif name in (MANIFEST, CONFIG_FILE):
+            continue  # sorted below, once the shards are known
+        elif name.startswith((".", "_")):
+            continue  # hidden from readers, and not ours to delete
+        else:
+            foreign.append(name)
+    if (out / MANIFEST).exists() and not ours:
+        foreign.append(MANIFEST)
+    if (out / CONFIG_FILE).exists():
+        # the config is written after the manifest: ours when any other file of ours is there
+        if ours or any(_SHARD_RE.match(name) for name in owned):
+            owned[CONFIG_FILE] = out / CONFIG_FILE
+        else:
+            foreign.append(CONFIG_FILE)
+    return (dict(manifest) if ours else None), owned, sorted(foreign)
+
+
+def _refuse_foreign(out: Path, foreign: list[str]) -> None:
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise DatasetError(f"out = {str(out)!r} holds files dance-gen did not write ({shown}): move them "
+                           "elsewhere or choose another out (overwrite=true only ever removes dance-gen's "
+                           "own shards, manifest, config and temporary files)")
 
 
 def prepare_output(out: Path, generation: Mapping[str, Any], overwrite: bool,
-                   expected_rows: Mapping[int, int]) -> dict[int, dict[str, Any]]:
+                   expected_rows: Mapping[int, int], space: Mapping[str, Any] | None = None
+                   ) -> dict[int, dict[str, Any]]:
     """Make ``out`` ready for a run and return the shards that are already done.
 
     Parameters
@@ -229,51 +320,65 @@ def prepare_output(out: Path, generation: Mapping[str, Any], overwrite: bool,
     generation : mapping
         This run's generation settings (``generation`` metadata of its shards).
     overwrite : bool
-        Delete earlier data (shards, any Parquet file, manifest, config) instead of refusing
-        or resuming.
+        Delete the earlier dataset (dance-gen's shards, manifest, config and temporaries)
+        instead of resuming it.
     expected_rows : mapping of int to int
         Rows of every shard this run will hold, by index.
+    space : mapping, optional
+        This run's space description (`Space.to_dict`): names the differing ranges when
+        the data there comes from another space.
 
     Returns
     -------
     dict of int to dict
-        The metadata of the complete shards already there, by index (to be skipped).
+        The metadata of the sound, complete shards already there, by index (to be
+        skipped), each with its ``sha256``. A damaged shard (checksum or read failure) is
+        removed, to be generated again.
 
     Raises
     ------
     DatasetError
-        If ``out`` is a file, holds Parquet files dance-gen did not write, or data from
-        another simulator version, space or generation settings (naming which).
+        If ``out`` is a file, holds files dance-gen did not write (named; even with
+        ``overwrite``), or data from another simulator version, space or generation
+        settings (naming which).
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DatasetError(f"out = {str(out)!r} is a file; expected a directory for the dataset")
     out.mkdir(parents=True, exist_ok=True)
+    manifest, owned, foreign = _sort_entries(out)
+    _refuse_foreign(out, foreign)
     if overwrite:
-        _remove_dataset_files(out)
+        for path in owned.values():
+            path.unlink()
         return {}
-    for path in out.iterdir():
-        if _TEMP_RE.match(path.name):
+    for name, path in owned.items():
+        if _TEMP_RE.match(name):
             path.unlink()  # a shard or manifest torn by a killed run: never renamed, never read
-    foreign = sorted(path.name for path in out.iterdir()
-                     if path.suffix == ".parquet" and not _SHARD_RE.match(path.name))
-    if foreign:
-        raise DatasetError(f"out = {str(out)!r} holds Parquet files that dance-gen did not write "
-                           f"({', '.join(foreign[:3])}): pass overwrite=true to replace them, or choose another out")
-    manifest = read_manifest(out)
+    checksums: dict[str, str | None] = {}
     if manifest is not None:
-        if manifest.get("format") != FORMAT or not isinstance(manifest.get("generation"), Mapping):
-            raise DatasetError(f"{out / MANIFEST}: not a dance-gen manifest: pass overwrite=true to "
-                               "replace it, or choose another out")
-        check_compatible(f"out = {str(out)!r} (its manifest)", manifest["generation"], generation, out)
+        check_compatible(f"out = {str(out)!r} (its manifest)", manifest["generation"], generation, out,
+                         manifest.get("space"), space)
+        checksums = {entry["file"]: entry.get("sha256") for entry in manifest.get("shards", [])
+                     if isinstance(entry, Mapping) and "file" in entry}
     done = {}
     for index, path in list_shards(out).items():
-        metadata = shard_metadata(path)
-        check_compatible(f"out = {str(out)!r} (shard {path.name})", metadata["generation"], generation, out)
+        try:
+            metadata = shard_metadata(path)
+        except DatasetError:
+            if path.name not in checksums:
+                raise
+            path.unlink()  # listed by our manifest, its footer damaged: generated again
+            continue
+        check_compatible(f"out = {str(out)!r} (shard {path.name})", metadata["generation"], generation, out,
+                         metadata.get("space"), space)
         if index not in expected_rows or metadata["rows"] != expected_rows[index]:
             raise DatasetError(f"{path}: holds {metadata['rows']} rows but this run's shard {index} has "
                                f"{expected_rows.get(index, 0)}: pass overwrite=true to start again")
-        done[index] = metadata
+        if shard_damage(path, checksums.get(path.name)) is not None:
+            path.unlink()  # ours and damaged: this run generates it again, bit for bit
+            continue
+        done[index] = {**metadata, "sha256": checksums.get(path.name) or file_sha256(path)}
     return done
 
 
@@ -303,9 +408,11 @@ def new_manifest(generation: Mapping[str, Any], config: Mapping[str, Any], space
 
 
 def update_manifest(manifest: dict[str, Any], shards: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Fill a manifest's shard list and totals from the metadata of the complete shards."""
+    """Fill a manifest's shard list and totals from the metadata of the complete shards
+    (each with its ``sha256``, recorded for the readers to verify)."""
     entries = sorted(({"file": shard_name(meta["shard_index"]), "index": meta["shard_index"],
-                       "rows": meta["rows"], "infeasible": meta["infeasible"]} for meta in shards),
+                       "rows": meta["rows"], "infeasible": meta["infeasible"], "sha256": meta.get("sha256")}
+                      for meta in shards),
                      key=lambda entry: entry["index"])
     manifest["shards"] = entries
     manifest["rows"] = sum(entry["rows"] for entry in entries)

@@ -1,7 +1,7 @@
 """The one atomic file writer and the one JSON-safe converter of the project.
 
-Every file the project writes (shards excepted: `dataset_gen.writer.write_shard` streams
-Parquet) goes through `atomic_write`: the content is written to a hidden temporary file in
+Every file the project writes (Parquet shards, artifacts, reports, plots, configs) goes
+through `atomic_write`: the content is written to a hidden temporary file in
 the destination's folder, flushed to disk and renamed over the destination, so a reader
 only ever sees the old file or the whole new one, and a killed writer leaves at most a
 hidden ``.NAME.tmp-PID`` behind. The file gets the mode an ordinary ``open(path, "w")``

@@ -18,19 +18,24 @@ from dataset_gen.space import ACCELERATOR_FIELDS, LAYER_FIELDS, Accelerator, Lay
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 TOPOLOGY = str(FIXTURES / "resnet18_topology.csv")
 CONFIG = str(FIXTURES / "scalesim_example.cfg")
+CONFIG_TEXT = Path(CONFIG).read_text()
 REQUIRED_KEYS = {"layer", "compute_cycles", "stall_cycles", "total_cycles", "sram_ifmap_reads",
                  "sram_filter_reads", "dram_ifmap_reads", "dram_filter_reads", "dram_ofmap_writes",
                  "energy_pj", "area_mm2", "latency_s", "utilization", "feasible", "map_kind",
                  "map_order", "map_tile_p", "map_tile_c", "map_tile_k"}
 
 
-def run_json(capsys, *args):
-    """Run dance-sim --json in-process; return the exit status and the parsed records."""
+def run_json(capsys, *args, stderr=""):
+    """Run dance-sim --json in-process; check its stderr; return the parsed records."""
     status = main([*args, "--json"])
     captured = capsys.readouterr()
     assert status == 0, captured.err
-    assert captured.err == ""
+    assert captured.err == stderr
     return [json.loads(line) for line in captured.out.splitlines()]
+
+
+CONFIG_NOTE = (f"dance-sim: note: {CONFIG}, [architecture_presets] gives no RfBytes, WordBits, FreqMHz: using "
+               "rf_bytes = 64, word_bits = 16, freq_mhz = 500.0 (dance-sim's defaults)\n")
 
 
 def test_model_json_has_one_record_per_layer_with_all_fields(capsys):
@@ -58,12 +63,12 @@ def test_json_numbers_equal_the_reference_engine_for_each_layer(capsys):
 
 
 def test_topology_and_config_follow_scalesim_semantics_by_default(capsys):
-    records = run_json(capsys, "--topology", TOPOLOGY, "--config", CONFIG)
+    records = run_json(capsys, "--topology", TOPOLOGY, "--config", CONFIG, stderr=CONFIG_NOTE)
     assert len(records) == 21
     assert all(record["map_kind"] == "scalesim" and record["pad"] == 0 for record in records)
     assert records[0]["in_h"] == 230  # the ifmap size as the file gives it
     assert (records[0]["pe_rows"], records[0]["dataflow"], records[0]["dram_bw"]) == (32, "os", 20.0)
-    searched = run_json(capsys, "--topology", TOPOLOGY, "--config", CONFIG, "--mapping", "search")
+    searched = run_json(capsys, "--topology", TOPOLOGY, "--config", CONFIG, "--mapping", "search", stderr=CONFIG_NOTE)
     assert all(record["map_kind"] == "search" for record in searched)
 
 
@@ -75,6 +80,7 @@ def test_accelerator_flags_override_the_config_and_the_config_overrides_the_json
     assert from_json["layer"] == "c"
     from_config = run_json(capsys, "--network", str(network), "--config", CONFIG)[0]
     assert (from_config["pe_rows"], from_config["dataflow"]) == (32, "os")
+    assert (from_config["freq_mhz"], from_config["rf_bytes"]) == (250.0, 64)  # the cfg gives no FreqMHz
     flagged = run_json(capsys, "--network", str(network), "--config", CONFIG, "--pe-rows", "8",
                        "--dataflow", "is", "--word-bits", "8")[0]
     assert (flagged["pe_rows"], flagged["pe_cols"], flagged["dataflow"]) == (8, 32, "is")
@@ -206,3 +212,52 @@ def test_installed_console_script_reports_bad_input_without_traceback(tmp_path):
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert result.stderr.strip() == (f"dance-sim: error: {path}, [architecture_presets] Dataflow = 'systolic': "
                                      "expected one of ['ws', 'os', 'is', 'rs']")
+
+
+def test_a_misspelled_config_key_exits_2_naming_it_and_lenient_warns_and_notes_the_default(tmp_path, capsys):
+    path = tmp_path / "typo.cfg"
+    path.write_text("[architecture_presets]\nArrayHieght : 8\nArrayWidth : 8\nDataflow : os\n"
+                    "RfBytes : 64\nWordBits : 16\nFreqMHz : 500\nIfmapSramSzkB : 64\nFilterSramSzkB : 64\n"
+                    "OfmapSramSzkB : 64\nBandwidth : 8\n")
+    assert main(["--layer", "8,8,8,8", "--config", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.strip().splitlines() == [
+        f"dance-sim: error: {path}, [architecture_presets]: unknown key 'ArrayHieght' (did you mean 'ArrayHeight'?); "
+        "expected one of ['ArrayHeight', 'ArrayWidth', 'IfmapSramSzkB', 'IfmapSramSz', 'FilterSramSzkB', "
+        "'FilterSramSz', 'OfmapSramSzkB', 'OfmapSramSz', 'Dataflow', 'RfBytes', 'WordBits', 'FreqMHz', 'Bandwidth', "
+        "'IfmapOffset', 'FilterOffset', 'OfmapOffset', 'MemoryBanks', 'ReadRequestBuffer', 'WriteRequestBuffer']"]
+    records = run_json(capsys, "--layer", "8,8,8,8", "--config", str(path), "--lenient", stderr=(
+        f"dance-sim: warning: {path}, [architecture_presets]: unknown key 'ArrayHieght' (did you mean "
+        "'ArrayHeight'?); expected one of ['ArrayHeight', 'ArrayWidth', 'IfmapSramSzkB', 'IfmapSramSz', "
+        "'FilterSramSzkB', 'FilterSramSz', 'OfmapSramSzkB', 'OfmapSramSz', 'Dataflow', 'RfBytes', 'WordBits', "
+        "'FreqMHz', 'Bandwidth', 'IfmapOffset', 'FilterOffset', 'OfmapOffset', 'MemoryBanks', 'ReadRequestBuffer', "
+        "'WriteRequestBuffer'] (ignored)\n"
+        f"dance-sim: note: {path}, [architecture_presets] gives no ArrayHeight: using pe_rows = 16 "
+        "(dance-sim's defaults)\n"))
+    assert (records[0]["pe_rows"], records[0]["pe_cols"]) == (16, 8)
+
+
+def test_a_config_without_dataflow_is_reported_on_stderr(tmp_path, capsys):
+    path = tmp_path / "nodf.cfg"
+    path.write_text(CONFIG_TEXT.replace("Dataflow : os\n", ""))
+    records = run_json(capsys, "--layer", "8,8,8,8", "--config", str(path), stderr=(
+        f"dance-sim: note: {path}, [architecture_presets] gives no Dataflow, RfBytes, WordBits, FreqMHz: using "
+        "dataflow = ws, rf_bytes = 64, word_bits = 16, freq_mhz = 500.0 (dance-sim's defaults)\n"))
+    assert records[0]["dataflow"] == "ws"
+    run_json(capsys, "--layer", "8,8,8,8", "--config", str(path), "--dataflow", "is", "--rf-bytes", "32",
+             "--word-bits", "8", "--freq-mhz", "200")  # every default replaced by a flag: nothing to report
+
+
+def test_network_json_with_unknown_keys_exits_2_and_lenient_runs_with_warnings(tmp_path, capsys):
+    path = tmp_path / "net.json"
+    path.write_text(json.dumps({"network": [{"in_h": 8, "in_w": 8, "in_c": 8, "out_c": 8, "k_h": 3, "k_w": 3,
+                                             "strides": 2, "pad": 1}], "accelerator": {"pe_row": 8}}))
+    assert main(["--network", str(path)]) == 2
+    assert "unknown key 'strides' (did you mean 'stride'?)" in capsys.readouterr().err
+    assert main(["--network", str(path), "--lenient", "--json"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith(f"dance-sim: warning: {path}: network[0]: unknown key 'strides'")
+    assert lines[1].startswith(f"dance-sim: warning: {path}: accelerator: unknown key 'pe_row' (did you mean 'pe_rows'?)")
+    assert lines[2] == (f"dance-sim: note: {path}: layers leave out stride (1 of 1), groups (1 of 1), batch (1 of 1): "
+                        "using stride = 1, groups = 1, batch = 1")
+    assert lines[3].startswith(f"dance-sim: note: {path}: accelerator gives no pe_rows, pe_cols, dataflow,")

@@ -1,5 +1,6 @@
 """generate(): deterministic whatever the workers, resumable, refusing bad configs and foreign data."""
 
+import json
 import re
 import shutil
 
@@ -8,11 +9,12 @@ import pytest
 import yaml
 
 from dataset_gen.cli_gen import load_config
-from dataset_gen.generate import ConfigError, generate
+from dataset_gen.common.cpus import allowed_cpus
+from dataset_gen.generate import ConfigError, generate, parse_config
 from dataset_gen.reader import read_dataset
 from dataset_gen.simulator import RESULT_FIELDS, simulate
 from dataset_gen.space import Accelerator, Layer, SpaceError
-from dataset_gen.writer import CONFIG_FILE, DatasetError
+from dataset_gen.writer import CONFIG_FILE, MANIFEST, DatasetError, read_manifest
 
 
 def small_config(out, *overrides):
@@ -82,6 +84,37 @@ def test_a_run_resumes_missing_shards_without_losing_or_duplicating_rows(tmp_pat
     assert "after 220 rows resumed from an earlier run" in result.summary()
 
 
+def test_resuming_regenerates_a_damaged_shard_bit_for_bit(tmp_path, reference):
+    out = tmp_path / "data"
+    shutil.copytree(reference[0], out)
+    damaged = out / "part-00002.parquet"
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte inside; the footer intact
+    damaged.write_bytes(bytes(data))
+    result = generate(small_config(out))
+    assert (result.new_rows, result.resumed_rows, result.repaired_shards) == (90, 310, 1)
+    assert shard_bytes(out) == shard_bytes(reference[0])
+    assert "1 shard(s) the earlier run had finished were damaged or missing" in result.summary()
+
+
+def test_resuming_a_manifest_without_checksums_verifies_the_shards_and_records_them(tmp_path, reference):
+    out = tmp_path / "data"
+    shutil.copytree(reference[0], out)
+    manifest = read_manifest(out)
+    for entry in manifest["shards"]:
+        del entry["sha256"]  # as written before checksums
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    result = generate(small_config(out))
+    assert result.new_rows == 0 and result.repaired_shards == 0
+    assert all(len(entry["sha256"]) == 64 for entry in read_manifest(out)["shards"])
+    assert read_manifest(out)["shards"] == read_manifest(reference[0])["shards"]
+
+
+def test_workers_null_takes_the_usable_cpus_and_a_count_is_capped_at_the_allowed_ones(tmp_path):
+    assert 1 <= parse_config(small_config(tmp_path / "data", "workers=null")).workers <= allowed_cpus()
+    assert parse_config(small_config(tmp_path / "data", "workers=4096")).workers == allowed_cpus()
+
+
 def test_a_complete_dataset_is_left_as_it_is(tmp_path, reference):
     out = tmp_path / "data"
     shutil.copytree(reference[0], out)
@@ -94,6 +127,7 @@ def test_a_complete_dataset_is_left_as_it_is(tmp_path, reference):
     ("n_samples=500", "n_samples = 400 there, 500 here"),
     ("layers.mix=0.7", "layers.mix = 0.5 there, 0.7 here"),
     ("space.accelerator.pe_rows.max=9", "holds data from another design space (space hash"),
+    ("space.accelerator.pe_rows.max=9", "space.accelerator.pe_rows.max = 8 there, 9 here)"),
 ])
 def test_generating_into_data_made_otherwise_is_refused_saying_which(tmp_path, reference, override, message):
     out = tmp_path / "data"

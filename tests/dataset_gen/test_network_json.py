@@ -7,7 +7,8 @@ import pytest
 
 from dataset_gen.network_json import load_network, network_from_dict, network_to_dict, save_network
 from dataset_gen.networks import mobilenet_v2
-from dataset_gen.space import Accelerator, Layer, SpaceError
+from dataset_gen.keys import InputWarning
+from dataset_gen.space import LAYER_DEFAULTS, Accelerator, Layer, SpaceError
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -27,13 +28,19 @@ def test_round_trip_keeps_layers_names_accelerator_and_extra_keys(tmp_path):
     assert document["network"][1]["groups"] == 32
 
 
-def test_optional_layer_fields_and_accelerator_take_defaults():
+def test_optional_layer_fields_and_accelerator_take_defaults_and_say_which():
     design = network_from_dict({"network": [{"in_h": 7, "in_w": 7, "in_c": 8, "out_c": 4, "macs": 1568}]})
-    assert design.layers == (Layer(7, 7, 8, 4),)  # "macs" is a derived figure: ignored
+    assert design.layers == (Layer(7, 7, 8, 4),)  # "macs" is a derived figure: checked, not used
     assert design.accelerator is None
+    assert design.layers_defaulted == {field: 1 for field in LAYER_DEFAULTS}
     partial = network_from_dict({"network": [{"in_h": 1, "in_w": 1, "in_c": 2, "out_c": 2}],
                                  "accelerator": {"dataflow": "os"}})
     assert partial.accelerator == Accelerator(dataflow="os")
+    assert partial.accelerator_given == ("dataflow",)
+
+
+def test_the_one_layer_defaults_table_is_what_layers_take():
+    assert Layer(8, 8, 4, 4).to_dict() == {"in_h": 8, "in_w": 8, "in_c": 4, "out_c": 4, **LAYER_DEFAULTS}
 
 
 @pytest.mark.parametrize(
@@ -50,6 +57,14 @@ def test_optional_layer_fields_and_accelerator_take_defaults():
         ({"network": [{"in_h": 8, "in_w": 8, "in_c": 4, "out_c": 4}], "accelerator": {"dataflow": "xx"}},
          r"dataflow = 'xx': expected one of .* in src: accelerator"),
         ({"network": [{"in_h": 8, "in_w": 8, "in_c": 4, "out_c": 4}], "accelerator": [1]}, "'accelerator' must be an object"),
+        ({"network": [{"in_h": 8, "in_w": 8, "in_c": 4, "out_c": 4, "strides": 2}]},
+         r"src: network\[0\]: unknown key 'strides' \(did you mean 'stride'\?\)"),
+        ({"network": [{"in_h": 8, "in_w": 8, "in_c": 4, "out_c": 4}], "accelerator": {"pe_row": 8}},
+         r"src: accelerator: unknown key 'pe_row' \(did you mean 'pe_rows'\?\)"),
+        ({"network": [{"in_h": 8, "in_w": 8, "in_c": 4, "out_c": 4}], "accelarator": {"pe_rows": 8}},
+         r"src: top-level key 'accelarator' \(did you mean 'accelerator'\?\)"),
+        ({"network": [{"in_h": 8, "in_w": 8, "in_c": 4, "out_c": 4, "k_h": 3, "k_w": 3, "out_h": 8}]},
+         r"network\[0\]: out_h = 8 but the layer's fields give 6"),
     ],
 )
 def test_invalid_documents_name_the_source_the_layer_index_and_the_field(document, message):
@@ -77,3 +92,14 @@ def test_extra_keys_may_not_shadow_the_format_or_be_unserialisable(tmp_path):
 def test_shipped_network_example_loads():
     design = load_network(EXAMPLES / "networks" / "resnet18_cifar.json")
     assert len(design.layers) == 21 and design.accelerator is not None
+
+
+def test_a_key_repeated_in_a_file_is_refused_and_lenient_mode_warns_instead(tmp_path):
+    path = tmp_path / "net.json"
+    path.write_text('{"network": [{"in_h": 8, "in_w": 8, "in_c": 4, "out_c": 4, "pad": 1, "pad": 0, "pe_row": 1}]}')
+    with pytest.raises(SpaceError, match="net.json: key 'pad' appears twice in one object"):
+        load_network(path)
+    with pytest.warns(InputWarning) as warned:
+        design = load_network(path, lenient=True)
+    assert design.layers == (Layer(8, 8, 4, 4, pad=0),)  # the last value, as JSON readers do
+    assert any("unknown key 'pe_row'" in str(warning.message) for warning in warned)

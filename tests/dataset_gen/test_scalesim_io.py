@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from dataset_gen.keys import InputWarning
 from dataset_gen.networks import mobilenet_v2, resnet18
 from dataset_gen.scalesim_io import (
-    load_scalesim_config, load_topology, save_scalesim_config, save_topology,
+    load_scalesim_config, load_topology, read_scalesim_config, save_scalesim_config, save_topology,
 )
 from dataset_gen.space import Accelerator, Layer, SpaceError
 
@@ -159,3 +160,34 @@ def test_shipped_examples_load():
     assert configs
     for config in configs:
         assert isinstance(load_scalesim_config(config), Accelerator)
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("[architecture_presets]\nArrayHieght : 8\n", r"unknown key 'ArrayHieght' \(did you mean 'ArrayHeight'\?\)"),
+        ("[architecture_presets]\nArrayHeight : 8\nArrayHeight : 16\n", r"line 3: \[architecture_presets\] key 'ArrayHeight' is given twice"),
+        ("[architecture_presets]\nIfmapSramSzkB : 8\nIfmapSramSz : 16\n", "both IfmapSramSzkB and IfmapSramSz give accelerator.ifmap_kb"),
+    ],
+)
+def test_unknown_or_repeated_config_keys_are_refused_naming_them(tmp_path, body, message):
+    path = write(tmp_path, body, "typo.cfg")
+    with pytest.raises(SpaceError, match=message) as caught:
+        load_scalesim_config(path)
+    assert str(path) in str(caught.value)
+
+
+def test_lenient_reading_warns_about_unknown_and_repeated_keys_and_goes_on(tmp_path):
+    path = write(tmp_path, "[architecture_presets]\nArrayHieght : 8\nArrayWidth : 4\nArrayWidth : 16\n", "typo.cfg")
+    with pytest.warns(InputWarning) as warned:
+        accelerator = load_scalesim_config(path, lenient=True)
+    assert accelerator == Accelerator(pe_cols=16)  # the typo ignored, the last repeated value kept
+    messages = [str(warning.message) for warning in warned]
+    assert any("'ArrayWidth' is given twice" in message and "the last value is used" in message for message in messages)
+    assert any("unknown key 'ArrayHieght'" in message and "(ignored)" in message for message in messages)
+
+
+def test_read_scalesim_config_returns_only_the_fields_the_file_gives(tmp_path):
+    path = write(tmp_path, "[architecture_presets]\nArrayHeight : 8\nBandwidth : 4\n", "partial.cfg")
+    assert read_scalesim_config(path) == {"pe_rows": 8, "dram_bw": 8.0}
+    assert read_scalesim_config(path, default_word_bits=8) == {"pe_rows": 8, "dram_bw": 4.0}

@@ -1,5 +1,6 @@
 """The dataset directory: atomic shards, readable by pandas and pyarrow, checked on every read."""
 
+import hashlib
 import json
 import shutil
 
@@ -11,7 +12,8 @@ import pytest
 from dataset_gen.cli_gen import load_config
 from dataset_gen.generate import generate, generation_record, parse_config
 from dataset_gen.ranges import parse_space
-from dataset_gen.reader import read_dataset, read_metadata
+from dataset_gen.describe import describe_dataset
+from dataset_gen.reader import check_dataset, read_dataset, read_metadata
 from dataset_gen.simulator import RESULT_FIELDS, SIMULATOR_VERSION
 from dataset_gen.writer import (
     CONFIG_FILE, MANIFEST, DatasetError, prepare_output, shard_metadata, write_shard,
@@ -125,16 +127,72 @@ def test_read_dataset_refuses_an_incomplete_dataset_unless_asked(copy_of):
     assert read_dataset(copy_of, allow_incomplete=True)["row_id"].tolist() == [*range(100), *range(200, 300)]
 
 
-def test_a_directory_of_foreign_parquet_is_refused_and_overwrite_replaces_it(tmp_path):
+def flip_bytes_in_the_middle(path):
+    """Damage a shard as a failing disk would: its footer (and so its metadata) intact."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 16] = bytes(byte ^ 0xFF for byte in data[middle:middle + 16])
+    path.write_bytes(bytes(data))
+
+
+def test_overwrite_refuses_foreign_file_by_name_and_deletes_nothing(tmp_path):
     out = tmp_path / "data"
     out.mkdir()
-    pd.DataFrame({"x": [1, 2]}).to_parquet(out / "theirs.parquet")
+    pd.DataFrame({"x": [1, 2]}).to_parquet(out / "mydata.parquet")
+    (out / "notes.txt").write_text("mine")
     settings = parse_config(small_config(out))
     expected = {0: 100, 1: 100, 2: 100}
-    with pytest.raises(DatasetError, match="holds Parquet files that dance-gen did not write .theirs.parquet."):
-        prepare_output(out, generation_record(settings), False, expected)
-    assert prepare_output(out, generation_record(settings), True, expected) == {}
-    assert not (out / "theirs.parquet").exists()
+    for overwrite in (False, True):
+        with pytest.raises(DatasetError, match=r"holds files dance-gen did not write \(mydata.parquet, notes.txt\): "
+                                               "move them elsewhere or choose another out"):
+            prepare_output(out, generation_record(settings), overwrite, expected)
+    assert sorted(path.name for path in out.iterdir()) == ["mydata.parquet", "notes.txt"]
+
+
+def test_overwrite_removes_only_what_dance_gen_wrote(copy_of):
+    (copy_of / ".part-00009.parquet.tmp-4242").write_bytes(b"half a shard")  # a killed run's temporary
+    (copy_of / ".keep").write_text("the user's, hidden from readers")
+    settings = parse_config(small_config(copy_of))
+    assert prepare_output(copy_of, generation_record(settings), True, {0: 100, 1: 100, 2: 100}) == {}
+    assert [path.name for path in copy_of.iterdir()] == [".keep"]
+
+
+def test_a_manifest_or_config_dance_gen_did_not_write_is_refused_by_name_even_with_overwrite(tmp_path):
+    settings = parse_config(small_config(tmp_path / "data"))
+    for name, text in ((MANIFEST, '{"rows": 3}'), (CONFIG_FILE, "lr: 0.1\n")):
+        out = tmp_path / name.strip("_.")
+        out.mkdir()
+        (out / name).write_text(text)
+        with pytest.raises(DatasetError, match=f"did not write \\({name}\\)"):
+            prepare_output(out, generation_record(settings), True, {0: 100})
+        assert (out / name).read_text() == text
+
+
+def test_the_manifest_records_the_sha256_of_every_shard(dataset):
+    manifest = json.loads((dataset / MANIFEST).read_text())
+    for entry in manifest["shards"]:
+        assert entry["sha256"] == hashlib.sha256((dataset / entry["file"]).read_bytes()).hexdigest()
+
+
+def test_a_damaged_shard_is_named_on_read_with_how_to_repair_it(copy_of):
+    flip_bytes_in_the_middle(copy_of / "part-00001.parquet")
+    assert shard_metadata(copy_of / "part-00001.parquet")["rows"] == 100  # the footer still reads
+    message = r"part-00001.parquet: damaged, its bytes do not match the sha256 .* re-running the same dance-gen command"
+    for read in (read_dataset, check_dataset, describe_dataset):
+        with pytest.raises(DatasetError, match=message):
+            read(copy_of)
+
+
+def test_a_damaged_shard_of_a_manifest_without_checksums_is_found_by_reading_it_whole(copy_of):
+    manifest = json.loads((copy_of / MANIFEST).read_text())
+    for entry in manifest["shards"]:
+        del entry["sha256"]  # as a manifest written before checksums
+    (copy_of / MANIFEST).write_text(json.dumps(manifest))
+    assert len(check_dataset(copy_of)) and len(read_dataset(copy_of)) == 300  # sound: accepted
+    flip_bytes_in_the_middle(copy_of / "part-00002.parquet")
+    for read in (read_dataset, check_dataset):
+        with pytest.raises(DatasetError, match=r"part-00002.parquet: damaged, unreadable .*re-running the same dance-gen"):
+            read(copy_of)
 
 
 def test_a_shard_with_no_dance_metadata_is_refused(tmp_path):
@@ -154,8 +212,9 @@ def test_resuming_into_data_of_another_simulator_version_is_refused_saying_which
         prepare_output(copy_of, generation_record(settings), False, {0: 100, 1: 100, 2: 100})
 
 
-def test_write_shard_leaves_only_the_final_file(tmp_path, dataset):
+def test_write_shard_leaves_only_the_final_file_and_returns_its_sha256(tmp_path, dataset):
     table = pq.read_table(dataset / "part-00000.parquet")
-    write_shard(tmp_path, 12, table)
+    path, sha256 = write_shard(tmp_path, 12, table)
     assert [path.name for path in tmp_path.iterdir()] == ["part-00012.parquet"]
+    assert sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert pq.read_table(tmp_path / "part-00012.parquet").to_pandas().equals(table.to_pandas())
