@@ -37,7 +37,9 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
 from search.hardware import sample_choices  # noqa: E402
-from search.run import build_context, run_cosearch  # noqa: E402
+from search.context import build_context  # noqa: E402
+from search.cosearch import run_cosearch  # noqa: E402
+from search.training import use_threads  # noqa: E402
 
 
 class EpochTimer(L.Callback):
@@ -76,9 +78,7 @@ def main() -> int:
             f"evaluator={args.evaluator}", f"search.epochs={args.epochs}",
             f"search.warmup_epochs={args.warmup}", "out=unused", *args.overrides])
     settings = OmegaConf.to_container(cfg, resolve=True)
-    threads = settings.get("threads")
-    if threads:
-        torch.set_num_threads(int(threads))
+    use_threads(settings["threads"])
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
         context = build_context(settings, out)
@@ -95,7 +95,7 @@ def main() -> int:
         hardware = AcceleratorLogits(context.hw_space)
         cost = HardwareCost(context.evaluator, context.layer_table, context.space.num_blocks,
                             context.space.num_candidates, context.hw_space, context.spec)
-        samples = int(settings["search"].get("gumbel_samples", 2))
+        samples = int(settings["search"]["gumbel_samples"])
         repeats = 50
         started = time.perf_counter()
         for _ in range(repeats):
@@ -108,7 +108,7 @@ def main() -> int:
     plain = unaware[args.warmup:] or unaware
     epoch = sum(measured) / len(measured)
     epoch_plain = sum(plain) / len(plain)
-    print(f"co-search configuration: space {settings['search']['space'].get('candidates')}, "
+    print(f"co-search configuration: space {settings['network']['candidates']}, "
           f"{context.space.num_blocks} blocks, {context.hw_space.size} accelerators, layer table "
           f"{len(context.layer_table)} rows, {samples} Gumbel samples, {steps} steps per epoch, "
           f"{torch.get_num_threads()} torch threads")

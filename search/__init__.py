@@ -11,8 +11,12 @@ Modules, in the order a run uses them (docs/search.md is the user's guide):
 - `search.generator`: pre-training the generator on the simulator's best accelerators;
 - `search.simulated`, `search.derive`, `search.verify`: simulation, derivation, results;
 - `search.training`: plain Lightning training (retraining, baselines' short trainings);
-- `search.baselines`, `search.compare`: sequential and simulator-in-the-loop baselines;
+- `search.baselines`, `search.compare`: sequential and simulator-in-the-loop baselines, and
+  the comparison table;
 - `search.sweep`: multirun summaries and the Pareto plot; `search.export`, `search.coverage`:
   the search space for dance-gen, and whether the evaluator covers it;
-- `search.run`: the pipeline; `search.cli`: the Hydra entry point.
+- `search.context`: what every method needs (data, spaces, evaluator, simulator, cost reference);
+- `search.cosearch`: the co-search, derivation and results (every method ends with `finish`);
+- `search.app`: the ``mode`` dispatcher (the only module that knows the modes);
+  `search.cli`: the Hydra entry point.
 """

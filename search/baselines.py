@@ -11,7 +11,7 @@
   ``val_loss + lambda * cost / reference + limit penalties``; they run until a wall-clock
   budget (``baselines.budget_s``; in ``mode=compare``: the co-search's search time).
 
-Every method ends like the co-search (`search.run.finish`): re-simulation, retraining from
+Every method ends like the co-search (`search.cosearch.finish`): re-simulation, retraining from
 scratch, ``result.json``.
 """
 
@@ -28,14 +28,17 @@ import lightning as L
 import numpy as np
 
 from dataset_gen.space import SpaceError
+from search.context import SearchContext
+from search.cosearch import design_of, finish, run_cosearch
 from search.cost import combine
 from search.data import ClassifierDataModule, split_indices
-from search.run import SearchContext, design_of, finish, run_cosearch
 from search.simulated import best_accelerators, network_totals
 from search.supernet import ChildNet
 from search.training import train_classifier
 
-__all__ = ["run_sequential", "run_evolution", "run_baseline", "Candidate"]
+__all__ = ["BASELINES", "run_sequential", "run_evolution", "run_baseline", "Candidate"]
+
+BASELINES: tuple[str, ...] = ("sequential", "evolution", "random")
 
 
 def run_sequential(context: SearchContext, out_dir: Path | None = None) -> dict[str, Any]:
@@ -44,8 +47,9 @@ def run_sequential(context: SearchContext, out_dir: Path | None = None) -> dict[
     outcome = run_cosearch(context, hardware_aware=False, name="sequential_nas", log_dir=out_dir)
     choice = outcome.module.derive_architecture()
     started = time.perf_counter()
-    limit = (context.settings.get("baselines") or {}).get("max_accelerators")
-    indices = context.hw_space.enumerate(limit, seed=int(context.settings.get("seed", 0)))
+    # max_accelerators: null means the whole space, a meaningful value
+    limit = context.settings["baselines"]["max_accelerators"]
+    indices = context.hw_space.enumerate(limit, seed=context.seed)
     layers = context.network_layers(choice)
     table = context.simulator.table(layers, [context.hw_space.accelerator(i) for i in indices])
     best, values = best_accelerators(np.ones((1, len(layers))), table, context.spec)
@@ -79,11 +83,11 @@ class _PairSearch:
         self.context = context
         self.rng = rng
         self.lambda_cost = lambda_cost
-        settings = context.settings
-        self.config = dict(settings.get("baselines") or {})
-        seed = int(settings.get("seed", 0))
-        train_index, val_index = split_indices(context.data.y_train, float(settings["search"]["data"].get("val_fraction", 0.5)), seed)
-        self.datamodule = ClassifierDataModule(context.data, batch_size=int(settings["search"]["data"].get("batch_size", 64)),
+        self.config = context.settings["baselines"]
+        task = context.settings["task"]
+        seed = context.seed
+        train_index, val_index = split_indices(context.data.y_train, float(task["val_fraction"]), seed)
+        self.datamodule = ClassifierDataModule(context.data, batch_size=int(task["batch_size"]),
                                                train_index=train_index, eval_index=val_index, seed=seed)
         self.allowed = [np.flatnonzero(block.allowed) for block in context.space.blocks]
         self.seed = seed
@@ -127,7 +131,7 @@ class _PairSearch:
         penalty = spec.limit_weight * sum(max(values[k] / limit - 1.0, 0.0) for k, limit in spec.limits.items())
         L.seed_everything(self.seed, workers=True, verbose=False)
         trained = train_classifier(ChildNet(context.space, choice), self.datamodule,
-                                   int(self.config.get("short_epochs", 2)), None, context.settings.get("trainer"),
+                                   int(self.config["short_epochs"]), None, context.settings["trainer"],
                                    log_dir=None, quiet=True)
         score = trained["loss"] + self.lambda_cost * cost + penalty
         return Candidate(choice, accelerator, score, trained["loss"], trained["accuracy"], cost, True)
@@ -141,17 +145,17 @@ def run_evolution(context: SearchContext, out_dir: Path | None = None, kind: str
     if kind not in ("evolution", "random"):
         raise SpaceError(f"baseline kind = {kind!r}: expected evolution or random")
     out_dir = context.out_dir if out_dir is None else Path(out_dir)
-    config = dict(context.settings.get("baselines") or {})
-    budget = float(budget_s if budget_s is not None else config.get("budget_s", 120.0))
+    config = context.settings["baselines"]
+    budget = float(budget_s if budget_s is not None else config["budget_s"])
     if not budget > 0:
         raise SpaceError(f"baselines.budget_s = {budget!r}: expected a positive number of seconds")
-    population_size = int(config.get("population", 16))
-    sample_size = int(config.get("sample", 4))
+    population_size = int(config["population"])
+    sample_size = int(config["sample"])
     if population_size < 2 or not 1 <= sample_size <= population_size:
         raise SpaceError(f"baselines: population = {population_size}, sample = {sample_size}: expected "
                          "population >= 2 and 1 <= sample <= population")
-    lambda_cost = float(context.settings["search"].get("lambda_cost", 1.0))
-    rng = np.random.default_rng(int(context.settings.get("seed", 0)))
+    lambda_cost = float(context.settings["search"]["lambda_cost"])
+    rng = np.random.default_rng(context.seed)
     pairs = _PairSearch(context, rng, lambda_cost)
     population: collections.deque[Candidate] = collections.deque(maxlen=population_size)
     history: list[Candidate] = []
@@ -186,4 +190,4 @@ def run_baseline(context: SearchContext, mode: str, out_dir: Path | None = None,
         return run_sequential(context, out_dir)
     if mode in ("evolution", "random"):
         return run_evolution(context, out_dir, mode, budget_s)
-    raise SpaceError(f"baseline = {mode!r}: expected sequential, evolution or random")
+    raise SpaceError(f"baseline = {mode!r}: expected one of {list(BASELINES)}")

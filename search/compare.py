@@ -1,7 +1,6 @@
 """The co-search and its baselines side by side, with the same lambda, metric and budget.
 
-``dance-search mode=compare evaluator=FILE`` (or ``python -m search.compare
-evaluator=FILE``) runs, in one process and on one shared context (data, spaces, simulator
+``dance-search mode=compare evaluator=FILE`` runs, in one process and on one shared context (data, spaces, simulator
 cache, reference): the co-search, the sequential baseline and the simulator-in-the-loop
 baseline(s) (``compare.methods``), the latter with the co-search's measured search time as
 their wall-clock budget. Each method writes ``<out>/<method>/result.json``; the table goes
@@ -17,11 +16,13 @@ import pandas as pd
 
 from dataset_gen.common.files import atomic_write_text
 from dataset_gen.space import SpaceError
-from search.run import SearchContext, run_search
+from search.baselines import BASELINES, run_baseline
+from search.context import SearchContext
+from search.cosearch import run_search, summary_line
 
 __all__ = ["compare", "comparison_table", "markdown_table", "COMPARE_METHODS"]
 
-COMPARE_METHODS: tuple[str, ...] = ("cosearch", "sequential", "evolution", "random")
+COMPARE_METHODS: tuple[str, ...] = ("cosearch", *BASELINES)
 
 
 def comparison_table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
@@ -73,28 +74,30 @@ def markdown_table(table: pd.DataFrame) -> str:
 def compare(context: SearchContext, methods: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the methods on one context and write the comparison table.
 
+    Parameters
+    ----------
+    context : SearchContext
+    methods : sequence of str, optional
+        ``cosearch`` plus any baselines (default: ``compare.methods``).
+
     Returns
     -------
     dict
         ``table`` (list of row dicts), ``results`` (per method), ``csv`` and ``markdown`` paths.
     """
-    from search.baselines import run_baseline
-    from search.run import summary_line
-
     settings = context.settings
-    methods = list(methods or (settings.get("compare") or {}).get("methods") or ("cosearch", "sequential", "evolution"))
+    methods = list(methods or settings["compare"]["methods"])
     unknown = [m for m in methods if m not in COMPARE_METHODS]
     if unknown or "cosearch" not in methods:
         raise SpaceError(f"compare.methods = {methods}: expected 'cosearch' plus any of {list(COMPARE_METHODS[1:])}")
     out = context.out_dir
     results: dict[str, dict[str, Any]] = {"cosearch": run_search(context, out / "cosearch")}
     print(summary_line(results["cosearch"]), flush=True)
-    configured = (settings.get("baselines") or {}).get("budget_s")
     # The budget of the simulator-in-the-loop baselines: the co-search's own search time,
     # unless the config fixes one (``baselines.budget_s``) for compare too.
     budget = float(results["cosearch"]["search"]["seconds"])
-    if (settings.get("compare") or {}).get("use_configured_budget") and configured:
-        budget = float(configured)
+    if settings["compare"]["use_configured_budget"]:
+        budget = float(settings["baselines"]["budget_s"])
     for method in methods:
         if method != "cosearch":
             results[method] = run_baseline(context, method, out / method, budget_s=budget)
@@ -105,15 +108,7 @@ def compare(context: SearchContext, methods: Sequence[str] | None = None) -> dic
     atomic_write_text(csv_path, table.to_csv(index=False))
     text = markdown_table(table)
     atomic_write_text(md_path, text)
-    lam = settings["search"].get("lambda_cost")
+    lam = settings["search"]["lambda_cost"]
     print(f"\nComparison (lambda_cost = {lam}, metric {context.spec.metric}, budget {budget:.0f} s):\n{text}", flush=True)
     return {"table": table.to_dict("records"), "results": results, "csv": str(csv_path), "markdown": str(md_path)}
 
-
-if __name__ == "__main__":  # python -m search.compare [overrides]: dance-search with mode=compare
-    import sys
-
-    from search.cli import main
-
-    sys.argv.append("mode=compare")
-    main()

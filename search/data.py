@@ -3,7 +3,7 @@
 - ``digits`` (the embedded default): the 1,797 8x8 grey digits shipped with scikit-learn,
   split into train and test with a fixed, stratified seed.
 - ``cifar10``: the standard "python version" of CIFAR-10 (``data_batch_1`` ..
-  ``data_batch_5`` and ``test_batch`` pickles) read from a local ``data.root`` (or its
+  ``data_batch_5`` and ``test_batch`` pickles) read from a local ``task.root`` (or its
   ``cifar-10-batches-py`` folder). Pickles are read with a restricted unpickler that only
   rebuilds dicts, lists, bytes and numpy arrays: a foreign file can be refused, never run.
 
@@ -110,7 +110,7 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise SpaceError(f"CIFAR-10 file {str(path)!r} not found: data.root must hold data_batch_1..5 and "
+        raise SpaceError(f"CIFAR-10 file {str(path)!r} not found: task.root must hold data_batch_1..5 and "
                          "test_batch (the 'python version' of CIFAR-10)") from None
     try:
         batch = _SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
@@ -147,12 +147,12 @@ def load_cifar10(root: str | Path) -> ImageData:
         (random crop with 4-pixel padding, horizontal flip) enabled.
     """
     if root is None or str(root) == "":
-        raise SpaceError("data.root: required for cifar10 (the folder with data_batch_1..5 and test_batch)")
+        raise SpaceError("task.root: required for cifar10 (the folder with data_batch_1..5 and test_batch)")
     folder = Path(root).expanduser()
     if (folder / "cifar-10-batches-py").is_dir():
         folder = folder / "cifar-10-batches-py"
     if not folder.is_dir():
-        raise SpaceError(f"data.root = {str(root)!r}: not a folder")
+        raise SpaceError(f"task.root = {str(root)!r}: not a folder")
     parts = [_read_cifar_batch(folder / name) for name in CIFAR_TRAIN_FILES]
     x_train = np.concatenate([p[0] for p in parts]).astype(np.float32) / 255.0
     y_train = np.concatenate([p[1] for p in parts])

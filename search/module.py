@@ -57,8 +57,19 @@ def temperature_at(epoch: int, epochs: int, initial: float, final: float, schedu
     return float(final + (initial - final) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def _settings(name: str, node: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """A config node with every key the module reads (a missing one is an error, not a default)."""
+    missing = [key for key in keys if key not in node]
+    if missing:
+        raise ValueError(f"{name}: missing key(s) {missing}; expected {list(keys)}")
+    return dict(node)
+
+
 class CoSearchModule(L.LightningModule):
     """Supernet weights, architecture logits and accelerator parameters, searched together.
+
+    Every hyperparameter is a required keyword: their defaults live in
+    ``conf/search/default.yaml`` only (`search.cosearch.run_cosearch` passes them).
 
     Parameters
     ----------
@@ -77,7 +88,7 @@ class CoSearchModule(L.LightningModule):
         ``lr``, ``momentum``, ``weight_decay`` of the weights' SGD.
     arch_optim : mapping
         ``lr``, ``weight_decay`` of the architecture Adam; ``hw_lr`` for the accelerator
-        parameters (defaults to ``lr``).
+        parameters.
     temperature : mapping
         ``initial``, ``final``, ``schedule``.
     gumbel_samples : int
@@ -99,11 +110,10 @@ class CoSearchModule(L.LightningModule):
     """
 
     def __init__(self, supernet: Supernet, hardware: AcceleratorLogits | HardwareGenerator | None = None,
-                 cost: HardwareCost | None = None, lambda_cost: float = 1.0, epochs: int = 10,
-                 warmup_epochs: int = 2, weight_optim: Mapping[str, Any] | None = None,
-                 arch_optim: Mapping[str, Any] | None = None, temperature: Mapping[str, Any] | None = None,
-                 gumbel_samples: int = 2, hard: bool = False, arch_sampling: str = "two_path",
-                 weight_sampling: str = "single_path", finetune_generator: bool = False) -> None:
+                 cost: HardwareCost | None = None, *, lambda_cost: float, epochs: int, warmup_epochs: int,
+                 weight_optim: Mapping[str, Any], arch_optim: Mapping[str, Any], temperature: Mapping[str, Any],
+                 gumbel_samples: int, hard: bool, arch_sampling: str, weight_sampling: str,
+                 finetune_generator: bool) -> None:
         super().__init__()
         if lambda_cost < 0:
             raise ValueError(f"search.lambda_cost = {lambda_cost!r}: expected a number >= 0")
@@ -120,9 +130,9 @@ class CoSearchModule(L.LightningModule):
         self.lambda_cost = float(lambda_cost)
         self.epochs = epochs
         self.warmup_epochs = warmup_epochs
-        self.weight_optim = {"lr": 0.05, "momentum": 0.9, "weight_decay": 4e-5, **dict(weight_optim or {})}
-        self.arch_optim = {"lr": 0.01, "weight_decay": 1e-3, **dict(arch_optim or {})}
-        self.temperature = {"initial": 5.0, "final": 0.5, "schedule": "exponential", **dict(temperature or {})}
+        self.weight_optim = _settings("search.weight_optim", weight_optim, ("lr", "momentum", "weight_decay"))
+        self.arch_optim = _settings("search.arch_optim", arch_optim, ("lr", "hw_lr", "weight_decay"))
+        self.temperature = _settings("search.temperature", temperature, ("initial", "final", "schedule"))
         temperature_at(0, epochs, self.temperature["initial"], self.temperature["final"], self.temperature["schedule"])
         self.gumbel_samples = gumbel_samples
         self.hard = hard
@@ -152,7 +162,7 @@ class CoSearchModule(L.LightningModule):
         groups = [{"params": [self.supernet.arch_logits], "lr": a["lr"]}]
         hw_params = self.hardware_parameters()
         if hw_params:
-            groups.append({"params": hw_params, "lr": a.get("hw_lr", a["lr"])})
+            groups.append({"params": hw_params, "lr": a["hw_lr"]})
         arch_opt = torch.optim.Adam(groups, betas=(0.5, 0.999), weight_decay=a["weight_decay"])
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(weight_opt, T_max=max(self.epochs, 1))
         return [weight_opt, arch_opt], [schedule]

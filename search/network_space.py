@@ -59,13 +59,13 @@ def parse_candidate(name: str) -> Candidate:
         return Candidate(SKIP)
     match = _MBCONV.match(str(name))
     if not match:
-        raise SpaceError(f"search.space.candidates: {name!r} is not a candidate; expected 'k<K>_e<E>' "
+        raise SpaceError(f"network.candidates: {name!r} is not a candidate; expected 'k<K>_e<E>' "
                          "(e.g. 'k3_e6') or 'skip'")
     kernel, expansion = int(match.group(1)), int(match.group(2))
     if kernel % 2 == 0 or not 1 <= kernel <= 15:
-        raise SpaceError(f"search.space.candidates: {name!r}: kernel must be odd, in [1, 15]")
+        raise SpaceError(f"network.candidates: {name!r}: kernel must be odd, in [1, 15]")
     if not 1 <= expansion <= 16:
-        raise SpaceError(f"search.space.candidates: {name!r}: expansion must be in [1, 16]")
+        raise SpaceError(f"network.candidates: {name!r}: expansion must be in [1, 16]")
     return Candidate(str(name), kernel, expansion)
 
 
@@ -87,7 +87,7 @@ class BlockSpec:
 
 def _positive_int(field: str, value: Any, high: int = 65536) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
-        raise SpaceError(f"search.space.{field} = {value!r}: expected an integer in [1, {high}]")
+        raise SpaceError(f"network.{field} = {value!r}: expected an integer in [1, {high}]")
     return value
 
 
@@ -124,38 +124,38 @@ class NetworkSpace:
         _positive_int("head_channels", self.head_channels)
         _positive_int("stem_stride", self.stem_stride, 8)
         if not self.stages:
-            raise SpaceError("search.space.stages: expected at least one stage {channels, blocks, stride}")
+            raise SpaceError("network.stages: expected at least one stage {channels, blocks, stride}")
         for i, (channels, blocks, stride) in enumerate(self.stages):
             _positive_int(f"stages[{i}].channels", channels)
             _positive_int(f"stages[{i}].blocks", blocks, 64)
             _positive_int(f"stages[{i}].stride", stride, 8)
         if not self.candidates:
-            raise SpaceError("search.space.candidates: expected at least one candidate")
+            raise SpaceError("network.candidates: expected at least one candidate")
         if len(set(self.candidates)) != len(self.candidates):
-            raise SpaceError(f"search.space.candidates = {list(self.candidates)}: duplicates")
+            raise SpaceError(f"network.candidates = {list(self.candidates)}: duplicates")
         parsed = [parse_candidate(name) for name in self.candidates]
         if all(c.is_skip for c in parsed):
-            raise SpaceError("search.space.candidates: at least one MBConv candidate is needed besides skip")
+            raise SpaceError("network.candidates: at least one MBConv candidate is needed besides skip")
 
     # ------------------------------------------------------------------ construction
 
     @classmethod
     def from_config(cls, space: Mapping[str, Any], in_channels: int, num_classes: int) -> "NetworkSpace":
-        """Build from a ``search.space`` config node plus the data's channels and classes."""
-        required = ("stem_channels", "stages", "head_channels", "candidates")
+        """Build from a ``network`` config node plus the data's channels and classes."""
+        required = ("stem_channels", "stem_stride", "stages", "head_channels", "candidates")
         missing = [key for key in required if key not in space]
         if missing:
-            raise SpaceError(f"search.space: missing key(s) {missing}; required: {list(required)}")
+            raise SpaceError(f"network: missing key(s) {missing}; required: {list(required)}")
         stages = []
         for i, stage in enumerate(space["stages"]):
             try:
-                stages.append((stage["channels"], stage["blocks"], stage.get("stride", 1)))
+                stages.append((stage["channels"], stage["blocks"], stage["stride"]))
             except (KeyError, TypeError, AttributeError):
-                raise SpaceError(f"search.space.stages[{i}] = {stage!r}: expected "
+                raise SpaceError(f"network.stages[{i}] = {stage!r}: expected "
                                  "{channels: int, blocks: int, stride: int}") from None
         return cls(
             in_channels=in_channels, num_classes=num_classes,
-            stem_channels=space["stem_channels"], stem_stride=space.get("stem_stride", 1),
+            stem_channels=space["stem_channels"], stem_stride=space["stem_stride"],
             stages=tuple(stages), head_channels=space["head_channels"],
             candidates=tuple(str(c) for c in space["candidates"]),
         )

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from dataset_gen.common.files import atomic_write_text
 from search.plots import save_figure
 
 try:  # the callback base class; plain object when Hydra is absent (the CLI needs it anyway)
@@ -27,6 +28,8 @@ except ImportError:  # pragma: no cover
 __all__ = ["collect_results", "pareto_mask", "plot_pareto", "summarize", "SweepSummaryCallback", "main"]
 
 _FIGURES = ("latency_s", "energy_pj", "area_mm2", "edp", "edap")
+# The Pareto plot's axes when nobody says otherwise (python -m search.sweep, the callback).
+DEFAULT_X, DEFAULT_Y = "simulated.latency_s", "test_accuracy"
 
 
 def _overrides(result_dir: Path) -> dict[str, str]:
@@ -136,7 +139,7 @@ def plot_pareto(table: pd.DataFrame, x: str, y: str, path: str | Path, title: st
     return save_figure(figure, path)
 
 
-def summarize(root: str | Path, x: str = "simulated.latency_s", y: str = "test_accuracy") -> tuple[Path, Path]:
+def summarize(root: str | Path, x: str = DEFAULT_X, y: str = DEFAULT_Y) -> tuple[Path, Path]:
     """Write ``sweep_summary.csv`` and ``pareto.png`` into ``root``; returns their paths."""
     root = Path(root)
     table = collect_results(root)
@@ -147,8 +150,7 @@ def summarize(root: str | Path, x: str = "simulated.latency_s", y: str = "test_a
             raise KeyError(f"sweep summary: no column {column!r}; available: {sorted(table.columns)}")
     table["pareto"] = pareto_mask(pd.to_numeric(table[x], errors="coerce"), pd.to_numeric(table[y], errors="coerce"))
     csv_path = root / "sweep_summary.csv"
-    table.to_csv(root / ".sweep_summary.csv.tmp", index=False)
-    (root / ".sweep_summary.csv.tmp").replace(csv_path)
+    atomic_write_text(csv_path, table.to_csv(index=False))
     png_path = plot_pareto(table, x, y, root / "pareto.png")
     return csv_path, png_path
 
@@ -156,7 +158,7 @@ def summarize(root: str | Path, x: str = "simulated.latency_s", y: str = "test_a
 class SweepSummaryCallback(Callback):
     """Hydra callback: summarise a multirun's results when it ends."""
 
-    def __init__(self, x: str = "simulated.latency_s", y: str = "test_accuracy") -> None:
+    def __init__(self, x: str = DEFAULT_X, y: str = DEFAULT_Y) -> None:
         self.x, self.y = x, y
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
@@ -172,8 +174,8 @@ class SweepSummaryCallback(Callback):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m search.sweep", description=__doc__.splitlines()[0])
     parser.add_argument("root", help="a folder holding search results (any depth), e.g. a multirun folder")
-    parser.add_argument("--x", default="simulated.latency_s", help="cost column (default: %(default)s)")
-    parser.add_argument("--y", default="test_accuracy", help="accuracy column (default: %(default)s)")
+    parser.add_argument("--x", default=DEFAULT_X, help="cost column (default: %(default)s)")
+    parser.add_argument("--y", default=DEFAULT_Y, help="accuracy column (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
         csv_path, png_path = summarize(args.root, args.x, args.y)

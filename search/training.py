@@ -14,7 +14,9 @@ import lightning as L
 import torch
 from torch import nn
 
-__all__ = ["ClassifierModule", "train_classifier", "make_trainer", "quiet_lightning"]
+from dataset_gen.common.cpus import usable_cpus
+
+__all__ = ["ClassifierModule", "train_classifier", "make_trainer", "quiet_lightning", "use_threads"]
 
 _LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
                       "lightning.fabric.utilities.seed", "lightning.pytorch.trainer.connectors.signal_connector")
@@ -36,6 +38,25 @@ def quiet_lightning(enabled: bool = True) -> Iterator[None]:
     finally:
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)
+
+
+def use_threads(requested: int | None) -> int:
+    """Set torch's intra-op threads for a search on a possibly shared machine.
+
+    Parameters
+    ----------
+    requested : int or None
+        The config's ``threads``: None (or 0) takes the CPUs free right now, a count is a
+        cap (never more than this process may run on).
+
+    Returns
+    -------
+    int
+        The number of threads set.
+    """
+    threads = usable_cpus(requested)
+    torch.set_num_threads(threads)
+    return threads
 
 
 def make_trainer(settings: Mapping[str, Any] | None, max_epochs: int, log_dir: str | Path | None = None,

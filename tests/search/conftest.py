@@ -43,7 +43,7 @@ def evaluator_path(tmp_path_factory) -> str:
     from search.network_space import NetworkSpace
 
     settings = search_settings()
-    space = NetworkSpace.from_config(settings["search"]["space"], 1, 10)
+    space = NetworkSpace.from_config(settings["network"], 1, 10)
     hw_space = AcceleratorSpace.from_config(settings["hw"]["choices"])
     table = space.layer_table(settings["search"]["deploy"]["resolution"])
     root = tmp_path_factory.mktemp("evaluator")
@@ -61,6 +61,6 @@ def evaluator_path(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def context(evaluator_path, tmp_path_factory):
     """A search context of the fast experiment (data, spaces, evaluator, simulator, reference)."""
-    from search.run import build_context
+    from search.context import build_context
 
     return build_context(search_settings(evaluator=evaluator_path), tmp_path_factory.mktemp("context"))

@@ -22,3 +22,38 @@ def test_bad_schedules_are_refused_by_name():
         temperature_at(0, 10, 5.0, 0.5, "step")
     with pytest.raises(ValueError, match="initial"):
         temperature_at(0, 10, 0.0, 0.5)
+
+
+SETTINGS = dict(lambda_cost=1.0, epochs=3, warmup_epochs=1,
+                weight_optim={"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0},
+                arch_optim={"lr": 0.02, "hw_lr": 0.05, "weight_decay": 0.0},
+                temperature={"initial": 5.0, "final": 0.5, "schedule": "exponential"},
+                gumbel_samples=2, hard=False, arch_sampling="two_path", weight_sampling="single_path",
+                finetune_generator=False)
+
+
+def tiny_supernet():
+    from search.network_space import NetworkSpace
+    from search.supernet import Supernet
+
+    return Supernet(NetworkSpace(in_channels=1, num_classes=10, stem_channels=8, stages=((8, 1, 1),),
+                                 head_channels=16, candidates=("k3_e3", "skip")))
+
+
+def test_module_reads_its_optimiser_settings_as_given():
+    from search.module import CoSearchModule
+
+    module = CoSearchModule(tiny_supernet(), **SETTINGS)
+    assert module.arch_optim == SETTINGS["arch_optim"]
+    assert module.weight_optim == SETTINGS["weight_optim"]
+    assert module.tau == 5.0
+
+
+@pytest.mark.parametrize("node,key", [("arch_optim", "hw_lr"), ("weight_optim", "momentum"),
+                                      ("temperature", "schedule")])
+def test_module_settings_without_a_key_are_refused_naming_it(node, key):
+    from search.module import CoSearchModule
+
+    partial = {k: v for k, v in SETTINGS[node].items() if k != key}
+    with pytest.raises(ValueError, match=rf"search.{node}: missing key\(s\) \['{key}'\]"):
+        CoSearchModule(tiny_supernet(), **{**SETTINGS, node: partial})

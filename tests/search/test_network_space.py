@@ -86,3 +86,15 @@ def test_network_layers_are_the_table_rows_of_the_chosen_candidates():
     rows = table[(table.block < 0) | (table.candidate == table.block.map(lambda b: choice[b] if b >= 0 else -1))]
     from_table = [Layer(**{f: int(r[f]) for f in LAYER_FIELDS}, name=r["name"]) for _, r in rows.iterrows()]
     assert from_table == space.network_layers(choice, 64, batch=2)
+
+
+def test_a_config_without_strides_is_refused_naming_the_key():
+    config = {"stem_channels": 8, "stages": [{"channels": 8, "blocks": 1, "stride": 1}], "head_channels": 16,
+              "candidates": ["k3_e3", "skip"]}
+    with pytest.raises(SpaceError, match="stem_stride"):
+        NetworkSpace.from_config(config, 1, 10)
+    config.update(stem_stride=1, stages=[{"channels": 8, "blocks": 1}])
+    with pytest.raises(SpaceError, match=r"stages\[0\]"):
+        NetworkSpace.from_config(config, 1, 10)
+    config["stages"][0]["stride"] = 2
+    assert NetworkSpace.from_config(config, 1, 10).stages == ((8, 1, 2),)

@@ -15,7 +15,8 @@ from search.derive import one_hot_architecture
 from search.generator import pretrain_generator
 from search.simulated import best_accelerators
 from search.hardware import HardwareGenerator
-from search.run import derive, run, run_cosearch, run_search
+from search.app import run
+from search.cosearch import derive, run_cosearch, run_search
 
 from .conftest import search_settings
 
