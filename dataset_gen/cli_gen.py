@@ -12,20 +12,15 @@ and exit with status 2, before any work.
 
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
 from typing import Any, Sequence
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from dataset_gen.space import SpaceError
-from dataset_gen.writer import DatasetError
+from dataset_gen.common.config import CONFIG_PATH, HYDRA_VERSION_BASE, compose_config
+from dataset_gen.common.errors import cli_errors
 
-__all__ = ["CONF_DIR", "load_config", "run", "main"]
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+__all__ = ["load_config", "run", "main"]
 
 
 def load_config(overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -42,11 +37,7 @@ def load_config(overrides: Sequence[str] = ()) -> dict[str, Any]:
         The resolved config (``describe`` included), ready for `run` or, without
         ``describe``, for `dataset_gen.generate.generate`.
     """
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        config = compose(config_name="gen", overrides=list(overrides))
-    return _plain(config)
+    return _plain(compose_config("gen", overrides))
 
 
 def _plain(config: DictConfig) -> dict[str, Any]:
@@ -55,41 +46,35 @@ def _plain(config: DictConfig) -> dict[str, Any]:
     return values
 
 
-def run(config: dict[str, Any]) -> int:
-    """Describe or generate as ``config`` says; print the result; return the exit status."""
+def run(config: dict[str, Any]) -> None:
+    """Describe or generate as ``config`` says and print the result.
+
+    Raises
+    ------
+    UserError, OSError
+        A bad setting, foreign data in ``out``, an unusable ``out``: the caller's error
+        policy (`dataset_gen.common.errors.cli_errors`) reports them.
+    """
     from dataset_gen.describe import describe_dataset
-    from dataset_gen.generate import ConfigError, generate
+    from dataset_gen.generate import generate
 
     config = dict(config)
     describe = config.pop("describe", None)
-    try:
-        if describe:
-            print(describe_dataset(describe))
-            return 0
-        result = generate(config)
-    except (ConfigError, SpaceError, DatasetError, FileNotFoundError) as error:
-        print(f"dance-gen: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\ndance-gen: interrupted; the finished shards are kept. Run the same command again "
-              f"to finish the dataset in {config.get('out')}.", file=sys.stderr)
-        return 130
-    print(result.summary())
-    return 0
+    if describe:
+        print(describe_dataset(describe))
+        return
+    print(generate(config).summary())
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="gen", version_base="1.3")
+# The error policy runs inside the task function: Hydra reports (exit 1, its own format)
+# whatever escapes it, but lets SystemExit through. Ctrl-C keeps every finished shard (each
+# is written atomically) and leaves at once (`cli_errors`).
+@hydra.main(config_path=CONFIG_PATH, config_name="gen", version_base=HYDRA_VERSION_BASE)
 def _hydra_main(config: DictConfig) -> None:
-    status = run(_plain(config))
-    if status == 130:
-        # Interrupted: every finished shard is already on disk (written atomically). Leave at
-        # once: a normal exit joins concurrent.futures' manager thread, which can block on
-        # pool workers that were interrupted mid-task.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
-    if status:
-        sys.exit(status)  # SystemExit passes through Hydra's error reporting
+    out = config.get("out")
+    with cli_errors("dance-gen", interrupted=f"The finished shards are kept; run the same command again "
+                                             f"to finish the dataset in {out}."):
+        run(_plain(config))
 
 
 def main() -> None:

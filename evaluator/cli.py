@@ -2,54 +2,51 @@
 
 They compose ``conf/train.yaml`` / ``conf/validate.yaml``, build the objects with
 `hydra.utils.instantiate` and hand them to `evaluator.train.train` and
-`evaluator.validate.validate_artifact`, which do the work.
+`evaluator.validate.validate_artifact`, which do the work::
 
-``data=DIR`` on the command line is short for ``data.path=DIR`` (in ``dance-train``,
-``data`` is also the config group of the data module: ``data=streaming`` still picks that
-group option; a dataset directory that shares a group option's name needs ``data.path=``).
+    dance-train dataset=DIR out=DIR                       # datamodule=parquet|streaming
+    dance-validate artifact=DIR/evaluator.pt dataset=DIR out=DIR
+
+A run folder that already holds a run is refused unless resumed or ``overwrite=true``
+(`dataset_gen.common.run_dir`); every user error is one line and exit status 2
+(`dataset_gen.common.errors`).
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+from dataset_gen.common.config import CONFIG_PATH, HYDRA_VERSION_BASE, require_settings
+from dataset_gen.common.cpus import usable_cpus
+from dataset_gen.common.errors import cli_errors
+from dataset_gen.common.run_dir import RunDirGuard
+
+__all__ = ["train_main", "validate_main", "train_run_dir_guard", "validate_run_dir_guard"]
+
+# What each command writes into its out= folder (what overwrite=true removes first).
+_REPORT_FILES = ("config.yaml", "report.json", "report.txt", "parity_*.png")
+TRAIN_WRITES = (*_REPORT_FILES, "evaluator.pt", "checkpoints", "logs")
+VALIDATE_WRITES = _REPORT_FILES
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors caused by the user's input: reported as one line, without a traceback."""
-    from dataset_gen.reader import DatasetError
-    from dataset_gen.space import SpaceError
-    from evaluator.artifact import EvaluatorLoadError
-    from evaluator.dataset import ForeignDatasetError
-
-    return (SpaceError, DatasetError, EvaluatorLoadError, ForeignDatasetError, FileNotFoundError)
+def train_run_dir_guard() -> RunDirGuard:
+    """The run-folder rule of ``dance-train`` (a Hydra callback, conf/train.yaml)."""
+    return RunDirGuard("dance-train", TRAIN_WRITES, resume_key="ckpt_path")
 
 
-def _data_groups() -> set[str]:
-    return {path.stem for path in (CONF_DIR / "data").glob("*.yaml")}
-
-
-def _rewrite_data_argument(argv: list[str], groups: set[str]) -> list[str]:
-    """``data=DIR`` -> ``data.path=DIR`` unless DIR names an option of the ``data`` group."""
-    rewritten = []
-    for argument in argv:
-        if argument.startswith("data=") and argument[len("data="):] not in groups:
-            argument = "data.path=" + argument[len("data="):]
-        rewritten.append(argument)
-    return rewritten
+def validate_run_dir_guard() -> RunDirGuard:
+    """The run-folder rule of ``dance-validate`` (a Hydra callback, conf/validate.yaml)."""
+    return RunDirGuard("dance-validate", VALIDATE_WRITES)
 
 
 def _set_threads(cfg: DictConfig) -> None:
-    if cfg.get("threads"):
-        import torch
+    import torch
 
-        torch.set_num_threads(int(cfg.threads))
+    torch.set_num_threads(usable_cpus(cfg.get("threads")))
 
 
 def _quiet_lightning() -> None:
@@ -76,13 +73,14 @@ def _validation_config(cfg: DictConfig) -> Any:
     return ValidationConfig(**values)  # type: ignore[arg-type]
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
-def _train_app(cfg: DictConfig) -> None:
+def _train(cfg: DictConfig) -> None:
     from hydra.utils import instantiate
 
     from evaluator.train import train
 
+    require_settings(cfg)
     out = Path(cfg.out)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
     _write_resolved_config(cfg, out)
     _set_threads(cfg)
     _quiet_lightning()
@@ -92,41 +90,45 @@ def _train_app(cfg: DictConfig) -> None:
         callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     model = instantiate(cfg.model)
-    datamodule = instantiate(cfg.data)
-    try:
-        train(model, datamodule, trainer, out, ckpt_path=cfg.ckpt_path, seed=int(cfg.seed),
-              validation=_validation_config(cfg.validation),
-              config=OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
-    except _user_errors() as error:
-        raise SystemExit(f"dance-train: {error}") from None
+    datamodule = instantiate(cfg.datamodule)
+    train(model, datamodule, trainer, out, ckpt_path=cfg.ckpt_path, seed=int(cfg.seed),
+          validation=_validation_config(cfg.validation), config=resolved)  # type: ignore[arg-type]
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="validate", version_base="1.3")
-def _validate_app(cfg: DictConfig) -> None:
+def _validate(cfg: DictConfig) -> None:
     from evaluator.report import format_table
     from evaluator.validate import validate_artifact
 
+    require_settings(cfg)
     out = Path(cfg.out)
     _write_resolved_config(cfg, out)
     _set_threads(cfg)
-    try:
-        report = validate_artifact(cfg.artifact, cfg.data.path, out, _validation_config(cfg.validation),
-                                   split=cfg.split)
-    except _user_errors() as error:
-        raise SystemExit(f"dance-validate: {error}") from None
+    report = validate_artifact(cfg.artifact, cfg.dataset, out, _validation_config(cfg.validation), split=cfg.split)
     print(format_table(report))
-    print(f"Validated {cfg.artifact} on {cfg.data.path} ({cfg.split} split, {report['test']['n_pairs']} pairs"
+    print(f"Validated {cfg.artifact} on {cfg.dataset} ({cfg.split} split, {report['test']['n_pairs']} pairs"
           + (f", {report['ood']['n_pairs']} OOD pairs" if "ood" in report else "")
           + f") in {report['seconds']:.0f} s. Report: {out / 'report.json'}, {out / 'report.txt'}.")
 
 
+# The error policy runs inside the task functions: Hydra reports (exit 1, its own format)
+# whatever escapes them, but lets SystemExit through.
+@hydra.main(config_path=CONFIG_PATH, config_name="train", version_base=HYDRA_VERSION_BASE)
+def _train_app(cfg: DictConfig) -> None:
+    with cli_errors("dance-train", interrupted=f"Resume with ckpt_path={cfg.out}/checkpoints/last.ckpt"):
+        _train(cfg)
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name="validate", version_base=HYDRA_VERSION_BASE)
+def _validate_app(cfg: DictConfig) -> None:
+    with cli_errors("dance-validate"):
+        _validate(cfg)
+
+
 def train_main() -> None:
     """Console script ``dance-train``."""
-    sys.argv = [sys.argv[0], *_rewrite_data_argument(sys.argv[1:], _data_groups())]
     _train_app()
 
 
 def validate_main() -> None:
     """Console script ``dance-validate``."""
-    sys.argv = [sys.argv[0], *_rewrite_data_argument(sys.argv[1:], set())]
     _validate_app()

@@ -7,6 +7,10 @@ Runs the README's commands one after the other, each through its real entry poin
 
     dance-demo                      # everything under runs/demo/
     dance-demo --out DIR --samples 20000 --quick   # a scaled-down run (tests use this)
+
+Running it again is safe: ``dance-gen`` resumes (or reuses) its dataset, and the evaluator
+and search runs replace the demo's own earlier ones (``overwrite=true`` on its own
+``evaluator/`` and ``search/`` folders).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from dataset_gen.common.errors import UserError, cli_errors
+
 
 def _command(name: str) -> str:
     """The console script installed beside this interpreter (the venv's), else on PATH."""
@@ -27,7 +33,7 @@ def _command(name: str) -> str:
         return str(beside)
     found = shutil.which(name)
     if found is None:
-        raise SystemExit(f"dance-demo: error: the command {name!r} is not installed; run `make install`")
+        raise UserError(f"the command {name!r} is not installed; run `make install`")
     return found
 
 
@@ -37,7 +43,7 @@ def _run(step: str, argv: list[str]) -> float:
     start = time.perf_counter()
     completed = subprocess.run(argv, check=False)
     if completed.returncode != 0:
-        raise SystemExit(f"dance-demo: error: {step} failed with exit code {completed.returncode}")
+        raise UserError(f"{step} failed with exit code {completed.returncode} (its message is above)")
     return time.perf_counter() - start
 
 
@@ -46,8 +52,10 @@ def _plan(out: Path, samples: int | None, quick: bool) -> list[tuple[str, list[s
     gen = [_command("dance-gen"), f"out={data}"]
     if samples is not None:
         gen.append(f"n_samples={samples}")
-    train = [_command("dance-train"), f"data={data}", f"out={evaluator}"]
-    search_cmd = [_command("dance-search"), f"evaluator={evaluator / 'evaluator.pt'}", f"out={search}"]
+    # overwrite=true: these are the demo's own folders, and a second demo replaces them.
+    train = [_command("dance-train"), f"dataset={data}", f"out={evaluator}", "overwrite=true"]
+    search_cmd = [_command("dance-search"), f"evaluator={evaluator / 'evaluator.pt'}", f"out={search}",
+                  "overwrite=true"]
     if quick:
         train += ["trainer.max_epochs=2", "validation.ood_pairs=200", "validation.plots=true"]
         search_cmd += ["+experiment=fast"]
@@ -118,9 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.samples is not None and args.samples < 1:
         parser.error(f"--samples = {args.samples}: expected an integer >= 1")
     seconds = {}
-    for step, command in _plan(args.out, args.samples, args.quick):
-        seconds[step] = _run(step, command)
-    print(_summary(args.out, seconds))
+    with cli_errors("dance-demo"):
+        for step, command in _plan(args.out, args.samples, args.quick):
+            seconds[step] = _run(step, command)
+        print(_summary(args.out, seconds))
     return 0
 
 

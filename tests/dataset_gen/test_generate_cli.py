@@ -99,7 +99,7 @@ def test_ctrl_c_stops_at_once_keeping_finished_shards_and_leaving_no_temporary_f
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     assert process.returncode == 130
-    assert f"interrupted; the finished shards are kept. Run the same command again to finish the dataset in {out}" in stderr
+    assert f"dance-gen: interrupted. The finished shards are kept; run the same command again to finish the dataset in {out}." in stderr
     assert not [path.name for path in out.iterdir() if path.name.startswith(".")]
     assert not read_manifest(out)["complete"]
     assert len(read_dataset(out, allow_incomplete=True)) % 40 == 0

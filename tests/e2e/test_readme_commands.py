@@ -69,3 +69,16 @@ def test_simulated_figures_in_result_match_a_fresh_simulation(demo_run):
     latency = frame["latency_s"].sum()
     assert latency == pytest.approx(result["simulated"]["latency_s"], rel=1e-9)
     assert frame["energy_pj"].sum() == pytest.approx(result["simulated"]["energy_pj"], rel=1e-9)
+
+
+def test_demo_runs_again_into_its_own_folder(demo_run):
+    """Last in this file: it replaces the first run's evaluator and search (overwrite=true on
+    the demo's own folders); the dataset is reused (dance-gen resumes a finished dataset)."""
+    out, _ = demo_run
+    demo = Path(sys.executable).with_name("dance-demo")
+    completed = subprocess.run([str(demo), "--out", str(out), "--samples", "3000", "--quick"],
+                               capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert "=== Summary" in completed.stdout
+    checkpoints = sorted(path.name for path in (out / "evaluator" / "checkpoints").iterdir() if "last" in path.name)
+    assert checkpoints == ["last.ckpt"]  # replaced, not versioned beside the first run's

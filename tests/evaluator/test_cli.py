@@ -1,6 +1,7 @@
 """dance-train and dance-validate end to end, through their real entry points."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from evaluator.cli import train_main, validate_main
 
 SCRIPTS = Path(sys.executable).parent
 TARGET_KEYS = {"n", "mape", "within_5pct", "within_10pct", "kendall_tau", "spearman_rho", "rmse_log"}
-TINY = ["model=small", "trainer=debug", "data.batch_size=256", "validation.ood_pairs=60",
+TINY = ["model=small", "trainer=debug", "datamodule.batch_size=256", "validation.ood_pairs=60",
         "validation.ood_input_sizes=[64]"]
 
 
@@ -26,7 +27,7 @@ def run_entry_point(main, monkeypatch, *arguments):
 def run(small_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("dance-train") / "run"
     with pytest.MonkeyPatch.context() as monkeypatch:
-        run_entry_point(train_main, monkeypatch, f"data={small_dataset}", f"out={out}", *TINY)
+        run_entry_point(train_main, monkeypatch, f"dataset={small_dataset}", f"out={out}", *TINY)
     return out
 
 
@@ -55,9 +56,11 @@ def test_the_report_has_every_target_on_both_sets_and_the_baselines(run):
     assert stored["test"]["latency"]["mape"] == pytest.approx(report["test"]["latency"]["mape"])
 
 
+# Lightning says so on purpose when a run resumes into another folder: the point of this test.
+@pytest.mark.filterwarnings("ignore:The dirpath has changed:UserWarning")
 def test_training_resumes_from_a_checkpoint(run, small_dataset, tmp_path, monkeypatch):
     out = tmp_path / "resumed"
-    run_entry_point(train_main, monkeypatch, f"data={small_dataset}", f"out={out}", *TINY,
+    run_entry_point(train_main, monkeypatch, f"dataset={small_dataset}", f"out={out}", *TINY,
                     f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "trainer.max_epochs=2",
                     "validation.baselines=[]", "logger=none")
     resumed = evaluator.load(out / "evaluator.pt")
@@ -66,9 +69,48 @@ def test_training_resumes_from_a_checkpoint(run, small_dataset, tmp_path, monkey
     assert checkpoint["epoch"] == 0
 
 
+def test_a_second_dance_train_into_a_finished_run_is_refused_and_changes_nothing(run, small_dataset):
+    kept = {name: (run / name).read_bytes() for name in ("config.yaml", "evaluator.pt", "report.json")}
+    listing = sorted(str(path.relative_to(run)) for path in run.rglob("*"))
+    done = subprocess.run([str(SCRIPTS / "dance-train"), f"dataset={small_dataset}", f"out={run}", *TINY],
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"dance-train: error: out={run} already holds a run ({run / 'evaluator.pt'}); choose another out=, pass "
+        "overwrite=true to replace that run, or ckpt_path= a checkpoint inside it to resume it")
+    assert {name: (run / name).read_bytes() for name in kept} == kept
+    assert sorted(str(path.relative_to(run)) for path in run.rglob("*")) == listing  # no last-v1.ckpt
+
+
+def test_overwrite_replaces_the_run_and_keeps_what_dance_train_did_not_write(run, small_dataset, tmp_path,
+                                                                             monkeypatch):
+    out = tmp_path / "again"
+    shutil.copytree(run, out)
+    (out / "notes.txt").write_text("mine")
+    run_entry_point(train_main, monkeypatch, f"dataset={small_dataset}", f"out={out}", *TINY, "overwrite=true",
+                    "validation.ood_pairs=0", "validation.baselines=[]", "validation.plots=false")
+    assert (out / "notes.txt").read_text() == "mine"
+    assert not list(out.glob("parity_*.png"))  # the earlier run's plots went with it
+    assert sorted(path.name for path in (out / "checkpoints").iterdir() if "last" in path.name) == ["last.ckpt"]
+    assert [path.name for path in (out / "logs" / "csv").iterdir()] == ["version_0"]
+    assert json.loads((out / "report.json").read_text()).get("ood") is None
+
+
+# Resuming in place means a non-empty checkpoint folder (and, as the run was copied, another dirpath).
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty:UserWarning")
+@pytest.mark.filterwarnings("ignore:The dirpath has changed:UserWarning")
+def test_resuming_inside_out_continues_that_run_in_place(run, small_dataset, tmp_path, monkeypatch):
+    out = tmp_path / "resumed_in_place"
+    shutil.copytree(run, out)
+    run_entry_point(train_main, monkeypatch, f"dataset={small_dataset}", f"out={out}", *TINY,
+                    f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}", "trainer.max_epochs=2",
+                    "validation.ood_pairs=0", "validation.baselines=[]", "logger=none")
+    assert evaluator.load(out / "evaluator.pt").extra["epochs"] == 2
+
+
 def test_dance_validate_reports_an_artifact_on_its_dataset(run, small_dataset, tmp_path, monkeypatch):
     out = tmp_path / "validation"
-    run_entry_point(validate_main, monkeypatch, f"artifact={run / 'evaluator.pt'}", f"data={small_dataset}",
+    run_entry_point(validate_main, monkeypatch, f"artifact={run / 'evaluator.pt'}", f"dataset={small_dataset}",
                     f"out={out}", "validation.ood_pairs=0", "validation.baselines=[k_neighbors]")
     report = json.loads((out / "report.json").read_text())
     original = json.loads((run / "report.json").read_text())
@@ -78,15 +120,19 @@ def test_dance_validate_reports_an_artifact_on_its_dataset(run, small_dataset, t
 
 def test_dance_validate_refuses_data_from_another_space(run, other_space_dataset, tmp_path):
     completed = subprocess.run(
-        [str(SCRIPTS / "dance-validate"), f"artifact={run / 'evaluator.pt'}", f"data={other_space_dataset}",
+        [str(SCRIPTS / "dance-validate"), f"artifact={run / 'evaluator.pt'}", f"dataset={other_space_dataset}",
          f"out={tmp_path / 'refused'}"], capture_output=True, text=True, timeout=300)
     assert completed.returncode != 0
     assert "design space" in completed.stderr and "Traceback" not in completed.stderr
     assert not (tmp_path / "refused" / "report.json").exists()
 
 
-def test_dance_validate_refuses_a_corrupt_artifact_in_one_line(small_dataset, tmp_path, monkeypatch):
+def test_dance_validate_refuses_a_corrupt_artifact_in_one_line(small_dataset, tmp_path, monkeypatch, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
-    with pytest.raises(SystemExit, match="bad.pt.*not a readable evaluator artifact"):
-        run_entry_point(validate_main, monkeypatch, f"artifact={bad}", f"data={small_dataset}", f"out={tmp_path / 'v'}")
+    with pytest.raises(SystemExit) as exited:
+        run_entry_point(validate_main, monkeypatch, f"artifact={bad}", f"dataset={small_dataset}",
+                        f"out={tmp_path / 'v'}")
+    assert exited.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"dance-validate: error: {bad}: not a readable evaluator artifact")
