@@ -12,7 +12,9 @@ Usage::
     python benchmarks/dataset_gen.py --rows 50000 --workers 2 sampler=sobol space=small
 
 Trailing arguments are dance-gen overrides. On machines that set OPENBLAS_CORETYPE, unset
-it for this command only (DESIGN.md).
+it for this command only
+(``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python ...``: that setting works around old
+OpenBLAS builds and slows a current numpy; tests and CI leave it alone).
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ Usage::
 
 Without ``--artifact`` the default network (conf/model/mlp.yaml) with untrained weights is
 timed: its speed does not depend on the weights. On machines that set OPENBLAS_CORETYPE,
-unset it for this command (DESIGN.md).
+unset it for this command
+(``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python ...``: that setting works around old
+OpenBLAS builds and slows a current numpy; tests and CI leave it alone).
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ dram_bw 2..64 B/cycle, word_bits 8/16, all four dataflows).
 
 Usage: ``python benchmarks/simulator.py [--pairs N] [--repeats R] [--seed S] [--objective O]``
 (``--objective all`` measures latency, energy and edp in turn).
-On machines that set OPENBLAS_CORETYPE, unset it for this command (DESIGN.md).
+On machines that set OPENBLAS_CORETYPE, unset it for this command
+(``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python ...``: that setting works around old
+OpenBLAS builds and slows a current numpy; tests and CI leave it alone).
 """
 
 from __future__ import annotations

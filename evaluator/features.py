@@ -28,6 +28,7 @@ from dataset_gen.space import (
     ACCELERATOR_FIELDS,
     ACCELERATOR_LIMITS,
     DATAFLOWS,
+    LAYER_DEFAULTS,
     LAYER_FIELDS,
     LAYER_LIMITS,
     WORD_BITS,
@@ -38,7 +39,6 @@ from dataset_gen.space import (
 from evaluator.analytic import ANALYTIC_FEATURES, ANALYTIC_VERSION, analytic_estimates
 from evaluator.rules import ceil_st, fold_factors, fold_product
 
-LAYER_DEFAULTS: dict[str, int] = {"k_h": 1, "k_w": 1, "stride": 1, "pad": 0, "groups": 1, "batch": 1}
 
 LAYER_FEATURES: tuple[str, ...] = (
     "log2_in_h", "log2_in_w", "log2_in_c", "log2_out_c", "log2_k_h", "log2_k_w",

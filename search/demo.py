@@ -47,7 +47,22 @@ def _run(step: str, argv: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def _plan(out: Path, samples: int | None, quick: bool) -> list[tuple[str, list[str]]]:
+def plan(out: Path, samples: int | None, quick: bool) -> list[tuple[str, list[str]]]:
+    """The demo's stages: (name, command line) for dance-gen, -train, -search and dance-sim.
+
+    Parameters
+    ----------
+    out : Path
+        The folder that receives ``data/``, ``evaluator/`` and ``search/``.
+    samples : int or None
+        Dataset rows (None: conf/gen.yaml's ``n_samples``).
+    quick : bool
+        Two training epochs and the short search (``+experiment=fast``).
+
+    Returns
+    -------
+    list of (str, list of str)
+    """
     data, evaluator, search = out / "data", out / "evaluator", out / "search"
     gen = [_command("dance-gen"), f"out={data}"]
     if samples is not None:
@@ -127,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--samples = {args.samples}: expected an integer >= 1")
     seconds = {}
     with cli_errors("dance-demo"):
-        for step, command in _plan(args.out, args.samples, args.quick):
+        for step, command in plan(args.out, args.samples, args.quick):
             seconds[step] = _run(step, command)
         print(_summary(args.out, seconds))
     return 0

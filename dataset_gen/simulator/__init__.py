@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..space import (ACCELERATOR_FIELDS, ACCELERATOR_LIMITS, DATAFLOWS, LAYER_FIELDS, LAYER_LIMITS,
+from ..space import (ACCELERATOR_FIELDS, ACCELERATOR_LIMITS, DATAFLOWS, LAYER_DEFAULTS, LAYER_FIELDS, LAYER_LIMITS,
                      WORD_BITS, Accelerator, Layer, Mapping, SpaceError, accelerator_from_mapping,
                      layer_from_mapping)
 from . import fast
@@ -30,7 +30,6 @@ ENGINES: tuple[str, ...] = ("fast", "reference")
 __all__ = ["SIMULATOR_VERSION", "RESULT_FIELDS", "RESULT_DTYPES", "OBJECTIVES", "ENGINES", "SimResult",
            "simulate", "simulate_batch", "candidate_mappings"]
 
-_LAYER_DEFAULTS = {"k_h": 1, "k_w": 1, "stride": 1, "pad": 0, "groups": 1, "batch": 1}
 _ACCELERATOR_DEFAULTS = Accelerator().to_dict()
 _INT_ACCELERATOR_FIELDS = ("pe_rows", "pe_cols", "rf_bytes", "word_bits")
 
@@ -52,7 +51,7 @@ def _validated_columns(pairs: pd.DataFrame) -> dict[str, np.ndarray]:
     """The layer and accelerator columns as arrays; SpaceError names the first bad row."""
     if not isinstance(pairs, pd.DataFrame):
         raise SpaceError(f"pairs = {type(pairs).__name__}: expected a pandas DataFrame")
-    missing = [f for f in LAYER_FIELDS if f not in pairs.columns and f not in _LAYER_DEFAULTS]
+    missing = [f for f in LAYER_FIELDS if f not in pairs.columns and f not in LAYER_DEFAULTS]
     if missing:
         raise SpaceError(f"pairs: missing column(s) {missing}; required: {list(LAYER_FIELDS[:4])}")
     count = len(pairs)
@@ -65,7 +64,7 @@ def _validated_columns(pairs: pd.DataFrame) -> dict[str, np.ndarray]:
             if field in pairs.columns:
                 values = pairs[field].to_numpy(dtype=np.float64)
             else:
-                default = _LAYER_DEFAULTS.get(field, _ACCELERATOR_DEFAULTS.get(field))
+                default = LAYER_DEFAULTS.get(field, _ACCELERATOR_DEFAULTS.get(field))
                 values = np.full(count, float(default))
             bad |= np.isnan(values)
             if field in LAYER_FIELDS or field in _INT_ACCELERATOR_FIELDS:
