@@ -10,6 +10,7 @@ number of workers or the backend, and a killed run resumes where it stopped.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -26,7 +27,9 @@ from dataset_gen.common.cpus import usable_cpus
 from dataset_gen.common.files import atomic_write_text
 from dataset_gen.ranges import Space, parse_space
 from dataset_gen.sampling import SAMPLERS, LayerMix, parse_layers, sample_pairs, shard_bounds
-from dataset_gen.simulator import OBJECTIVES, RESULT_DTYPES, SIMULATOR_VERSION, simulate_batch
+from dataset_gen.adapters import ERROR_COLUMN, SimulatorAdapter, make_adapter, result_columns
+from dataset_gen.adapters.cache import CACHE_FILE
+from dataset_gen.simulator import OBJECTIVES
 from dataset_gen.space import ACCELERATOR_FIELDS, LAYER_FIELDS
 from dataset_gen.writer import (
     CONFIG_FILE, FORMAT, frame_to_table, new_manifest, prepare_output, read_manifest,
@@ -38,10 +41,8 @@ __all__ = ["ConfigError", "GenerationConfig", "ShardPlan", "GenerationResult", "
 
 MAPPINGS: tuple[str, ...] = ("search", "scalesim")
 CONFIG_KEYS: tuple[str, ...] = ("n_samples", "seed", "out", "shard_rows", "workers", "sampler", "backend",
-                                "ray", "mapping", "objective", "overwrite", "progress", "space", "layers")
-# simulate_batch's fast engine holds every candidate mapping of its pairs at once: chunks of
-# this many pairs bound that memory without costing speed (its per-call overhead is small)
-SIMULATE_CHUNK = 4096
+                                "ray", "simulator", "mapping", "objective", "overwrite", "progress", "space",
+                                "layers")
 MAX_SHARDS = 100_000  # more files than this in one directory helps no reader or file system
 
 
@@ -61,6 +62,7 @@ class GenerationConfig:
     sampler: str
     backend: str
     ray_address: str | None
+    simulator: dict
     mapping: str
     objective: str
     overwrite: bool
@@ -68,6 +70,12 @@ class GenerationConfig:
     space: Space
     layers: LayerMix
     resolved: dict
+
+    @property
+    def adapter_config(self) -> dict[str, Any]:
+        """The simulator adapter's config: its group (``conf/simulator/``) plus the mapping
+        and objective every adapter is asked for."""
+        return {**self.simulator, "mapping": self.mapping, "objective": self.objective}
 
 
 @dataclass(frozen=True)
@@ -80,8 +88,8 @@ class ShardPlan:
     seed: int
     n_samples: int
     shard_rows: int
-    mapping: str
-    objective: str
+    simulator: dict
+    cache: Path | None
     metadata: dict
 
 
@@ -102,12 +110,14 @@ class GenerationResult:
     rows: int
     n_samples: int
     infeasible: int
+    errors: int
     new_rows: int
     resumed_rows: int
     seconds: float
     workers: int
     backend: str
     n_shards: int
+    simulator: str
     simulator_version: str
     space_hash: str
     sampler: str
@@ -133,8 +143,10 @@ class GenerationResult:
             f"dance-gen wrote {self.new_rows:,} rows in {self.seconds:.1f} s "
             f"({self.rows_per_second:,.0f} rows/s on {self.workers} worker(s), {self.backend} backend{resumed}). "
             f"The dataset at {self.out} holds {self.rows:,} of {self.n_samples:,} rows in {self.n_shards} "
-            f"Parquet shard(s), {self.infeasible_fraction:.1%} of them infeasible (no mapping fits); "
-            f"simulator {self.simulator_version}, space {self.space_hash}, sampler {self.sampler}, seed {self.seed}. "
+            f"Parquet shard(s), {self.infeasible_fraction:.1%} of them infeasible (no mapping fits)"
+            + (f", {self.errors:,} failed in the simulator (their error column says why; the same command "
+               f"tries them again only with overwrite=true)" if self.errors else "")
+            + f"; simulator {self.simulator} {self.simulator_version}, space {self.space_hash}, sampler {self.sampler}, seed {self.seed}. "
             f"Read it with dataset_gen.reader.read_dataset('{self.out}') or pandas.read_parquet('{self.out}')."
         )
 
@@ -211,6 +223,10 @@ def parse_config(config: Mapping[str, Any]) -> GenerationConfig:
         except ImportError:
             raise ConfigError("backend = 'ray' needs Ray, which is not installed: "
                               "pip install 'dance-cosearch[ray]', or use backend=local") from None
+    simulator = config["simulator"]
+    if not isinstance(simulator, Mapping) or not isinstance(simulator.get("name"), str):
+        raise ConfigError(f"simulator = {simulator!r}: expected a config of conf/simulator/ "
+                          "(simulator=builtin|zigzag|scalesim|command)")
     mapping = _choice(config, "mapping", MAPPINGS)
     objective = _choice(config, "objective", tuple(OBJECTIVES))
     overwrite = _boolean(config, "overwrite")
@@ -221,15 +237,20 @@ def parse_config(config: Mapping[str, Any]) -> GenerationConfig:
     layers = parse_layers(config["layers"], "layers")
     resolved = {**config, "workers": workers, "out": str(config["out"])}
     return GenerationConfig(n_samples, seed, Path(config["out"]).expanduser(), shard_rows, workers, sampler,
-                            backend, ray_address, mapping, objective, overwrite, progress, space, layers,
-                            resolved)
+                            backend, ray_address, dict(simulator), mapping, objective, overwrite, progress,
+                            space, layers, resolved)
 
 
-def generation_record(settings: GenerationConfig) -> dict[str, Any]:
-    """Every setting that determines the rows (equal records, equal rows): resuming checks it."""
+def generation_record(settings: GenerationConfig, adapter: SimulatorAdapter | None = None) -> dict[str, Any]:
+    """Every setting that determines the rows (equal records, equal rows): resuming checks it.
+
+    ``adapter`` is the run's simulator adapter (built from ``settings`` when not given).
+    """
+    adapter = adapter or make_adapter(settings.adapter_config)
     return {
         "format": FORMAT,
-        "simulator_version": SIMULATOR_VERSION,
+        "simulator": adapter.identity(),
+        "simulator_version": adapter.version,
         "space_hash": settings.space.hash,
         "sampler": settings.sampler,
         "seed": settings.seed,
@@ -258,14 +279,26 @@ def compute_shard(plan: ShardPlan, index: int) -> ShardResult:
     pairs = sample_pairs(plan.space, plan.layers, plan.sampler, plan.seed, plan.n_samples,
                          plan.shard_rows, index)
     inputs = pairs[list(LAYER_FIELDS + ACCELERATOR_FIELDS)]
-    results = pd.concat([simulate_batch(inputs.iloc[start:start + SIMULATE_CHUNK], mapping=plan.mapping,
-                                        objective=plan.objective)
-                         for start in range(0, len(inputs), SIMULATE_CHUNK)])
+    results = _adapter(plan).simulate(inputs)
     frame = pd.concat([pairs, results], axis=1)
-    infeasible = int((~results["feasible"].to_numpy(dtype=bool)).sum())
-    metadata = {**plan.metadata, "shard_index": index, "rows": len(frame), "infeasible": infeasible}
-    table = frame_to_table(frame, shard_schema(RESULT_DTYPES), metadata)
+    failed = results[ERROR_COLUMN].to_numpy(dtype=object) != ""
+    infeasible = int(((~results["feasible"].to_numpy(dtype=bool)) & ~failed).sum())
+    metadata = {**plan.metadata, "shard_index": index, "rows": len(frame), "infeasible": infeasible,
+                "errors": int(failed.sum())}
+    table = frame_to_table(frame, shard_schema(result_columns()), metadata)
     return ShardResult(index, table, metadata)
+
+
+# One adapter per worker process and simulator config: an external tool (a subprocess, an
+# imported package) is started once, not once per shard.
+_ADAPTERS: dict[str, SimulatorAdapter] = {}
+
+
+def _adapter(plan: ShardPlan) -> SimulatorAdapter:
+    key = json.dumps([plan.simulator, str(plan.cache)], sort_keys=True, default=str)
+    if key not in _ADAPTERS:
+        _ADAPTERS[key] = make_adapter(plan.simulator, cache=plan.cache)
+    return _ADAPTERS[key]
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
@@ -297,7 +330,9 @@ def generate(config: Mapping[str, Any] | GenerationConfig) -> GenerationResult:
         settings (naming which), unless ``overwrite`` is set.
     """
     settings = config if isinstance(config, GenerationConfig) else parse_config(config)
-    generation = generation_record(settings)
+    adapter = make_adapter(settings.adapter_config)
+    adapter.check()  # a missing tool fails now, naming the adapter, not in the first shard
+    generation = generation_record(settings, adapter)
     n_shards = math.ceil(settings.n_samples / settings.shard_rows)
     expected = {index: shard_bounds(settings.n_samples, settings.shard_rows, index)[1] for index in range(n_shards)}
     space_description = settings.space.to_dict()
@@ -314,8 +349,10 @@ def generate(config: Mapping[str, Any] | GenerationConfig) -> GenerationResult:
     atomic_write_text(settings.out / CONFIG_FILE, yaml.safe_dump(settings.resolved, sort_keys=False))
 
     plan = ShardPlan(settings.space, settings.layers, settings.sampler, settings.seed, settings.n_samples,
-                     settings.shard_rows, settings.mapping, settings.objective,
-                     metadata={"format": FORMAT, "simulator_version": SIMULATOR_VERSION,
+                     settings.shard_rows, settings.adapter_config,
+                     cache=settings.out / CACHE_FILE if adapter.uses_cache else None,
+                     metadata={"format": FORMAT, "simulator_version": adapter.version,
+                               "simulator": adapter.identity(),
                                "space_hash": settings.space.hash, "sampler": settings.sampler,
                                "seed": settings.seed, "package_version": dataset_gen.__version__,
                                "generation": generation, "space": space_description})
@@ -333,8 +370,9 @@ def generate(config: Mapping[str, Any] | GenerationConfig) -> GenerationResult:
     seconds = time.perf_counter() - started
     return GenerationResult(
         out=settings.out.resolve(), rows=manifest["rows"], n_samples=settings.n_samples,
-        infeasible=manifest["infeasible"], new_rows=new_rows, resumed_rows=resumed_rows, seconds=seconds,
+        infeasible=manifest["infeasible"], errors=sum(int(meta.get("errors", 0)) for meta in done.values()),
+        new_rows=new_rows, resumed_rows=resumed_rows, seconds=seconds,
         workers=settings.workers, backend=settings.backend, n_shards=n_shards,
-        simulator_version=SIMULATOR_VERSION, space_hash=settings.space.hash, sampler=settings.sampler,
+        simulator=adapter.name, simulator_version=adapter.version, space_hash=settings.space.hash, sampler=settings.sampler,
         seed=settings.seed, repaired_shards=repaired,
     )

@@ -59,6 +59,8 @@ FORMAT = "dance-gen/1"
 MANIFEST = "_manifest.json"
 CONFIG_FILE = "_config.yaml"
 _SHARD_RE = re.compile(r"^part-(\d{5,})\.parquet$")
+# the result cache of slow simulator adapters (dataset_gen.adapters.cache) and SQLite's logs
+_CACHE_RE = re.compile(r"^_cache\.sqlite(-wal|-shm|-journal)?$")
 _TEMP_RE = re.compile(r"^\.(part-\d{5,}\.parquet|_manifest\.json|_config\.yaml)\.tmp-\d+$")
 
 # Schema-metadata keys of every shard (values are UTF-8 strings; ``generation`` and ``space``
@@ -66,7 +68,7 @@ _TEMP_RE = re.compile(r"^\.(part-\d{5,}\.parquet|_manifest\.json|_config\.yaml)\
 # to one dataset iff their ``generation`` is equal.
 METADATA_KEYS: tuple[str, ...] = (
     "format", "simulator_version", "space_hash", "sampler", "seed", "package_version",
-    "shard_index", "rows", "infeasible", "generation", "space",
+    "shard_index", "rows", "infeasible", "generation", "space", "simulator", "errors",
 )
 
 _INT_ACCELERATOR = ("pe_rows", "pe_cols", "rf_bytes", "word_bits")
@@ -187,8 +189,9 @@ def shard_metadata(path: Path) -> dict[str, Any]:
     decoded = {key.decode(): value.decode() for key, value in raw.items()}
     if decoded.get("format") != FORMAT:
         raise DatasetError(f"{path}: not a dance-gen shard (no {FORMAT!r} format in its schema metadata)")
-    for key in ("generation", "space", "shard_index", "rows", "infeasible", "seed"):
-        decoded[key] = json.loads(decoded[key])
+    for key in ("generation", "space", "shard_index", "rows", "infeasible", "seed", "simulator", "errors"):
+        if key in decoded:  # simulator, errors: absent from shards written before adapters existed
+            decoded[key] = json.loads(decoded[key])
     return decoded
 
 
@@ -279,7 +282,7 @@ def _sort_entries(out: Path) -> tuple[dict[str, Any] | None, dict[str, Path], li
     foreign: list[str] = []
     for path in sorted(out.iterdir()):
         name = path.name
-        if _TEMP_RE.match(name) or (name == MANIFEST and ours):
+        if _TEMP_RE.match(name) or (name == MANIFEST and ours) or (ours and _CACHE_RE.match(name)):
             owned[name] = path
         elif _SHARD_RE.match(name) and path.is_file() and (name in listed or _is_dance_shard(path)):
             owned[name] = path

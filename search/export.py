@@ -98,7 +98,8 @@ def generation_config(out: str | Path, layer_pool: str | Path, space: Mapping[st
     return {
         "n_samples": int(n_samples), "seed": int(seed), "out": str(out),
         "shard_rows": int(shard_rows or max(1000, math.ceil(n_samples / 4))), "workers": workers,
-        "sampler": "uniform", "backend": "local", "ray": {"address": None}, "mapping": mapping,
+        "sampler": "uniform", "backend": "local", "ray": {"address": None},
+        "simulator": {"name": "builtin"}, "mapping": mapping,
         "objective": objective, "overwrite": True, "progress": False, "space": dict(space),
         "layers": {"mix": float(mix), "source": str(layer_pool)},
     }
