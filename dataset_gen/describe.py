@@ -44,6 +44,12 @@ def _range_line(frame: pd.DataFrame, column: str) -> str:
     return f"  {column:<12} " + ", ".join(f"{name} ({count / len(values):.0%})" for name, count in counts.items())
 
 
+def _identity_text(identity: dict) -> str:
+    """``builtin 1.0.0 (mapping search, objective latency)``: an adapter's name, version, settings."""
+    settings = ", ".join(f"{key} {value}" for key, value in sorted((identity.get("settings") or {}).items()))
+    return f"{identity['name']} {identity.get('version')}" + (f" ({settings})" if settings else "")
+
+
 def describe_dataset(path: str | Path) -> str:
     """A plain-text description of a dataset (what ``dance-gen describe=PATH`` prints).
 
@@ -55,9 +61,10 @@ def describe_dataset(path: str | Path) -> str:
     Returns
     -------
     str
-        Row and shard counts, metadata (simulator version, space hash, sampler, seed, package
-        version, mapping, layer sources), the range of every layer and accelerator column, the
-        infeasible fraction, and per-dataflow latency quantiles of the feasible rows.
+        Row and shard counts, metadata (the simulator: adapter name, version and settings such
+        as the mapping; space hash, sampler, seed, package version, layer sources), the range
+        of every layer and accelerator column, the infeasible fraction, the rows the simulator
+        failed on, and per-dataflow latency quantiles of the feasible rows.
     """
     columns = ["row_id", *LAYER_FIELDS, "layer_name", *ACCELERATOR_FIELDS, "feasible", "latency_s",
                "energy_pj", "area_mm2"]
@@ -66,18 +73,22 @@ def describe_dataset(path: str | Path) -> str:
     generation = meta["generation"]
     layers = generation["layers"]
     from_pool = (frame["layer_name"] != "").mean() if len(frame) else 0.0
+    # rows the simulator failed on are feasible = False by convention, yet not infeasible
+    errors = meta["errors"] / len(frame) if len(frame) else 0.0
+    infeasible = (~frame["feasible"]).mean() - errors if len(frame) else 0.0
     lines = [
         f"dance-gen dataset {Path(path).resolve()}",
         f"  rows         {meta['rows']:,} of {generation['n_samples']:,} "
         f"({meta['shards']} of {meta['n_shards']} shards{'' if meta['complete'] else ', INCOMPLETE'})",
-        f"  simulator    {meta['simulator_version']} (mapping {generation['mapping']}, "
-        f"objective {generation['objective']})",
+        f"  simulator    {_identity_text(meta['simulator'])}",
         f"  space hash   {meta['space_hash']}",
         f"  sampler      {meta['sampler']}, seed {meta['seed']}",
         f"  package      dance-cosearch {meta['package_version']}",
         f"  layers       {layers.get('mix', 1):.0%} random shapes, {from_pool:.0%} of rows from the pool "
         f"({layers.get('source')}, {layers.get('pool_size', 0)} distinct layers)",
-        f"  infeasible   {(~frame['feasible']).mean():.1%} of rows (no mapping fits)",
+        f"  infeasible   {infeasible:.1%} of rows (no mapping fits)",
+        f"  errors       {meta['errors']:,} rows ({errors:.1%}) the simulator failed on (unknown, not infeasible: "
+        "their error column says why; training skips them)",
         "Layer fields:",
         *(_range_line(frame, column) for column in LAYER_FIELDS),
         "Accelerator fields:",

@@ -130,6 +130,13 @@ class GenerationResult:
         return self.new_rows / self.seconds if self.seconds > 0 else 0.0
 
     @property
+    def simulator_label(self) -> str:
+        """The adapter's name and version (the name once, where the version already starts with it)."""
+        if self.simulator_version.startswith(self.simulator):
+            return self.simulator_version
+        return f"{self.simulator} {self.simulator_version}"
+
+    @property
     def infeasible_fraction(self) -> float:
         return self.infeasible / self.rows if self.rows else 0.0
 
@@ -146,7 +153,7 @@ class GenerationResult:
             f"Parquet shard(s), {self.infeasible_fraction:.1%} of them infeasible (no mapping fits)"
             + (f", {self.errors:,} failed in the simulator (their error column says why; the same command "
                f"tries them again only with overwrite=true)" if self.errors else "")
-            + f"; simulator {self.simulator} {self.simulator_version}, space {self.space_hash}, sampler {self.sampler}, seed {self.seed}. "
+            + f"; simulator {self.simulator_label}, space {self.space_hash}, sampler {self.sampler}, seed {self.seed}. "
             f"Read it with dataset_gen.reader.read_dataset('{self.out}') or pandas.read_parquet('{self.out}')."
         )
 

@@ -16,11 +16,16 @@ bytes are verified against the sha256 the manifest records (a shard it lists wit
 from a manifest older than checksums, or does not list, is read whole instead): a damaged
 shard is a `DatasetError` naming it, never a decompression traceback half-way through
 training. This module holds the one check of a dataset's simulator version and space
-hash; the evaluator calls `check_dataset`.
+hash; the evaluator calls `check_dataset` with ``expect_simulator_version=INSTALLED``: the
+version the adapter the dataset records (`simulator_identity`) has in this installation.
+
+Rows whose ``error`` column is not empty are pairs the simulator failed on: unknown, not
+infeasible. The metadata counts them (``errors``); readers that learn or measure skip them.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -28,16 +33,71 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dataset_gen.adapters.base import AdapterError
+from dataset_gen.adapters.registry import adapter_version
+from dataset_gen.simulator import SIMULATOR_VERSION
 from dataset_gen.writer import (
     REPAIR_ADVICE, DatasetError, list_shards, read_manifest, shard_damage, shard_metadata,
 )
 
-__all__ = ["DatasetError", "ForeignDatasetError", "check_dataset", "read_dataset", "read_metadata",
-           "dataset_metadata"]
+__all__ = ["DatasetError", "ForeignDatasetError", "INSTALLED", "SimulatorNotInstalledWarning", "check_dataset",
+           "installed_simulator_version", "read_dataset", "read_metadata", "dataset_metadata", "simulator_identity"]
+
+#: ``expect_simulator_version=INSTALLED``: the installed version of the dataset's own adapter
+INSTALLED = "installed"
 
 
 class ForeignDatasetError(DatasetError):
     """A dataset made by another simulator version or on another design space than expected."""
+
+
+class SimulatorNotInstalledWarning(UserWarning):
+    """The simulator a dataset or an artifact records cannot run here, so its version is not
+    checked; learning from the data and predicting need no simulator, simulating does."""
+
+
+def simulator_identity(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The identity (``name``, ``version``, ``settings``) of the simulator a dataset records.
+
+    Datasets (and artifacts) written before simulator adapters existed record none: they
+    were made by this package's simulator, the ``builtin`` adapter, with the recorded
+    version, mapping and objective, which is the identity returned for them.
+
+    Parameters
+    ----------
+    metadata : mapping or None
+        A dataset's metadata (`read_metadata`), or an artifact's ``dataset_metadata``.
+
+    Returns
+    -------
+    dict
+        A new dict (the caller may change it).
+    """
+    metadata = metadata or {}
+    recorded = metadata.get("simulator")
+    if isinstance(recorded, Mapping) and recorded.get("name"):
+        return {"name": recorded["name"], "version": recorded.get("version"),
+                "settings": dict(recorded.get("settings") or {})}
+    return {"name": "builtin", "version": metadata.get("simulator_version", SIMULATOR_VERSION),
+            "settings": {"mapping": metadata.get("mapping", "search"),
+                         "objective": metadata.get("objective", "latency")}}
+
+
+def installed_simulator_version(identity: Mapping[str, Any], what: str = "dataset") -> str | None:
+    """The version the adapter of a recorded identity has in this installation.
+
+    Returns None, with a `SimulatorNotInstalledWarning` naming the adapter, when that
+    adapter's tool is not installed here (`AdapterError`): a version cannot be compared
+    then, and training or prediction does not need the simulator anyway.
+    """
+    try:
+        return adapter_version(identity)
+    except AdapterError as error:
+        warnings.warn(f"{what}: made with simulator {identity.get('name')!r} {identity.get('version')}, which is not "
+                      f"installed here ({error}); its version is not checked: training and prediction need no "
+                      "simulator, but simulating (OOD set, verification) with it will fail",
+                      SimulatorNotInstalledWarning, stacklevel=3)
+        return None
 
 
 def _checksums(manifest: Mapping[str, Any] | None, generation: Mapping[str, Any]) -> dict[str, str]:
@@ -62,10 +122,14 @@ def _checked_shards(path: Path, expect_simulator_version: str | None, expect_spa
     if not shards:
         raise DatasetError(f"{path}: holds no dance-gen shards (part-NNNNN.parquet)")
     first: dict[str, Any] | None = None
-    rows = 0
+    rows = errors = 0
     for shard in shards.values():
         meta = shard_metadata(shard)
         rows += meta["rows"]
+        errors += int(meta.get("errors", 0))  # absent from shards older than adapters: none failed
+        if expect_simulator_version == INSTALLED:
+            # every shard of one run records one adapter (their generations are compared below)
+            expect_simulator_version = installed_simulator_version(simulator_identity(meta), f"{path}")
         if expect_simulator_version is not None and meta["simulator_version"] != expect_simulator_version:
             raise ForeignDatasetError(
                 f"{shard}: simulator version {meta['simulator_version']!r}, expected {expect_simulator_version!r}: "
@@ -98,8 +162,8 @@ def _checked_shards(path: Path, expect_simulator_version: str | None, expect_spa
     metadata = {key: first[key] for key in ("simulator_version", "space_hash", "sampler", "seed",
                                             "package_version")}
     metadata.update({key: generation[key] for key in ("mapping", "objective", "n_samples", "layers")})
-    metadata.update(space=first["space"], generation=generation, n_shards=n_shards, shards=len(shards),
-                    rows=rows, complete=not missing,
+    metadata.update(simulator=simulator_identity(first), space=first["space"], generation=generation,
+                    n_shards=n_shards, shards=len(shards), rows=rows, errors=errors, complete=not missing,
                     config=None if manifest is None else manifest.get("config"))
     return shards, metadata
 
@@ -116,8 +180,12 @@ def check_dataset(path: str | Path, expect_simulator_version: str | None = None,
     ----------
     path : str or Path
         The dataset directory.
-    expect_simulator_version, expect_space_hash : str, optional
-        Refuse data of another simulator version or design space (None: any).
+    expect_simulator_version : str, optional
+        Refuse data of another simulator version (None: any; `INSTALLED`: the version the
+        adapter the dataset records has here, or, when that adapter's tool is not installed,
+        any, with a `SimulatorNotInstalledWarning`).
+    expect_space_hash : str, optional
+        Refuse data of another design space (None: any).
     allow_incomplete : bool
         Accept a dataset whose generation has not finished.
 
@@ -151,11 +219,13 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``simulator_version``, ``space_hash``, ``sampler``, ``seed``, ``package_version``,
-        ``mapping``, ``objective``, ``n_samples``, ``layers`` (the layer mix: ``mix``,
+        ``simulator`` (the identity of the adapter that made it: ``name``, ``version``,
+        ``settings``; `simulator_identity`), ``simulator_version``, ``space_hash``,
+        ``sampler``, ``seed``, ``package_version``, ``mapping``, ``objective``, ``n_samples``, ``layers`` (the layer mix: ``mix``,
         ``source``, ``networks``..., ``pool_size``, ``pool_hash``), ``space`` (the canonical
         ranges: `dataset_gen.ranges.parse_space` rebuilds them), ``generation`` (every
-        setting that determined the rows), ``rows``, ``shards`` (present), ``n_shards``
+        setting that determined the rows), ``rows``, ``errors`` (rows the simulator failed
+        on: their ``error`` column says why), ``shards`` (present), ``n_shards``
         (planned), ``complete``, and ``config`` (the run's resolved config, from the
         manifest; None without one).
 

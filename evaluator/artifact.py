@@ -10,6 +10,9 @@ code from the file):
 ``state_dict``        weights and normalisation buffers (``layer_mean`` ... ``target_std``)
 ``feature_spec``      `evaluator.features.feature_spec()` at training time
 ``targets``           ``{"latency": "total_cycles", "energy": "energy_pj", "area": "area_mm2"}``
+``simulator``         the identity of the simulator it imitates (``name``, ``version``,
+                      ``settings``: `Evaluator.simulator`); artifacts written before
+                      adapters lack it and imitate ``builtin``
 ``dataset_metadata``  the training dataset's metadata (simulator version, space hash, ...)
 ``metrics``           the validation report (`evaluator.report`)
 ``extra``             training config, split definition, anything else JSON-like
@@ -24,9 +27,10 @@ from pathlib import Path
 import torch
 
 from dataset_gen import __version__ as package_version
+from dataset_gen.adapters import AdapterError, adapter_version
 from dataset_gen.common.errors import UserError
 from dataset_gen.common.files import atomic_write, json_safe
-from dataset_gen.simulator import SIMULATOR_VERSION
+from dataset_gen.reader import installed_simulator_version, simulator_identity
 from evaluator.features import feature_spec
 from evaluator.network import TARGET_COLUMNS, EvaluatorNetwork
 from evaluator.predictor import Evaluator
@@ -65,6 +69,7 @@ def save(evaluator: Evaluator, path: str | os.PathLike) -> Path:
         "state_dict": {k: v.detach().cpu().clone() for k, v in evaluator.network.state_dict().items()},
         "feature_spec": feature_spec(),
         "targets": dict(TARGET_COLUMNS),
+        "simulator": json_safe(evaluator.simulator),
         "dataset_metadata": json_safe(evaluator.dataset_metadata),
         "metrics": json_safe(evaluator.metrics),
         "extra": json_safe(evaluator.extra),
@@ -90,8 +95,10 @@ def load(path: str | os.PathLike) -> Evaluator:
     EvaluatorLoadError
         The file is missing, unreadable, not an evaluator artifact, written by a newer
         format, encoded with other features (another `ANALYTIC_VERSION` included), trained on
-        data of another simulator version than the installed one, or its weights do not fit
-        its network; the message names the file and what is wrong.
+        data of another version of its simulator than the installed one (its own adapter's:
+        builtin for artifacts older than adapters; an adapter whose tool is not installed
+        is not compared, with a `dataset_gen.reader.SimulatorNotInstalledWarning`), or its
+        weights do not fit its network; the message names the file and what is wrong.
     """
     path = Path(path)
     if not path.is_file():
@@ -119,7 +126,10 @@ def load(path: str | os.PathLike) -> Evaluator:
             f"{path}: the artifact was trained on another feature encoding than this package's "
             f"(artifact: {json.dumps(payload['feature_spec'])[:300]}); retrain it with this version"
         )
-    _check_simulator_version(path, payload.get("dataset_metadata"))
+    metadata = payload.get("dataset_metadata") or {}
+    if isinstance(metadata, dict) and isinstance(payload.get("simulator"), dict):
+        metadata = {**metadata, "simulator": payload["simulator"]}  # the explicit record wins
+    _check_simulator_version(path, metadata)
     if payload["targets"] != dict(TARGET_COLUMNS):
         raise EvaluatorLoadError(f"{path}: unknown targets {payload['targets']!r}, expected {dict(TARGET_COLUMNS)!r}")
     try:
@@ -137,26 +147,39 @@ def load(path: str | os.PathLike) -> Evaluator:
     bad = [name for name, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
     if bad:
         raise EvaluatorLoadError(f"{path}: non-finite values in {bad[:5]}")
-    return Evaluator(network, payload.get("dataset_metadata") or {}, payload.get("metrics") or {},
-                     payload.get("extra") or {})
+    return Evaluator(network, metadata, payload.get("metrics") or {}, payload.get("extra") or {})
 
 
 
 def _check_simulator_version(path: Path, metadata: object) -> None:
-    """Refuse an evaluator that imitates another simulator than the installed one.
+    """Refuse an evaluator that imitates another version of its simulator than the installed one.
 
-    Its training data recorded the simulator version (dataset metadata ``simulator_version``);
-    predictions of an evaluator trained on other rules would silently be wrong.
+    Its training data recorded the simulator adapter (``simulator``; ``builtin`` for data
+    older than adapters) and its version (``simulator_version``); predictions of an evaluator
+    trained on other rules would silently be wrong. When that adapter's tool is not installed
+    here, the version cannot be compared: a warning says so, and the evaluator loads, since
+    predicting needs no simulator.
     """
     recorded = metadata.get("simulator_version") if isinstance(metadata, dict) else None
+    identity = simulator_identity(metadata if isinstance(metadata, dict) else None)
     if recorded is None:
         raise EvaluatorLoadError(
             f"{path}: the artifact does not record the simulator version of its training data "
-            f"(dataset_metadata.simulator_version); this package's simulator is {SIMULATOR_VERSION}: "
-            "retrain it with dance-train"
+            f"(dataset_metadata.simulator_version); it cannot be checked against the installed simulator "
+            f"{identity['name']} {_installed_text(identity)}: retrain it with dance-train"
         )
-    if recorded != SIMULATOR_VERSION:
+    installed = installed_simulator_version(identity, what=f"evaluator artifact {path}")  # None: warned
+    if installed is not None and recorded != installed:
         raise EvaluatorLoadError(
-            f"{path}: the artifact was trained on data of simulator {recorded}, but the installed "
-            f"simulator is {SIMULATOR_VERSION}; retrain it with dance-train on a dataset of this simulator"
+            f"{path}: the artifact was trained on data of simulator {recorded} ({identity['name']}), but the "
+            f"installed simulator is {installed} ({identity['name']}); retrain it with dance-train on a dataset "
+            "of this simulator"
         )
+
+
+def _installed_text(identity: dict) -> str:
+    """The installed version of an adapter, or why there is none (for a message)."""
+    try:
+        return adapter_version(identity)
+    except AdapterError as error:
+        return f"(not installed: {error})"

@@ -8,6 +8,11 @@ workers, and duplicated pairs never straddle train and test.
 Two code paths read the Parquet shards (``pyarrow.dataset``): a dataset that fits in memory
 is read and encoded once into tensors; a larger one is streamed shard by shard, record batch
 by record batch, shuffled within a bounded buffer. Both give the same rows per split.
+
+Rows whose ``error`` column is not empty (the simulator failed on the pair: its result is
+unknown, not infeasible) are dropped by both paths and by `read_split`: learning them as
+infeasible would teach the evaluator a crash of the tool. Datasets older than the column
+have no such rows.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from evaluator.network import (
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 INPUT_FIELDS: tuple[str, ...] = (*LAYER_FIELDS, *ACCELERATOR_FIELDS)
 RESULT_COLUMNS: tuple[str, ...] = ("feasible", "total_cycles", "energy_pj", "area_mm2", *COMPONENT_COLUMNS)
+ERROR_COLUMN = "error"  # dataset_gen.adapters.ERROR_COLUMN: non-empty where the simulator failed
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -159,8 +165,27 @@ def encode_frame(frame: pd.DataFrame) -> dict[str, torch.Tensor]:
     }
 
 
+def usable(frame: pd.DataFrame) -> np.ndarray:
+    """Which rows hold a simulator result (bool mask): those with an empty ``error``.
+
+    A frame without the column (a dataset written before adapters existed) has no failed rows.
+    """
+    if ERROR_COLUMN not in frame.columns:
+        return np.ones(len(frame), dtype=bool)
+    return (frame[ERROR_COLUMN].fillna("").astype(str) == "").to_numpy()
+
+
+def drop_error_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The rows with a simulator result (without the ``error`` column), and how many were not."""
+    keep = usable(frame)
+    dropped = int((~keep).sum())
+    frame = frame[keep] if dropped else frame
+    return frame.drop(columns=[ERROR_COLUMN], errors="ignore"), dropped
+
+
 def _columns(available: Sequence[str]) -> list[str]:
-    wanted = [c for c in (*INPUT_FIELDS, *RESULT_COLUMNS) if c in available]
+    # the error column is read to drop failed rows (drop_error_rows), never learned from
+    wanted = [c for c in (*INPUT_FIELDS, *RESULT_COLUMNS, ERROR_COLUMN) if c in available]
     missing = [c for c in (*LAYER_FIELDS[:4], *ACCELERATOR_FIELDS, *RESULT_COLUMNS) if c not in available]
     if missing:
         raise SpaceError(f"dataset: missing column(s) {missing}")
@@ -182,23 +207,36 @@ def parquet_files(path: str | os.PathLike) -> list[str]:
 
 def read_split(path: str | os.PathLike, split: str | None, fractions: Sequence[float] = (0.8, 0.1, 0.1),
                salt: int = 0, columns: Sequence[str] | None = None, max_rows: int | None = None,
-               seed: int = 0) -> pd.DataFrame:
+               seed: int = 0, drop_errors: bool = True) -> pd.DataFrame:
     """The rows of one split (or all with ``split=None``) as a DataFrame, streamed shard by shard.
 
-    ``max_rows`` keeps a uniform random subset (seeded) of at most that many rows.
+    Rows the simulator failed on (non-empty ``error``) are left out unless ``drop_errors`` is
+    false (then the ``error`` column is kept, when the dataset has one); ``attrs["error_rows"]``
+    says how many of the split's rows were left out. ``max_rows`` keeps a uniform random subset
+    (seeded) of at most that many of the remaining rows.
     """
     files = parquet_files(path)
     dataset = pads.dataset(files, format="parquet")
     wanted = list(columns) if columns is not None else _columns(dataset.schema.names)
+    if ERROR_COLUMN in dataset.schema.names and ERROR_COLUMN not in wanted:
+        read = [*wanted, ERROR_COLUMN]
+    else:
+        read = wanted
     parts = []
-    for batch in dataset.to_batches(columns=wanted, batch_size=131072):
+    errors = 0
+    for batch in dataset.to_batches(columns=read, batch_size=131072):
         frame = batch.to_pandas()
         if split is not None:
             frame = frame[assign_split(frame, fractions, salt) == SPLITS.index(split)]
+        if drop_errors:
+            frame, dropped = drop_error_rows(frame)
+            errors += dropped
         parts.append(frame)
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=wanted)
+    kept = [c for c in wanted if c != ERROR_COLUMN or not drop_errors]
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=kept)
     if max_rows is not None and len(frame) > max_rows:
         frame = frame.sample(n=max_rows, random_state=seed).sort_index().reset_index(drop=True)
+    frame.attrs["error_rows"] = errors
     return frame
 
 
@@ -273,6 +311,7 @@ class StreamingBatches(IterableDataset):
             for batch in dataset.to_batches(columns=columns, batch_size=self.read_rows):
                 frame = batch.to_pandas()
                 frame = frame[assign_split(frame, self.fractions, self.salt) == self.split_index]
+                frame, _ = drop_error_rows(frame)
                 if len(frame):
                     yield encode_frame(frame)
 
@@ -384,12 +423,14 @@ class TooFewRowsError(DatasetError):
     """A dataset too small, or with too few mappable pairs, to train and evaluate on."""
 
 
-def check_split_rows(path: str, rows: dict[str, int], feasible: dict[str, int], fractions: Sequence[float]) -> None:
+def check_split_rows(path: str, rows: dict[str, int], feasible: dict[str, int], fractions: Sequence[float],
+                     error_rows: dict[str, int] | None = None) -> None:
     """Refuse a split that would train on nothing or report NaN metrics.
 
     Every split with a positive share must hold `MIN_FEASIBLE_ROWS_PER_SPLIT` feasible pairs:
     without them the network has nothing to fit (train), nothing to stop on (val) or nothing
-    to report (test).
+    to report (test). ``rows`` and ``feasible`` count usable rows only; ``error_rows`` (rows
+    the simulator failed on, per split, already left out) only enter the message.
 
     Raises
     ------
@@ -400,9 +441,12 @@ def check_split_rows(path: str, rows: dict[str, int], feasible: dict[str, int], 
     if not short:
         return
     total, total_feasible = sum(rows.values()), sum(feasible.values())
+    failed = sum((error_rows or {}).values())
     per_split = ", ".join(f"{name} {rows[name]} ({feasible[name]} feasible)" for name in SPLITS)
     raise TooFewRowsError(
-        f"dataset {path!r}: {total} rows, {total_feasible} feasible, split {list(fractions)} into {per_split}; "
+        f"dataset {path!r}: {total} rows, {total_feasible} feasible"
+        + (f" ({failed} more the simulator failed on, left out)" if failed else "")
+        + f", split {list(fractions)} into {per_split}; "
         f"training needs at least {MIN_FEASIBLE_ROWS_PER_SPLIT} feasible rows in every split with a positive share "
         f"(fewer in {short}): "
         "generate more pairs (dance-gen n_samples=...) or a design space where more pairs map"
@@ -465,6 +509,7 @@ class PairsDataModule(L.LightningDataModule):
         self.metadata: dict[str, Any] = {}
         self.statistics: dict[str, torch.Tensor] | None = None
         self.rows: dict[str, int] = {}
+        self.error_rows: dict[str, int] = {name: 0 for name in SPLITS}
         self._tensors: dict[str, dict[str, torch.Tensor]] = {}
         self._files: list[str] = []
         self.streaming = False
@@ -484,25 +529,35 @@ class PairsDataModule(L.LightningDataModule):
         total = pads.dataset(self._files, format="parquet").count_rows()
         self.streaming = self.in_memory is False or (self.in_memory == "auto" and total > self.max_rows_in_memory)
         if not self.streaming:
-            frame = read_split(self.path, None)
+            frame = read_split(self.path, None, drop_errors=False)  # dropped below, counted per split
             split = assign_split(frame, self.fractions, self.split_salt)
+            keep = usable(frame)
+            self.error_rows = {name: int((~keep & (split == index)).sum()) for index, name in enumerate(SPLITS)}
+            frame, split = frame[keep].drop(columns=[ERROR_COLUMN], errors="ignore"), split[keep]
             parts = {name: frame[split == index] for index, name in enumerate(SPLITS)}
             self.rows = {name: len(part) for name, part in parts.items()}
             feasible = {name: int(part["feasible"].sum()) for name, part in parts.items()}
-            check_split_rows(self.path, self.rows, feasible, self.fractions)
+            check_split_rows(self.path, self.rows, feasible, self.fractions, self.error_rows)
             self._tensors = {name: encode_frame(part) for name, part in parts.items()}
             self.statistics, _ = statistics_of([self._tensors["train"]])
         else:
             counts = np.zeros(len(SPLITS), dtype=np.int64)
             feasible_counts = np.zeros(len(SPLITS), dtype=np.int64)
-            columns = [*INPUT_FIELDS, "feasible"]
-            for batch in pads.dataset(self._files, format="parquet").to_batches(columns=columns):
+            error_counts = np.zeros(len(SPLITS), dtype=np.int64)
+            dataset = pads.dataset(self._files, format="parquet")
+            columns = [*INPUT_FIELDS, "feasible", *([ERROR_COLUMN] if ERROR_COLUMN in dataset.schema.names else [])]
+            for batch in dataset.to_batches(columns=columns):
                 frame = batch.to_pandas()
                 split = assign_split(frame, self.fractions, self.split_salt)
-                counts += np.bincount(split, minlength=len(SPLITS))
-                feasible_counts += np.bincount(split[frame["feasible"].to_numpy(dtype=bool)], minlength=len(SPLITS))
+                keep = usable(frame)
+                counts += np.bincount(split[keep], minlength=len(SPLITS))
+                error_counts += np.bincount(split[~keep], minlength=len(SPLITS))
+                feasible_counts += np.bincount(split[keep & frame["feasible"].to_numpy(dtype=bool)],
+                                               minlength=len(SPLITS))
             self.rows = {name: int(count) for name, count in zip(SPLITS, counts)}
-            check_split_rows(self.path, self.rows, dict(zip(SPLITS, feasible_counts.tolist())), self.fractions)
+            self.error_rows = {name: int(count) for name, count in zip(SPLITS, error_counts)}
+            check_split_rows(self.path, self.rows, dict(zip(SPLITS, feasible_counts.tolist())), self.fractions,
+                             self.error_rows)
             train_stream = StreamingBatches(self._files, "train", self.fractions, self.split_salt, 1 << 30, False, 0)
             self.statistics, _ = statistics_of(train_stream._encoded_chunks(self._files))
 

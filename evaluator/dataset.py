@@ -1,10 +1,13 @@
 """The evaluator's view of a simulator dataset: its metadata, checked before any training.
 
-A dataset records (per shard) the simulator version and the design-space hash it was made
-with. The evaluator imitates one simulator on one space, so it refuses data from another,
-with a message saying which. The check itself is the dataset reader's
-(`dataset_gen.reader.check_dataset`); this module only supplies the evaluator's default
-(the installed simulator's version).
+A dataset records (per shard) the simulator that made it (its adapter's identity and
+version) and the design-space hash. The evaluator imitates one simulator on one space, so it
+refuses data from another, with a message saying which. The check itself is the dataset
+reader's (`dataset_gen.reader.check_dataset`); this module only supplies the evaluator's
+default: the version the dataset's own adapter has in this installation
+(`dataset_gen.reader.INSTALLED`). When that adapter's tool is not installed here, training
+still works (it needs no simulator): the version is not checked, with a
+`SimulatorNotInstalledWarning`.
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from dataset_gen.reader import ForeignDatasetError, check_dataset as _check_dataset
-from dataset_gen.simulator import SIMULATOR_VERSION
+from dataset_gen.reader import INSTALLED, ForeignDatasetError, SimulatorNotInstalledWarning
+from dataset_gen.reader import check_dataset as _check_dataset
 
-__all__ = ["ForeignDatasetError", "check_dataset"]
+__all__ = ["ForeignDatasetError", "SimulatorNotInstalledWarning", "check_dataset"]
 
 
 def check_dataset(path: str | os.PathLike, expect_simulator_version: str | None = None,
@@ -27,8 +30,9 @@ def check_dataset(path: str | os.PathLike, expect_simulator_version: str | None 
     path : str or PathLike
         A ``dance-gen`` output directory.
     expect_simulator_version : str, optional
-        The simulator version the data must come from; default: the installed simulator's
-        (`SIMULATOR_VERSION`), since the evaluator imitates that one.
+        The simulator version the data must come from; default: the installed version of
+        the adapter the dataset records (builtin's `SIMULATOR_VERSION` for datasets older
+        than adapters), since the evaluator imitates that simulator as installed.
     expect_space_hash : str, optional
         The design-space hash the data must have (None: any space).
 
@@ -47,4 +51,4 @@ def check_dataset(path: str | os.PathLike, expect_simulator_version: str | None 
     FileNotFoundError
         No dataset at ``path``.
     """
-    return _check_dataset(path, expect_simulator_version or SIMULATOR_VERSION, expect_space_hash)
+    return _check_dataset(path, expect_simulator_version or INSTALLED, expect_space_hash)

@@ -4,7 +4,9 @@ Layers come from the zoo (`dataset_gen.networks`): every network the dataset's l
 did not use (all of them when the dataset drew random shapes only), minus any layer whose
 shape occurs in the training split. Each layer is paired with accelerators drawn at random
 from the dataset's design space (its recorded sampling ranges) and the pairs are simulated
-now with `simulate_batch`, the simulator the evaluator imitates.
+now by the simulator the evaluator imitates: the adapter the dataset records, with its
+recorded settings (mapping, objective...), built by `dataset_gen.adapters.make_adapter`
+(``builtin`` for datasets older than adapters). Rows it fails on keep their ``error``.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from dataset_gen.adapters import ERROR_COLUMN, SimulatorAdapter, make_adapter
 from dataset_gen.networks import NETWORKS, get_network
-from dataset_gen.simulator import RESULT_FIELDS, simulate_batch
+from dataset_gen.reader import simulator_identity
+from dataset_gen.simulator import RESULT_FIELDS
 from dataset_gen.space import ACCELERATOR_FIELDS, LAYER_FIELDS, SpaceError
 
 
@@ -104,8 +108,23 @@ def random_accelerators(metadata: dict[str, Any], count: int, seed: int,
     return fallback[list(ACCELERATOR_FIELDS)].iloc[picks].reset_index(drop=True)
 
 
+def dataset_adapter(metadata: dict[str, Any]) -> SimulatorAdapter:
+    """The simulator adapter a dataset was made with, with its recorded settings, ready to run.
+
+    Raises
+    ------
+    dataset_gen.adapters.AdapterError
+        The adapter's tool is not installed here (the message names it).
+    """
+    identity = simulator_identity(metadata)
+    adapter = make_adapter({"name": identity["name"], **identity["settings"]})
+    adapter.check()
+    return adapter
+
+
 def ood_set(metadata: dict[str, Any], train_frame: pd.DataFrame, n_pairs: int = 2000, seed: int = 0,
-            networks: Sequence[str] | None = None, input_sizes: Sequence[int] = (224,)) -> pd.DataFrame:
+            networks: Sequence[str] | None = None, input_sizes: Sequence[int] = (224,),
+            adapter: SimulatorAdapter | None = None) -> pd.DataFrame:
     """Simulated OOD pairs: unseen real layers on random accelerators of the dataset's space.
 
     Parameters
@@ -117,20 +136,29 @@ def ood_set(metadata: dict[str, Any], train_frame: pd.DataFrame, n_pairs: int = 
     n_pairs : int
         About this many pairs: every unseen layer gets ``ceil(n_pairs / n_layers)`` accelerators.
     seed : int
+    adapter : SimulatorAdapter, optional
+        The simulator (default: `dataset_adapter` of ``metadata``, the dataset's own).
 
     Returns
     -------
     pandas.DataFrame
-        Layer and accelerator fields, ``network``, ``layer_name`` and the `RESULT_FIELDS`;
+        Layer and accelerator fields, ``network``, ``layer_name``, the `RESULT_FIELDS` and
+        ``error`` (non-empty where the simulator failed: callers leave those rows out);
         empty if no real layer is unseen.
+
+    Raises
+    ------
+    dataset_gen.adapters.AdapterError
+        The dataset's simulator cannot run here.
     """
     layers = ood_layers(metadata, train_frame, networks, input_sizes)
     if layers.empty or n_pairs <= 0:
-        return pd.DataFrame(columns=[*LAYER_FIELDS, "network", "layer_name", *ACCELERATOR_FIELDS, *RESULT_FIELDS])
+        return pd.DataFrame(columns=[*LAYER_FIELDS, "network", "layer_name", *ACCELERATOR_FIELDS, *RESULT_FIELDS,
+                                     ERROR_COLUMN])
     per_layer = max(1, -(-n_pairs // len(layers)))
     accelerators = random_accelerators(metadata, per_layer * len(layers), seed, fallback=train_frame)
     pairs = pd.concat([layers.loc[layers.index.repeat(per_layer)].reset_index(drop=True), accelerators], axis=1)
-    # Simulated as the dataset was: the same mapping (search / scalesim) and objective.
-    results = simulate_batch(pairs[[*LAYER_FIELDS, *ACCELERATOR_FIELDS]], mapping=metadata.get("mapping", "search"),
-                             objective=metadata.get("objective", "latency"))
+    # Simulated as the dataset was: the same adapter with the same settings (mapping, objective).
+    adapter = adapter if adapter is not None else dataset_adapter(metadata)
+    results = adapter.simulate(pairs[[*LAYER_FIELDS, *ACCELERATOR_FIELDS]])
     return pd.concat([pairs, results.reset_index(drop=True)], axis=1)

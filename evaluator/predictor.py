@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from dataset_gen.reader import simulator_identity
 from dataset_gen.space import ACCELERATOR_FIELDS, Accelerator, SpaceError
 from evaluator.features import encode_accelerators, encode_layers
 from evaluator.network import EvaluatorNetwork
@@ -30,7 +31,7 @@ class Evaluator(nn.Module):
     network : EvaluatorNetwork
         Trained weights and normalisation statistics.
     dataset_metadata : dict, optional
-        The training dataset's metadata (simulator version, space hash, ...).
+        The training dataset's metadata (the simulator's identity and version, space hash, ...).
     metrics : dict, optional
         The validation report (see `evaluator.report`).
     extra : dict, optional
@@ -55,6 +56,13 @@ class Evaluator(nn.Module):
     def simulator_version(self) -> str | None:
         """The simulator version of the training data (None if unknown)."""
         return self.dataset_metadata.get("simulator_version")
+
+    @property
+    def simulator(self) -> dict[str, Any]:
+        """The identity (``name``, ``version``, ``settings``) of the simulator this evaluator
+        imitates: the adapter its training data records (builtin's for data older than
+        adapters; `dataset_gen.reader.simulator_identity`)."""
+        return simulator_identity(self.dataset_metadata)
 
     @property
     def space_hash(self) -> str | None:

@@ -4,7 +4,10 @@
 
     {
       "format": "dance-evaluator-report", "format_version": 1,
+      "simulator": {"name": "builtin", "version": "...", "settings": {...}},  # what it imitates
       "simulator_version": "...", "space_hash": "...", "artifact": "...", "dataset": "...",
+      "error_rows": {"test": int, "ood": int},       # simulator failures, left out of the sets
+      "ood_skipped": "...",                          # only when the OOD set could not be simulated
       "goal": {"within_10pct": 0.95, "kendall_tau": 0.95,
                "met": {"test": true, "ood": false}},
       "test": SET, "ood": SET,                       # the evaluator
@@ -101,6 +104,13 @@ def format_table(report: dict[str, Any]) -> str:
     header = f"{'model':<24} {'set':<5} {'target':<8} {'n':>7} {'MAPE':>7} {'<=5%':>7} {'<=10%':>7} " \
              f"{'RMSElog':>8} {'tau':>6} {'rho':>6} {'feas.acc':>8}"
     lines = [header, "-" * len(header)]
+    simulator = report.get("simulator")
+    if simulator:
+        settings = ", ".join(f"{key} {value}" for key, value in sorted((simulator.get("settings") or {}).items()))
+        failed = sum((report.get("error_rows") or {}).values())
+        lines.insert(0, f"imitating simulator {simulator.get('name')} {simulator.get('version')}"
+                        + (f" ({settings})" if settings else "")
+                        + (f"; {failed} rows the simulator failed on left out" if failed else ""))
     models = [("evaluator", {name: report[name] for name in ("test", "ood") if name in report})]
     models += [(name, sets) for name, sets in (report.get("baselines") or {}).items()]
     for model, sets in models:
@@ -115,6 +125,8 @@ def format_table(report: dict[str, Any]) -> str:
                     f"{_cell(m.get('spearman_rho'), False):>6} "
                     f"{_cell(accuracy, True) if target == 'latency' else '':>8}"
                 )
+    if report.get("ood_skipped"):
+        lines.append(report["ood_skipped"])
     goal = report.get("goal")
     if goal:
         met = ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in goal.get("met", {}).items())

@@ -16,6 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from dataset_gen.reader import simulator_identity
 from evaluator.artifact import save
 from evaluator.data import PairsDataModule
 from evaluator.model import EvaluatorModule
@@ -80,9 +81,12 @@ def train(model: EvaluatorModule, datamodule: PairsDataModule, trainer: L.Traine
     L.seed_everything(seed, workers=True, verbose=False)
     datamodule.setup("fit")
     rows = datamodule.rows
+    failed = sum(datamodule.error_rows.values())
+    simulator = simulator_identity(datamodule.metadata)
     log(f"dataset {datamodule.path}: {rows['train']} train / {rows['val']} val / {rows['test']} test pairs "
-        f"({'streamed' if datamodule.streaming else 'in memory'}); simulator "
-        f"{datamodule.metadata.get('simulator_version')}, space {datamodule.metadata.get('space_hash')}")
+        f"({'streamed' if datamodule.streaming else 'in memory'})"
+        + (f", {failed} rows left out: the simulator failed on them (their error column says why)" if failed else "")
+        + f"; simulator {simulator['name']} {simulator['version']}, space {datamodule.metadata.get('space_hash')}")
     model.set_statistics(datamodule.statistics)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     best = _best_weights(trainer, model)
@@ -90,7 +94,8 @@ def train(model: EvaluatorModule, datamodule: PairsDataModule, trainer: L.Traine
     evaluator = Evaluator(
         copy.deepcopy(model.network).cpu(),
         dataset_metadata=datamodule.metadata,
-        extra={"split": datamodule.split_definition, "rows": dict(rows), "config": config or {},
+        extra={"split": datamodule.split_definition, "rows": dict(rows), "error_rows": dict(datamodule.error_rows),
+               "config": config or {},
                "hparams": dict(model.hparams), "epochs": int(trainer.current_epoch),
                "train_seconds": round(trained_seconds, 1), "best_checkpoint": best},
     )
@@ -104,7 +109,9 @@ def train(model: EvaluatorModule, datamodule: PairsDataModule, trainer: L.Traine
     log(format_table(report))
     test, ood = report.get("test", {}), report.get("ood", {})
     log(
-        f"Trained the evaluator on {rows['train']} pairs for {trainer.current_epoch} epochs in "
+        f"Trained the evaluator of simulator {simulator['name']} {simulator['version']} on {rows['train']} pairs"
+        + (f" ({failed} rows the simulator failed on left out)" if failed else "")
+        + f" for {trainer.current_epoch} epochs in "
         f"{trained_seconds:.0f} s, validated in {seconds - trained_seconds:.0f} s. Test split: latency within 10% "
         f"for {100 * test.get('latency', {}).get('within_10pct', float('nan')):.1f}% of pairs (Kendall tau "
         f"{test.get('latency', {}).get('kendall_tau', float('nan')):.3f}), energy "

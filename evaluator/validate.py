@@ -1,25 +1,30 @@
 """Validation: the evaluator (and scikit-learn baselines) against the simulator.
 
 `validate` measures a trained `Evaluator` on (a) the held-out test split of its dataset and
-(b) the out-of-distribution set (`evaluator.ood`), fits the baselines on the training split
-and writes the report (`evaluator.report`). `validate_artifact` does the same for an
-artifact file and any dataset of the same simulator version and design space.
+(b) the out-of-distribution set (`evaluator.ood`, simulated by the dataset's own simulator
+adapter), fits the baselines on the training split and writes the report
+(`evaluator.report`), which names the simulator the evaluator imitates. Rows the simulator
+failed on (non-empty ``error``) are left out of every set and counted in the report.
+`validate_artifact` does the same for an artifact file and any dataset of the same
+simulator (adapter and version) and design space.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
 
-from dataset_gen.simulator import SIMULATOR_VERSION
+from dataset_gen.adapters import AdapterError
+from dataset_gen.reader import simulator_identity
 from evaluator.artifact import load
 from evaluator.baselines import BASELINES, DEFAULT_MAX_TRAIN_ROWS, baseline_features, fit_baseline
-from evaluator.data import INPUT_FIELDS, RESULT_COLUMNS, SPLITS, read_split
+from evaluator.data import INPUT_FIELDS, RESULT_COLUMNS, SPLITS, drop_error_rows, read_split
 from evaluator.dataset import ForeignDatasetError, check_dataset
 from evaluator.ood import ood_set
 from evaluator.predictor import Evaluator
@@ -109,22 +114,40 @@ def validate(evaluator: Evaluator, data: str | os.PathLike, out: str | os.PathLi
                       max_rows=config.max_test_rows, seed=config.seed)
     train = read_split(data, "train", fractions, salt, columns=columns)
     metadata = evaluator.dataset_metadata
-    log(f"validation: {len(test)} {split} pairs; building the OOD set ({config.ood_pairs} pairs, simulated now)")
-    ood = ood_set(metadata, train, config.ood_pairs, config.seed, config.ood_networks, config.ood_input_sizes) \
-        if config.ood_pairs else pd.DataFrame()
+    simulator = evaluator.simulator
+    error_rows = {"test": int(test.attrs.get("error_rows", 0))}
+    log(f"validation: {len(test)} {split} pairs; building the OOD set ({config.ood_pairs} pairs, simulated now by "
+        f"{simulator['name']} {simulator['version']})")
+    ood, ood_skipped = pd.DataFrame(), None
+    if config.ood_pairs:
+        try:
+            ood = ood_set(metadata, train, config.ood_pairs, config.seed, config.ood_networks,
+                          config.ood_input_sizes)
+        except AdapterError as error:
+            # the dataset's simulator is not installed here: the rest of the report needs none
+            ood_skipped = f"no OOD set: its simulator cannot run here ({error})"
+            warnings.warn(ood_skipped, stacklevel=2)
+            log(f"validation: {ood_skipped}")
+        ood, error_rows["ood"] = drop_error_rows(ood)
     sets = {"test": (test, f"{split} split of {os.fspath(data)}")}
     if len(ood):
         networks = sorted(set(ood["network"]))
         sets["ood"] = (ood, f"{ood['layer_name'].nunique()} unseen layers of {', '.join(networks)} "
-                            f"(input sizes {list(config.ood_input_sizes)}) on random accelerators of the dataset's space")
+                            f"(input sizes {list(config.ood_input_sizes)}) on random accelerators of the dataset's "
+                            f"space, simulated by {simulator['name']} {simulator['version']}")
     report: dict[str, Any] = {
         "format": REPORT_FORMAT,
         "format_version": 1,
+        "simulator": simulator,
         "simulator_version": evaluator.simulator_version,
         "space_hash": evaluator.space_hash,
         "artifact": artifact,
         "dataset": os.fspath(data),
+        # rows the simulator failed on (unknown, not infeasible), left out of each set's metrics
+        "error_rows": error_rows,
     }
+    if ood_skipped:
+        report["ood_skipped"] = ood_skipped
     for name, (frame, description) in sets.items():
         predicted = evaluator.predict(frame)
         report[name] = evaluate_set(frame, predicted, description)
@@ -156,18 +179,23 @@ def validate_artifact(artifact: str | os.PathLike, data: str | os.PathLike, out:
                       config: ValidationConfig | None = None, split: str = "test", log: Any = print) -> dict[str, Any]:
     """Load an artifact, refuse data it was not trained for, and write its report.
 
+    The artifact's load refuses one whose simulator is installed here in another version
+    (`evaluator.load`); the dataset must come from the same simulator (adapter name and
+    version) and design space as the artifact's training data.
+
     Raises
     ------
     ForeignDatasetError
-        The dataset (or the installed simulator) has another simulator version, or the
-        dataset another design space, than the artifact's training data.
+        The dataset was made by another simulator (adapter or version), or on another design
+        space, than the artifact's training data.
     """
     evaluator = load(artifact)
-    version, space = evaluator.simulator_version, evaluator.space_hash
-    if version is not None and version != SIMULATOR_VERSION:
+    version, space, simulator = evaluator.simulator_version, evaluator.space_hash, evaluator.simulator
+    metadata = check_dataset(data, expect_simulator_version=version, expect_space_hash=space)
+    theirs = simulator_identity(metadata)
+    if theirs["name"] != simulator["name"]:
         raise ForeignDatasetError(
-            f"artifact {os.fspath(artifact)!r} imitates simulator version {version!r}, but the installed simulator "
-            f"is {SIMULATOR_VERSION!r}: its OOD figures would come from another simulator"
+            f"dataset {os.fspath(data)!r} was made by simulator {theirs['name']!r}, but artifact "
+            f"{os.fspath(artifact)!r} imitates {simulator['name']!r}: validate it on a dataset of its own simulator"
         )
-    check_dataset(data, expect_simulator_version=version, expect_space_hash=space)
     return validate(evaluator, data, out, config, split=split, artifact=os.fspath(artifact), log=log)

@@ -7,6 +7,16 @@ evaluator, the simulator, and the cost specification with its reference: the uni
 architecture on the reference accelerator, simulated once, the same for every method so
 that ``lambda_cost`` means the same in the co-search and the baselines.
 
+The simulator is the one the evaluator imitates (`verifier_config`: the adapter its
+training data records, with the recorded settings; ``verify.mapping`` / ``verify.objective``
+override those two). One run has one ground truth: the cost reference, the feasibility
+checks of derivation and repair, the simulator-in-the-loop baselines and the final
+verification all use it, so that every number of a run, and every method of a comparison,
+is measured by the same rules the evaluator learned. For ``builtin`` this is the vectorised
+engine as before; for a slow external tool it makes the baselines (which simulate many
+pairs) slow too, bounded by their budget. ``verify.simulators`` adds simulators that
+re-simulate the final design only, side by side (``simulated_by`` in result.json).
+
 Every setting is read by plain indexing: the defaults live in ``conf/`` only, so a key
 missing from the config is a ``KeyError`` rather than a silent second default.
 """
@@ -24,6 +34,9 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from dataset_gen.adapters import make_adapter
+from dataset_gen.adapters.registry import load_simulator_config
+from dataset_gen.reader import simulator_identity
 from dataset_gen.space import SpaceError
 from evaluator import load as load_artifact
 from search.cost import CostSpec
@@ -36,8 +49,8 @@ from search.module import ARCH_SAMPLING, SCHEDULES, WEIGHT_SAMPLING
 from search.network_space import NetworkSpace
 from search.simulated import SimulatorCache, network_totals
 
-__all__ = ["SearchContext", "build_context", "build_spaces", "check_settings", "load_evaluator",
-           "reference_figures"]
+__all__ = ["SearchContext", "build_context", "build_spaces", "build_verifiers", "check_settings", "load_evaluator",
+           "reference_figures", "verifier_config"]
 
 log = logging.getLogger("search")
 
@@ -73,6 +86,8 @@ class SearchContext:
     out_dir: Path
     timings: dict[str, float] = field(default_factory=dict)
     coverage: dict[str, Any] = field(default_factory=dict)
+    # further simulators of the final verification (verify.simulators), by name
+    verifiers: dict[str, SimulatorCache] = field(default_factory=dict)
 
     @property
     def resolution(self) -> int:
@@ -106,6 +121,61 @@ def reference_figures(layer_table: pd.DataFrame, space: NetworkSpace, hw_space: 
                          "buffers or register files")
     return {"latency_s": float(totals["latency_s"][0, 0]), "energy_pj": float(totals["energy_pj"][0, 0]),
             "area_mm2": float(totals["area_mm2"][0])}
+
+
+def verifier_config(evaluator: Any, verify: Mapping[str, Any]) -> dict[str, Any]:
+    """The config (``{"name": ..., **settings}``) of the simulator the evaluator imitates.
+
+    The adapter and settings its training data records (`Evaluator.simulator`; ``builtin``
+    for artifacts older than adapters), with ``verify.mapping`` and ``verify.objective``
+    replacing the recorded mapping and objective when they are set (null: the recorded ones).
+    """
+    identity = simulator_identity(getattr(evaluator, "dataset_metadata", None))
+    config = {"name": identity["name"], **identity["settings"]}
+    for key in ("mapping", "objective"):
+        if verify[key] is not None:
+            config[key] = verify[key]
+    return config
+
+
+def build_verifiers(main: SimulatorCache, entries: Any) -> dict[str, SimulatorCache]:
+    """The further simulators of ``verify.simulators``, by name, each checked before any work.
+
+    Parameters
+    ----------
+    main : SimulatorCache
+        The main verifier: a further simulator's config without a ``mapping`` or ``objective``
+        gets the main one's (every adapter is given them, as in dance-gen).
+    entries : list of str or mapping
+        Names of ``conf/simulator/`` or config mappings ``{"name": ..., **settings}``.
+
+    Returns
+    -------
+    dict of str to SimulatorCache
+        Keyed by adapter name (``name_2``, ``name_3``... when a name repeats).
+
+    Raises
+    ------
+    dataset_gen.adapters.AdapterError
+        An unknown simulator, or one whose tool cannot run here (naming it).
+    """
+    if entries is None:
+        entries = []
+    if isinstance(entries, (str, Mapping)):
+        entries = [entries]
+    verifiers: dict[str, SimulatorCache] = {}
+    for entry in entries:
+        config = load_simulator_config(entry)
+        for key in ("mapping", "objective"):
+            if key not in config and main.adapter.settings.get(key) is not None:
+                config[key] = main.adapter.settings[key]
+        adapter = make_adapter(config)
+        adapter.check()  # fail now, naming it, not after the search
+        name, number = adapter.name, 2
+        while name in verifiers:
+            name, number = f"{adapter.name}_{number}", number + 1
+        verifiers[name] = SimulatorCache(adapter=adapter)
+    return verifiers
 
 
 def build_spaces(settings: Mapping[str, Any]) -> tuple[ImageData, NetworkSpace, NetworkSpace, AcceleratorSpace,
@@ -171,7 +241,7 @@ def check_settings(settings: Mapping[str, Any]) -> None:
 
 
 def build_context(settings: Mapping[str, Any], out_dir: str | Path, evaluator: Any = None) -> SearchContext:
-    """Load data, spaces, evaluator and simulator, and simulate the cost reference.
+    """Load data, spaces, evaluator and simulators, and simulate the cost reference.
 
     Parameters
     ----------
@@ -193,14 +263,17 @@ def build_context(settings: Mapping[str, Any], out_dir: str | Path, evaluator: A
     hw, cost = settings["hw"], settings["search"]["cost"]
     evaluator = evaluator if evaluator is not None else load_evaluator(settings["evaluator"])
     verify = settings["verify"]
-    simulator = SimulatorCache(mapping=verify["mapping"], objective=verify["objective"])
+    adapter = make_adapter(verifier_config(evaluator, verify))
+    adapter.check()  # the evaluator's simulator must run here: the search verifies with it
+    simulator = SimulatorCache(adapter=adapter)
+    verifiers = build_verifiers(simulator, verify["simulators"])
     # hw.reference: null means "the middle choice of every field", a meaningful value
     reference_index = hw_space.index_of(hw["reference"]) if hw["reference"] else hw_space.middle()
     spec = CostSpec(metric=cost["metric"], limits=dict(cost["limits"] or {}), limit_weight=float(cost["limit_weight"]),
                     feasibility_weight=float(cost["feasibility_weight"]), scale=cost["scale"])
     spec = spec.with_reference(reference_figures(layer_table, deploy_space, hw_space, reference_index, simulator))
     context = SearchContext(settings, data, space, deploy_space, hw_space, layer_table, evaluator, simulator, spec,
-                            reference_index, Path(out_dir))
+                            reference_index, Path(out_dir), verifiers=verifiers)
     context.coverage = coverage_report(getattr(evaluator, "dataset_metadata", None), hw_space, layer_table)
     message = describe_coverage(context.coverage)
     if message:

@@ -23,7 +23,6 @@ import lightning as L
 import numpy as np
 
 from dataset_gen.common.cpus import usable_cpus
-from dataset_gen.simulator import SIMULATOR_VERSION
 from dataset_gen.space import Accelerator, SpaceError
 from search.context import SearchContext
 from search.cost import HardwareCost, figures
@@ -180,7 +179,7 @@ def finish(context: SearchContext, design: DerivedDesign, method: str, search_se
     out_dir = context.out_dir if out_dir is None else Path(out_dir)
     started = time.perf_counter()
     summary, per_layer = verify_design(design.layers, design.accelerator, context.evaluator, context.simulator,
-                                       context.spec)
+                                       context.spec, others=context.verifiers)
     verify_seconds = time.perf_counter() - started
     accuracy = retrain(context, design.choice, log_dir=out_dir)
     settings = context.settings
@@ -204,9 +203,10 @@ def finish(context: SearchContext, design: DerivedDesign, method: str, search_se
         "deploy": {"resolution": context.resolution, "batch": context.batch,
                    "in_channels": context.deploy_space.in_channels},
         "retrain": {"epochs": int(settings["retrain"]["epochs"]), "seconds": accuracy["seconds"]},
-        "simulator": {"version": SIMULATOR_VERSION, "mapping": context.simulator.mapping,
-                      "objective": context.simulator.objective, "verify_seconds": verify_seconds},
+        # summary["simulator"]: the identity of the main verifier (the evaluator's simulator)
+        "verify": {"seconds": verify_seconds, "simulators": list(context.verifiers)},
         "evaluator": {"path": str(settings["evaluator"]),
+                      "simulator": getattr(context.evaluator, "simulator", None),
                       "simulator_version": getattr(context.evaluator, "simulator_version", None),
                       "space_hash": getattr(context.evaluator, "space_hash", None)},
         "data": context.data.describe(),
@@ -223,17 +223,21 @@ def finish(context: SearchContext, design: DerivedDesign, method: str, search_se
 
 def summary_line(result: Mapping[str, Any]) -> str:
     """The one-paragraph summary printed at the end of a run."""
-    sim, err = result["simulated"], result["relative_error"]
     accelerator = result.get("accelerator_text", "")
-    lat = sim.get("latency_s")
     text = (f"{result['method']}: searched in {result['search']['seconds']:.1f} s; "
             f"network {'/'.join(result['architecture']['candidates'])}{accelerator}; ")
-    if lat is None or not np.isfinite(lat):
-        text += "simulated: INFEASIBLE on the derived accelerator; "
-    else:
-        text += (f"simulated latency {lat * 1e3:.3f} ms, energy {sim['energy_pj'] / 1e6:.3f} uJ, "
-                 f"area {sim['area_mm2']:.3f} mm^2 (evaluator error {err['latency_s']:+.1%} latency, "
-                 f"{err['energy_pj']:+.1%} energy); ")
+    main = (result.get("simulator") or {}).get("name", "simulator")
+    # the evaluator's simulator first, then each further one, side by side
+    columns = [(main, result["simulated"], result["relative_error"])]
+    columns += [(name, by, by.get("relative_error") or {}) for name, by in (result.get("simulated_by") or {}).items()]
+    for name, sim, err in columns:
+        lat = sim.get("latency_s")
+        if lat is None or not np.isfinite(lat):
+            text += f"simulated by {name}: INFEASIBLE on the derived accelerator; "
+        else:
+            text += (f"simulated by {name}: latency {lat * 1e3:.3f} ms, energy {sim['energy_pj'] / 1e6:.3f} uJ, "
+                     f"area {sim['area_mm2']:.3f} mm^2 (evaluator error {err['latency_s']:+.1%} latency, "
+                     f"{err['energy_pj']:+.1%} energy); ")
     text += f"test accuracy {result['test_accuracy']:.2%}; wrote {result.get('path', '')}"
     return text
 

@@ -2,6 +2,10 @@
 
 The simulator is the ground truth of every hardware number the search reports, and its
 slow part: a (layer, accelerator) pair is simulated once per process and looked up after.
+Which simulator is a `dataset_gen.adapters.SimulatorAdapter` (``builtin`` by default; the
+search uses the one its evaluator imitates, see `search.context`). A pair the simulator
+fails on (its ``error`` column) counts as infeasible here: the search cannot use a design
+whose cost is unknown.
 Network figures follow the evaluator's composition (DANCE): layers run one after the other,
 so latency and energy are sums over layers; area is the accelerator's. A network with any
 layer that the accelerator cannot map is infeasible (its latency and energy are infinite).
@@ -16,7 +20,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from dataset_gen.simulator import simulate_batch
+from dataset_gen.adapters import ERROR_COLUMN, SimulatorAdapter, make_adapter
 from dataset_gen.space import ACCELERATOR_FIELDS, LAYER_FIELDS, Accelerator, Layer, SpaceError
 from search.cost import CostSpec, combine
 
@@ -100,25 +104,48 @@ def best_accelerators(weights: np.ndarray, table: SimTable, spec: CostSpec) -> t
 
 
 class SimulatorCache:
-    """Memoised simulator calls with one mapping policy and mapper objective.
+    """Memoised calls of one simulator adapter (with its mapping policy and objective).
 
     Parameters
     ----------
     mapping : {"search", "scalesim"}
-        The mapping policy (docs/simulator.md); ``search`` is our mapper, dance-sim's default.
+        The mapping policy (docs/simulator.md) of the default ``builtin`` adapter; ``search``
+        is our mapper, dance-sim's default.
     objective : {"latency", "energy", "edp"}
-        What the mapper minimises.
+        What the default adapter's mapper minimises.
     chunk : int
-        Pairs per `simulate_batch` call (bounds memory; a progress line per chunk).
+        Pairs per simulator call (bounds memory).
+    adapter : SimulatorAdapter, optional
+        The simulator (default: ``builtin`` with ``mapping`` and ``objective``).
     """
 
-    def __init__(self, mapping: str = "search", objective: str = "latency", chunk: int = 20000) -> None:
-        self.mapping = mapping
-        self.objective = objective
+    def __init__(self, mapping: str = "search", objective: str = "latency", chunk: int = 20000,
+                 adapter: SimulatorAdapter | None = None) -> None:
+        self.adapter = adapter if adapter is not None else make_adapter(
+            {"name": "builtin", "mapping": mapping, "objective": objective})
         self.chunk = chunk
         self._results: dict[tuple, tuple[float, float, bool, float]] = {}
+        self.errors: dict[tuple, str] = {}  # pairs the simulator failed on, and why
         self.simulated_pairs = 0
         self.seconds = 0.0
+
+    @property
+    def name(self) -> str:
+        """The adapter's name (``builtin``, ``zigzag``...)."""
+        return self.adapter.name
+
+    @property
+    def identity(self) -> dict:
+        """The adapter's identity (name, version, settings), as result.json records it."""
+        return self.adapter.identity()
+
+    @property
+    def mapping(self) -> str | None:
+        return self.adapter.settings.get("mapping")
+
+    @property
+    def objective(self) -> str | None:
+        return self.adapter.settings.get("objective")
 
     def __len__(self) -> int:
         return len(self._results)
@@ -149,20 +176,24 @@ class SimulatorCache:
             return
         rows = [{**dict(zip(ACCELERATOR_FIELDS, a)), **dict(zip(LAYER_FIELDS, l))} for a, l in keys]
         started = time.perf_counter()
-        results = simulate_batch(pd.DataFrame(rows), mapping=self.mapping, objective=self.objective)
+        results = self.adapter.simulate(pd.DataFrame(rows))
         self.seconds += time.perf_counter() - started
         self.simulated_pairs += len(keys)
-        for key, lat, en, ok, area in zip(keys, results["latency_s"].to_numpy(), results["energy_pj"].to_numpy(),
-                                          results["feasible"].to_numpy(), results["area_mm2"].to_numpy()):
-            self._results[key] = (float(lat), float(en), bool(ok), float(area))
+        for key, lat, en, ok, area, error in zip(keys, results["latency_s"].to_numpy(),
+                                                 results["energy_pj"].to_numpy(), results["feasible"].to_numpy(),
+                                                 results["area_mm2"].to_numpy(), results[ERROR_COLUMN].to_numpy()):
+            if error:
+                self.errors[key] = str(error)
+            self._results[key] = (float(lat), float(en), bool(ok) and not error, float(area))
 
     def simulate_network(self, layers: Sequence[Layer], accelerator: Accelerator) -> pd.DataFrame:
-        """Full simulator results of a network's layers (one row per layer, `RESULT_FIELDS`)."""
+        """Full simulator results of a network's layers (one row per layer: ``name``, the
+        `RESULT_FIELDS` and ``error``, non-empty where the simulator failed)."""
         if not layers:
             raise SpaceError("simulate_network: the network has no layers")
         pairs = pd.DataFrame([{**layer.to_dict(), **accelerator.to_dict()} for layer in layers])
         started = time.perf_counter()
-        results = simulate_batch(pairs, mapping=self.mapping, objective=self.objective)
+        results = self.adapter.simulate(pairs).reset_index(drop=True)
         self.seconds += time.perf_counter() - started
         results.insert(0, "name", [layer.name for layer in layers])
         return results
