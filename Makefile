@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test test-slow bench clean scalesim-env
 
 # torch==2.13.0 first: that CPU build lies on this machine's disk; anything that pulls torch
 # before it would fetch a multi-GB CUDA build of a newer release.
@@ -28,6 +28,18 @@ test-slow: install
 
 bench: install
 	$(BIN)/python benchmarks/simulator.py
+
+# SCALE-Sim 3.0.0 for the `scalesim` simulator adapter and tools/scalesim_reference.py: its own
+# venv because it fails under numpy 2 (the product's). The stamp rebuilds it when the pins change.
+SCALESIM_VENV  := tools/.scalesim-venv
+SCALESIM_STAMP := $(SCALESIM_VENV)/.installed-stamp
+
+$(SCALESIM_STAMP): tools/requirements-scalesim.txt
+	test -x $(SCALESIM_VENV)/bin/python || $(PYTHON) -m venv $(SCALESIM_VENV)
+	$(SCALESIM_VENV)/bin/python -m pip install -q -r tools/requirements-scalesim.txt
+	touch $(SCALESIM_STAMP)
+
+scalesim-env: $(SCALESIM_STAMP)
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache
