@@ -26,8 +26,6 @@ import contextlib
 import importlib.metadata
 import logging
 import math
-import os
-import tempfile
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
@@ -82,15 +80,17 @@ _HUGE_BITS = 1 << 50  # DRAM: holds any layer
 _OBJECTIVE_STAGES = {"latency": "MinimalLatencyStage", "energy": "MinimalEnergyStage", "edp": "MinimalEDPStage"}
 _ENERGIES = ("ours", "zigzag")
 
-# ZigZag's own per-access energies (``energies: zigzag``), pJ per word of 8 bits, from the
-# example designs shipped with zigzag-dse 3.9.1 (zigzag/inputs/hardware/): tpu_like.yaml's
-# 2 MB SRAM (416.16 / 378.4 pJ per 2048-bit... scaled per bit below), eyeriss_like.yaml's
-# register files, and every example's DRAM (700 / 750 pJ per 64-bit access) and MAC (0.04 pJ
-# for 8 bit). Register file and SRAM costs scale per bit with the width of the access.
+# ZigZag's own per-access energies (``energies: zigzag``), from the example designs shipped
+# with zigzag-dse 3.9.1 (zigzag/inputs/hardware/), per bit so that they scale with word_bits:
+# the MAC of every example (0.04 pJ, 8 bit), eyeriss_like.yaml's rf_64B_A (read / write
+# 1.0 / 1.5 pJ per 8-bit access), tpu_like.yaml's sram_2MB (416.16 / 378.4 pJ per 2048-bit
+# access; the examples have no SRAM of other sizes, so every buffer gets it) and every
+# example's dram (700 / 750 pJ per 64-bit access). ZigZag charges per access of a port's
+# maximum width, hence these widths.
 _ZZ_MAC_PJ_8BIT = 0.04
-_ZZ_RF_PJ_PER_BIT = (1.0 / 8, 1.5 / 8)        # eyeriss_like rf_64B_A: 1.0 / 1.5 pJ per 8-bit access
-_ZZ_SRAM_PJ_PER_BIT = (416.16 / 2048, 378.4 / 2048)  # tpu_like sram_2MB: per 2048-bit access
-_ZZ_DRAM_PJ_PER_BIT = (700.0 / 64, 750.0 / 64)      # every example's dram: per 64-bit access
+_ZZ_RF_PJ_PER_BIT = (1.0 / 8, 1.5 / 8)
+_ZZ_SRAM_PJ_PER_BIT = (416.16 / 2048, 378.4 / 2048)
+_ZZ_DRAM_PJ_PER_BIT = (700.0 / 64, 750.0 / 64)
 
 
 def _zigzag_version() -> str:
@@ -160,7 +160,7 @@ def hardware_description(accelerator: Mapping[str, Any], energies: str = "ours")
     dataflow = str(accelerator["dataflow"])
     pes = rows * cols
     if energies == "ours":
-        mac_pj = float(ours._MAC_PJ[bits])
+        mac_pj = float(ours.mac_energy_pj(bits))
         rf = float(ours.rf_energy_per_access_pj(accelerator["rf_bytes"], bits))
         rf_pj = (rf, rf)
         sram_pj = {kb: (float(ours.sram_energy_per_word_pj(accelerator[kb], bits)),) * 2
@@ -259,19 +259,81 @@ def mapping_description(layer: Mapping[str, Any], accelerator: Mapping[str, Any]
     return [entry]
 
 
+#: seed of the sample of LOMA's loop orderings (`max_orderings`): fixed, so equal pairs give
+#: equal results in every run and worker
+_SAMPLE_SEED = 0
+_SAMPLED_STAGE: list[type] = []
+
+
+def _sampled_loma_stage() -> type:
+    """ZigZag's temporal-mapping stage with one more effort knob, ``max_orderings``.
+
+    LOMA evaluates every permutation of a layer's loop prime factors, and its ``lpf_limit``
+    cannot go below the number of temporal loops (ZigZag raises it), so a convolution with
+    six temporal loops always costs 6! = 720 cost-model evaluations (~10 ms each here).
+    With ``max_orderings = n``, n of LOMA's orderings, drawn uniformly with a fixed seed,
+    are evaluated instead; if none of them fits the memories, every ordering is tried, so
+    feasibility is LOMA's. ``max_orderings = None`` is LOMA unchanged.
+    """
+    if _SAMPLED_STAGE:
+        return _SAMPLED_STAGE[0]
+    from zigzag.opt.loma.engine import LomaEngine, NoValidLoopOrderingFoundException
+    from zigzag.opt.loma.memory_allocator import (MemoryAllocator, MemoryHierarchyTooSmallException,
+                                                  MemoryTooSmallException)
+    from zigzag.stages.mapping.temporal_mapping_generator_stage import TemporalMappingGeneratorStage
+
+    class SampledLomaStage(TemporalMappingGeneratorStage):
+        def generate_temporal_mappings(self):
+            limit = self.kwargs.get("max_orderings")
+            if limit is None or not self.layer.temporal_ordering.is_empty():
+                yield from super().generate_temporal_mappings()
+                return
+            engine = LomaEngine(accelerator=self.accelerator, layer=self.layer, spatial_mapping=self.spatial_mapping,
+                                mapping_type=self.mapping_type, **self.kwargs)
+            # LomaEngine.run's set-up, then its loop over a sample of the orderings
+            engine.temporal_loop_dim_size = engine.get_temporal_loops()
+            engine.update_min_lpf_factor(engine.temporal_loop_dim_size)
+            engine.get_prime_factors()
+            total = engine.nb_permutations
+            rng = np.random.default_rng(_SAMPLE_SEED)
+            chosen = (set(range(total)) if total <= limit
+                      else set(rng.choice(total, size=limit, replace=False).tolist()))
+            for attempt in ("sample", "all"):
+                yielded = False
+                for index, ordering in enumerate(engine.ordering_generator()):
+                    if attempt == "sample" and index not in chosen:
+                        continue
+                    allocator = MemoryAllocator(self.accelerator, self.layer, self.spatial_mapping, ordering,
+                                                self.mapping_type)
+                    try:
+                        mapping = allocator.run()
+                    except (MemoryHierarchyTooSmallException, MemoryTooSmallException):
+                        continue
+                    yielded = True
+                    yield mapping
+                if yielded:
+                    return
+                if len(chosen) == total:
+                    break  # the sample was every ordering: none fits
+            raise NoValidLoopOrderingFoundException(f"no loop ordering of {self.layer} fits the memories")
+
+    _SAMPLED_STAGE.append(SampledLomaStage)
+    return SampledLomaStage
+
+
 @contextlib.contextmanager
 def _quiet():
-    """Silence ZigZag: its loggers, and any file it writes goes to a temporary folder."""
-    previous = logging.root.manager.disable
-    logging.disable(logging.CRITICAL)
-    cwd = os.getcwd()
-    with tempfile.TemporaryDirectory(prefix="dance-zigzag-") as scratch:
-        os.chdir(scratch)
-        try:
-            yield
-        finally:
-            os.chdir(cwd)
-            logging.disable(previous)
+    """Silence ZigZag's loggers (they log every spatial mapping and warn about greedy
+    unrollings) for the duration of one pair. Nothing is written to disk: the stages that
+    save results (ZigZag's save and visualisation stages) are not part of our pipeline, and
+    LOMA's progress bar is off."""
+    logger = logging.getLogger("zigzag")
+    previous = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 class ZigZagAdapter(PairwiseAdapter):
@@ -293,6 +355,10 @@ class ZigZagAdapter(PairwiseAdapter):
     def __init__(self, settings: Mapping[str, Any] | None = None, cache: Any = None) -> None:
         super().__init__(settings, cache)
         self.lpf_limit = int(self.settings.get("lpf_limit", 6))
+        max_orderings = self.settings.get("max_orderings")
+        self.max_orderings = None if max_orderings is None else int(max_orderings)
+        if self.max_orderings is not None and self.max_orderings < 1:
+            raise AdapterError(f"simulator zigzag: max_orderings = {max_orderings!r}: expected null or an integer >= 1")
         self.energies = str(self.settings.get("energies", "ours"))
         self.mapping = str(self.settings.get("mapping", "search"))
         self.objective = str(self.settings.get("objective", "latency"))
@@ -331,7 +397,6 @@ class ZigZagAdapter(PairwiseAdapter):
         from zigzag.stages.evaluation.cost_model_evaluation import CostModelStage
         from zigzag.stages.main import MainStage
         from zigzag.stages.mapping.spatial_mapping_generation import SpatialMappingGeneratorStage
-        from zigzag.stages.mapping.temporal_mapping_generator_stage import TemporalMappingGeneratorStage
         from zigzag.stages.results import reduce_stages
 
         with _quiet():
@@ -346,9 +411,10 @@ class ZigZagAdapter(PairwiseAdapter):
             workload = WorkloadFactory(workload_validator.normalized_data, mapping_validator.normalized_data).create()
             layer = next(iter(workload.topological_sort()))
             reduce = getattr(reduce_stages, _OBJECTIVE_STAGES[self.objective])
-            stages = [reduce, SpatialMappingGeneratorStage, reduce, TemporalMappingGeneratorStage, CostModelStage]
+            stages = [reduce, SpatialMappingGeneratorStage, reduce, _sampled_loma_stage(), CostModelStage]
             try:
                 answers = MainStage(stages, accelerator=accelerator, layer=layer, loma_lpf_limit=self.lpf_limit,
+                                    max_orderings=self.max_orderings,
                                     loma_show_progress_bar=False, nb_mappings_generated=1,
                                     enable_mix_spatial_mapping_generation=False,
                                     access_same_data_considered_as_no_access=True,
@@ -364,6 +430,15 @@ class ZigZagAdapter(PairwiseAdapter):
         if cme is None:
             return {"feasible": False, "area_mm2": area}
         return _results(cme, pair, area, self.mapping)
+
+
+def _loop_order(cme: Any) -> str:
+    """The temporal loops, innermost first, as ``"OY56 FX3 K4"`` (the filter operand's view;
+    every operand sees the same order, cut into its own memory levels)."""
+    from zigzag.datatypes import LayerOperand
+
+    levels = cme.temporal_mapping.mapping_dic_origin[LayerOperand("W")]
+    return " ".join(f"{dim}{int(size) if float(size).is_integer() else size}" for level in levels for dim, size in level)
 
 
 def _results(cme: Any, pair: Mapping[str, Any], area: float, mapping: str) -> dict[str, Any]:
@@ -415,5 +490,5 @@ def _results(cme: Any, pair: Mapping[str, Any], area: float, mapping: str) -> di
         "dram_filter_reads": get("W", "dram", "RD_OUT_TO_LOW"),
         "dram_ofmap_reads": get("O", "dram", "RD_OUT_TO_LOW"),
         "dram_ofmap_writes": get("O", "dram", "WR_IN_BY_LOW"),
-        "map_kind": f"zigzag-{mapping}", "map_order": str(cme.temporal_mapping)[:200],
+        "map_kind": f"zigzag-{mapping}", "map_order": _loop_order(cme),
     }
