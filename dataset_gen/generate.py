@@ -28,7 +28,7 @@ from dataset_gen.common.files import atomic_write_text
 from dataset_gen.ranges import Space, parse_space
 from dataset_gen.sampling import SAMPLERS, LayerMix, parse_layers, sample_pairs, shard_bounds
 from dataset_gen.adapters import ERROR_COLUMN, SimulatorAdapter, make_adapter, result_columns
-from dataset_gen.adapters.cache import CACHE_FILE
+from dataset_gen.adapters.cache import CACHE_FILE, ResultCache
 from dataset_gen.simulator import OBJECTIVES
 from dataset_gen.space import ACCELERATOR_FIELDS, LAYER_FIELDS
 from dataset_gen.writer import (
@@ -363,6 +363,8 @@ def generate(config: Mapping[str, Any] | GenerationConfig) -> GenerationResult:
                                "space_hash": settings.space.hash, "sampler": settings.sampler,
                                "seed": settings.seed, "package_version": dataset_gen.__version__,
                                "generation": generation, "space": space_description})
+    if plan.cache is not None:
+        ResultCache(plan.cache).create()
     todo = [index for index in range(n_shards) if index not in done]
     resumed_rows = sum(meta["rows"] for meta in done.values())
     started = time.perf_counter()

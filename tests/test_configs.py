@@ -115,3 +115,12 @@ def test_each_command_line_name_means_one_thing():
 def compose(name, overrides=()):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose_hydra(config_name=name, overrides=list(overrides))
+
+
+@pytest.mark.parametrize("option,rows", [("builtin", 10000), ("zigzag", 100), ("command", 100), ("scalesim", 20)])
+def test_a_slow_simulator_defaults_to_small_shards_and_the_command_line_still_wins(option, rows):
+    """Shards are the unit of parallel work: 1,500 ZigZag pairs in one 10,000-row shard would
+    keep every worker but one idle."""
+    chosen = compose_config("gen", [f"simulator={option}"])
+    assert chosen.simulator.name == option and chosen.shard_rows == rows
+    assert compose_config("gen", [f"simulator={option}", "shard_rows=7"]).shard_rows == 7

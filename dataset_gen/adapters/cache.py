@@ -37,11 +37,23 @@ class ResultCache:
         self.path = Path(path)
         self._connection: sqlite3.Connection | None = None
 
+    def create(self) -> "ResultCache":
+        """Create the database (once, in the driver, before any shard task opens it).
+
+        Switching to the write-ahead log needs the database to itself, so it cannot be left
+        to workers opening it at the same moment; the mode then stays with the file.
+        """
+        with sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT)")
+        connection.close()
+        return self
+
     def _db(self) -> sqlite3.Connection:
         if self._connection is None:  # opened lazily: the object is pickled to workers unopened
+            if not self.path.exists():
+                self.create()  # used on its own, outside a dance-gen run
             self._connection = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
-            self._connection.execute("PRAGMA journal_mode=WAL")
-            self._connection.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT)")
         return self._connection
 
     def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
