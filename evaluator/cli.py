@@ -92,7 +92,7 @@ def _train(cfg: DictConfig) -> None:
     model = instantiate(cfg.model)
     datamodule = instantiate(cfg.datamodule)
     train(model, datamodule, trainer, out, ckpt_path=cfg.ckpt_path, seed=int(cfg.seed),
-          validation=_validation_config(cfg.validation), config=resolved)  # type: ignore[arg-type]
+          validation=_validation_config(cfg.validation), config=resolved, min_steps=int(cfg.min_steps))  # type: ignore[arg-type]
 
 
 def _validate(cfg: DictConfig) -> None:

@@ -464,7 +464,11 @@ class PairsDataModule(L.LightningDataModule):
     path : str
         Dataset directory (``dance-gen`` output) or one Parquet file.
     batch_size : int
-        Training batch size.
+        Training batch size (at most: see ``min_batches_per_epoch``).
+    min_batches_per_epoch : int
+        A small dataset's batches shrink so that an epoch has at least this many (a few
+        thousand rows from a slow simulator would otherwise make one or two full-batch
+        steps per epoch).
     eval_batch_size : int
         Validation / test batch size.
     split : (train, val, test)
@@ -485,7 +489,7 @@ class PairsDataModule(L.LightningDataModule):
         Refuse data from another design space.
     """
 
-    def __init__(self, path: str, batch_size: int = 2048, eval_batch_size: int = 16384,
+    def __init__(self, path: str, batch_size: int = 2048, eval_batch_size: int = 16384, min_batches_per_epoch: int = 1,
                  split: Sequence[float] = (0.8, 0.1, 0.1), split_salt: int = 0, in_memory: Any = "auto",
                  max_rows_in_memory: int = 5_000_000, buffer_rows: int = 262144, num_workers: int = 0,
                  expect_simulator_version: str | None = None, expect_space_hash: str | None = None) -> None:
@@ -495,8 +499,11 @@ class PairsDataModule(L.LightningDataModule):
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} = {value!r}: expected a positive integer")
+        if not isinstance(min_batches_per_epoch, int) or min_batches_per_epoch < 1:
+            raise ValueError(f"min_batches_per_epoch = {min_batches_per_epoch!r}: expected a positive integer")
         self.path = str(path)
         self.batch_size = batch_size
+        self.min_batches_per_epoch = min_batches_per_epoch
         self.eval_batch_size = eval_batch_size
         self.fractions = check_fractions(split)
         self.split_salt = int(split_salt)
@@ -564,7 +571,7 @@ class PairsDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if self.statistics is None:
             self.setup()
-        batch_size = self.batch_size if split == "train" else self.eval_batch_size
+        batch_size = self.train_batch_size if split == "train" else self.eval_batch_size
         if self.streaming:
             dataset: IterableDataset = StreamingBatches(self._files, split, self.fractions, self.split_salt,
                                                         batch_size, shuffle, self.rows[split], self.buffer_rows)
@@ -576,6 +583,11 @@ class PairsDataModule(L.LightningDataModule):
         # reads its own shards, so Lightning's warning about __len__ does not apply.
         warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
         return DataLoader(dataset, batch_size=None, num_workers=workers, persistent_workers=False)
+
+    @property
+    def train_batch_size(self) -> int:
+        """``batch_size``, or less on a small dataset: ``min_batches_per_epoch`` batches per epoch."""
+        return max(1, min(self.batch_size, math.ceil(self.rows["train"] / self.min_batches_per_epoch)))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -7,6 +7,7 @@ testable without Hydra.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -48,9 +49,25 @@ def _best_weights(trainer: L.Trainer, model: EvaluatorModule) -> str | None:
     return None
 
 
+def _raise_epochs_to_reach(trainer: L.Trainer, datamodule: PairsDataModule, min_steps: int, log: Any) -> None:
+    """Raise ``max_epochs`` so that the run holds at least ``min_steps`` optimiser steps.
+
+    The epoch count in conf/trainer/ suits the default 100,000-row dataset; a few thousand
+    rows from a slow simulator make that a few dozen steps, far from trained. The
+    learning-rate schedule is sized from ``max_epochs`` when fitting starts, so it follows.
+    """
+    batches = math.ceil(datamodule.rows["train"] / datamodule.train_batch_size)
+    epochs = trainer.fit_loop.max_epochs
+    if not min_steps or epochs is None or epochs < 0 or batches * epochs >= min_steps:
+        return
+    trainer.fit_loop.max_epochs = math.ceil(min_steps / batches)
+    log(f"small dataset: {batches} batches of {datamodule.train_batch_size} per epoch; training "
+        f"{trainer.fit_loop.max_epochs} epochs instead of {epochs} to reach min_steps = {min_steps}")
+
+
 def train(model: EvaluatorModule, datamodule: PairsDataModule, trainer: L.Trainer, out: str | os.PathLike,
           ckpt_path: str | None = None, seed: int = 0, validation: ValidationConfig | None = None,
-          config: dict[str, Any] | None = None, log: Any = print) -> TrainResult:
+          config: dict[str, Any] | None = None, log: Any = print, min_steps: int = 0) -> TrainResult:
     """Train, validate and save an evaluator.
 
     Parameters
@@ -70,6 +87,9 @@ def train(model: EvaluatorModule, datamodule: PairsDataModule, trainer: L.Traine
         The resolved run config, kept in the artifact.
     log : callable
         Receives progress lines.
+    min_steps : int
+        Optimiser steps the schedule must hold at least: on a small dataset (a slow
+        simulator's few thousand rows) ``trainer``'s ``max_epochs`` is raised to reach them.
 
     Returns
     -------
@@ -88,6 +108,7 @@ def train(model: EvaluatorModule, datamodule: PairsDataModule, trainer: L.Traine
         + (f", {failed} rows left out: the simulator failed on them (their error column says why)" if failed else "")
         + f"; simulator {simulator['name']} {simulator['version']}, space {datamodule.metadata.get('space_hash')}")
     model.set_statistics(datamodule.statistics)
+    _raise_epochs_to_reach(trainer, datamodule, min_steps, log)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     best = _best_weights(trainer, model)
     trained_seconds = time.perf_counter() - started
