@@ -58,6 +58,8 @@ def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).handlers.clear()
     warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")  # inside Lightning, not ours
+    # a small dataset has fewer batches per epoch than the logging interval: epoch metrics still log
+    warnings.filterwarnings("ignore", message=".*is smaller than the logging interval")
 
 
 def _write_resolved_config(cfg: DictConfig, out: Path) -> None:

@@ -46,6 +46,7 @@ log = logging.getLogger("search")
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
 warnings.filterwarnings("ignore", message=r".*is smaller than the logging interval.*")
 warnings.filterwarnings("ignore", message=r".*does not have many workers which may be a bottleneck.*")
+warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")  # inside Lightning 2.6, not ours
 
 
 @dataclass

@@ -72,7 +72,7 @@ def plan(out: Path, samples: int | None, quick: bool) -> list[tuple[str, list[st
     search_cmd = [_command("dance-search"), f"evaluator={evaluator / 'evaluator.pt'}", f"out={search}",
                   "overwrite=true"]
     if quick:
-        train += ["trainer.max_epochs=2", "validation.ood_pairs=200", "validation.plots=true"]
+        train += ["trainer.max_epochs=2", "min_steps=0", "validation.ood_pairs=200", "validation.plots=true"]
         search_cmd += ["+experiment=fast"]
     simulate = [_command("dance-sim"), "--network", str(search / "result.json")]
     return [("generate the dataset", gen), ("train and validate the evaluator", train),

@@ -14,7 +14,7 @@ from evaluator.cli import train_main, validate_main
 
 SCRIPTS = Path(sys.executable).parent
 TARGET_KEYS = {"n", "mape", "within_5pct", "within_10pct", "kendall_tau", "spearman_rho", "rmse_log"}
-TINY = ["model=small", "trainer=debug", "datamodule.batch_size=256", "validation.ood_pairs=60",
+TINY = ["model=small", "trainer=debug", "min_steps=0", "datamodule.batch_size=256", "validation.ood_pairs=60",
         "validation.ood_input_sizes=[64]"]
 
 
