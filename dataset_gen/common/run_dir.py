@@ -21,10 +21,11 @@ import shutil
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from hydra.experimental.callback import Callback
 
+from dataset_gen.common.config import require_settings
 from dataset_gen.common.errors import EXIT_BUG, UserError, cli_errors, user_error_message
 
 __all__ = ["RUN_MARKERS", "RunDirError", "prepare_run_dir", "prepare_sweep_dir", "RunDirGuard"]
@@ -175,21 +176,19 @@ class RunDirGuard(Callback):
             files.append(str(config.hydra.output_subdir))
         return tuple(files)
 
-    def _guard(self, check: Any) -> None:
+    def _guard(self, check: Callable[[], None]) -> None:
         """Run ``check`` under the error policy. Hydra turns a callback's exception into a
         warning and goes on, which here would mean writing into a folder nobody checked:
         a bug leaves with its traceback and exit status 1 instead."""
-        from dataset_gen.common.config import require_settings
-
         try:
             with cli_errors(self.program):
-                check(require_settings)
+                check()
         except Exception:  # noqa: BLE001 - cli_errors let a bug through
             traceback.print_exc()
             raise SystemExit(EXIT_BUG) from None
 
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
-        def check(require_settings: Any) -> None:
+        def check() -> None:
             require_settings(config)  # before the run folder is created
             resume = config.get(self.resume_key) if self.resume_key else None
             prepare_run_dir(config.hydra.run.dir, writes=self.writes + self._hydra_files(config),
@@ -199,7 +198,7 @@ class RunDirGuard(Callback):
         self._guard(check)
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        def check(require_settings: Any) -> None:
+        def check() -> None:
             require_settings(config)
             prepare_sweep_dir(config.hydra.sweep.dir, writes=self.writes + self._hydra_files(config),
                               sweep_writes=self.sweep_writes, overwrite=bool(config.get("overwrite", False)))
