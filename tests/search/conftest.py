@@ -28,9 +28,10 @@ def search_settings(*overrides: str, evaluator: str | None = None) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-@pytest.fixture(scope="session")
-def evaluator_path(tmp_path_factory) -> str:
-    """A small evaluator trained on the fast experiment's layers and accelerators."""
+def train_search_evaluator(root: Path, n_samples: int, depth: int, width: int, epochs: int, batch_size: int,
+                           simulator: dict | None = None) -> str:
+    """Export the fast search's space, simulate ``n_samples`` pairs from it (with ``simulator``,
+    default builtin), train a small evaluator on them and return its artifact's path."""
     import lightning as L
 
     from dataset_gen.generate import generate
@@ -46,16 +47,25 @@ def evaluator_path(tmp_path_factory) -> str:
     space = NetworkSpace.from_config(settings["network"], 1, 10)
     hw_space = AcceleratorSpace.from_config(settings["hw"]["choices"])
     table = space.layer_table(settings["search"]["deploy"]["resolution"])
-    root = tmp_path_factory.mktemp("evaluator")
     pool = write_layer_pool(table, root / "layers.csv")
-    generate(generation_config(root / "data", pool, generation_space(hw_space, table), n_samples=3000, mix=0.2,
-                               seed=0, workers=1))
-    trainer = L.Trainer(max_epochs=20, accelerator="cpu", logger=False, enable_checkpointing=False,
+    config = generation_config(root / "data", pool, generation_space(hw_space, table), n_samples=n_samples, mix=0.2,
+                               seed=0, workers=1)
+    if simulator is not None:
+        config["simulator"] = simulator
+    generate(config)
+    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
-    result = train(EvaluatorModule(depth=3, width=96, lr=5e-3), PairsDataModule(str(root / "data"), batch_size=512),
-                   trainer, root / "trained", seed=0,
+    result = train(EvaluatorModule(depth=depth, width=width, lr=5e-3),
+                   PairsDataModule(str(root / "data"), batch_size=batch_size), trainer, root / "trained", seed=0,
                    validation=ValidationConfig(ood_pairs=0, baselines=[], plots=False), log=lambda *_: None)
     return str(result.artifact)
+
+
+@pytest.fixture(scope="session")
+def evaluator_path(tmp_path_factory) -> str:
+    """A small evaluator trained on the fast experiment's layers and accelerators."""
+    return train_search_evaluator(tmp_path_factory.mktemp("evaluator"), n_samples=3000, depth=3, width=96,
+                                  epochs=20, batch_size=512)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,7 +21,7 @@ from search.context import build_context, build_verifiers, verifier_config
 from search.simulated import SimulatorCache
 from search.verify import verify_design
 
-from .conftest import search_settings
+from .conftest import search_settings, train_search_evaluator
 
 SCALED = "tests.search.test_simulators:ScaledAdapter"
 FACTOR = 2.0
@@ -54,32 +53,10 @@ def scaled_registered(monkeypatch):
 @pytest.fixture(scope="module")
 def scaled_evaluator(tmp_path_factory) -> str:
     """An evaluator trained (briefly) on the fast search space, simulated by the scaled adapter."""
-    from dataset_gen.generate import generate
-    from evaluator.data import PairsDataModule
-    from evaluator.model import EvaluatorModule
-    from evaluator.train import train
-    from evaluator.validate import ValidationConfig
-    from search.export import generation_config, generation_space, write_layer_pool
-    from search.hardware import AcceleratorSpace
-    from search.network_space import NetworkSpace
-
-    settings = search_settings()
-    space = NetworkSpace.from_config(settings["network"], 1, 10)
-    hw_space = AcceleratorSpace.from_config(settings["hw"]["choices"])
-    table = space.layer_table(settings["search"]["deploy"]["resolution"])
-    root = tmp_path_factory.mktemp("scaled")
-    config = generation_config(root / "data", write_layer_pool(table, root / "layers.csv"),
-                               generation_space(hw_space, table), n_samples=1500, mix=0.2, seed=0, workers=1)
-    config["simulator"] = {"name": "scaled", "factor": FACTOR}
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(ADAPTERS, "scaled", SCALED)
-        generate(config)
-        trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
-                            enable_progress_bar=False, enable_model_summary=False)
-        result = train(EvaluatorModule(depth=2, width=48, lr=5e-3), PairsDataModule(str(root / "data"), batch_size=256),
-                       trainer, root / "trained", seed=0,
-                       validation=ValidationConfig(ood_pairs=0, baselines=[], plots=False), log=lambda *_: None)
-    return str(result.artifact)
+        return train_search_evaluator(tmp_path_factory.mktemp("scaled"), n_samples=1500, depth=2, width=48,
+                                      epochs=3, batch_size=256, simulator={"name": "scaled", "factor": FACTOR})
 
 
 def test_a_named_simulator_config_is_composed_from_conf_simulator():
