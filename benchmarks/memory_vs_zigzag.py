@@ -1,0 +1,332 @@
+"""The builtin simulator's memory model against ZigZag, on real-network layers.
+
+    .venv/bin/python benchmarks/memory_vs_zigzag.py [--fixture PATH] [--json PATH] [--worst 6]
+
+Reads ``tests/fixtures/zigzag_reference.csv`` (ZigZag 3.9.1's figures, LOMA unsampled,
+objective energy, our per-access energies; made by ``tools/zigzag_reference.py``), simulates
+the same pairs with the builtin simulator *now* (``simulate_batch(pairs, mapping="search",
+objective="energy")``) and prints, ratio = ours / ZigZag:
+
+- on the ``grid`` pairs (12 layers x 12 accelerators), per dataflow and overall: DRAM words
+  (all, and per operand: ifmap reads, filter reads, ofmap reads + writes) as median / p10 /
+  p90 and the count and share of pairs where ours exceeds ZigZag's by more than 5% and 20%;
+  energy (total, MAC, register file, SRAM, DRAM), register-file accesses, SRAM accesses and
+  latency as median / p10 / p90;
+- per grid layer, Kendall's tau-b between our energy and ZigZag's across its accelerators,
+  and the same for latency (``total_cycles``): does our simulator rank accelerators as ZigZag
+  does?
+- ``rf_sweep``: for each (layer, accelerator) series, each tool's energy at every
+  ``rf_bytes``, and how many series get cheaper from 4 B to 64 B;
+- the pairs feasible in one tool only; the grid pairs where our DRAM traffic exceeds
+  ZigZag's most, with both tools' mappings.
+
+Pairs infeasible in either tool (or a ZigZag error row) are left out of every ratio and
+counted. ``--json`` writes every number. The functions (`compare`, `kendall_tau_b`, ...) are
+importable: ``tests/dataset_gen/test_zigzag_reference.py`` loads this file by path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+# This folder holds benchmarks named like the packages: drop it from the import path.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
+if str(_HERE.parent) not in sys.path:
+    sys.path.append(str(_HERE.parent))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from dataset_gen.common.files import write_json  # noqa: E402
+from dataset_gen.simulator import simulate_batch  # noqa: E402
+from dataset_gen.space import ACCELERATOR_FIELDS, LAYER_FIELDS  # noqa: E402
+
+ROOT = _HERE.parent
+FIXTURE = ROOT / "tests" / "fixtures" / "zigzag_reference.csv"
+
+DRAM_OPERANDS: dict[str, tuple[str, ...]] = {
+    "total": ("dram_ifmap_reads", "dram_filter_reads", "dram_ofmap_reads", "dram_ofmap_writes"),
+    "ifmap": ("dram_ifmap_reads",),
+    "filter": ("dram_filter_reads",),
+    "ofmap": ("dram_ofmap_reads", "dram_ofmap_writes"),
+}
+SRAM_OPERANDS: dict[str, tuple[str, ...]] = {
+    "total": ("sram_ifmap_reads", "sram_filter_reads", "sram_ofmap_reads", "sram_ofmap_writes"),
+    "ifmap": ("sram_ifmap_reads",),
+    "filter": ("sram_filter_reads",),
+    "ofmap": ("sram_ofmap_reads", "sram_ofmap_writes"),
+}
+ENERGY_PARTS: dict[str, str] = {"total": "energy_pj", "mac": "energy_mac_pj", "rf": "energy_rf_pj",
+                                "sram": "energy_sram_pj", "dram": "energy_dram_pj"}
+#: energy parts of our simulator that ZigZag's model lacks (reported as a share of our total
+#: when the simulator has them; they are in both totals' comparison all the same)
+OURS_ONLY_ENERGY = ("array",)
+#: "ours moves more than ZigZag" thresholds on the DRAM ratio
+OVER = (1.05, 1.20)
+DATAFLOW_GROUPS = ("all", "ws", "os")
+
+
+def load_fixture(path: str | Path = FIXTURE) -> pd.DataFrame:
+    """The fixture as a frame (``error`` and ``map_order`` as strings, "" when empty)."""
+    frame = pd.read_csv(path, dtype={"error": "str", "map_order": "str"})
+    for column in ("error", "map_order"):
+        frame[column] = frame[column].fillna("")
+    frame["feasible"] = frame["feasible"].astype(bool)
+    return frame
+
+
+def simulate_ours(fixture: pd.DataFrame) -> pd.DataFrame:
+    """The builtin simulator's results on the fixture's pairs (same index)."""
+    return simulate_batch(fixture[list(LAYER_FIELDS + ACCELERATOR_FIELDS)], mapping="search", objective="energy")
+
+
+def kendall_tau_b(x: Any, y: Any) -> float:
+    """Kendall's tau-b of two equal-length sequences (NaN with fewer than 2 untied pairs)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) != len(y):
+        raise ValueError("kendall_tau_b: x and y differ in length")
+    upper = np.triu_indices(len(x), k=1)
+    dx = np.sign(x[:, None] - x[None, :])[upper]
+    dy = np.sign(y[:, None] - y[None, :])[upper]
+    denominator = np.sqrt(float(np.count_nonzero(dx)) * float(np.count_nonzero(dy)))
+    return float(np.sum(dx * dy) / denominator) if denominator > 0 else float("nan")
+
+
+def quantiles(ratio: Any) -> dict[str, float]:
+    """Median, p10, p90 and count of the finite ratios."""
+    ratio = np.asarray(ratio, dtype=float)
+    ratio = ratio[np.isfinite(ratio)]
+    if not len(ratio):
+        return {"median": float("nan"), "p10": float("nan"), "p90": float("nan"), "n": 0}
+    p10, median, p90 = np.quantile(ratio, [0.1, 0.5, 0.9])
+    return {"median": float(median), "p10": float(p10), "p90": float(p90), "n": len(ratio)}
+
+
+def _sum(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
+    return frame[list(columns)].to_numpy(dtype=float).sum(axis=1)
+
+
+def _ratio(ours: np.ndarray, zigzag: np.ndarray) -> np.ndarray:
+    """ours / zigzag; NaN where ZigZag's figure is 0 (left out by `quantiles`)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(zigzag > 0, ours / np.where(zigzag > 0, zigzag, 1.0), np.nan)
+
+
+def _excess(ratio: np.ndarray) -> dict[str, Any]:
+    stats: dict[str, Any] = quantiles(ratio)
+    finite = ratio[np.isfinite(ratio)]
+    for limit in OVER:
+        count = int(np.sum(finite > limit))
+        stats[f"over_{limit:.2f}"] = count
+        stats[f"over_{limit:.2f}_share"] = count / len(finite) if len(finite) else float("nan")
+    stats["under_0.95"] = int(np.sum(finite < 0.95))
+    return stats
+
+
+def _group_stats(zz: pd.DataFrame, ours: pd.DataFrame) -> dict[str, Any]:
+    dram = {name: _excess(_ratio(_sum(ours, cols), _sum(zz, cols))) for name, cols in DRAM_OPERANDS.items()}
+    sram = {name: quantiles(_ratio(_sum(ours, cols), _sum(zz, cols))) for name, cols in SRAM_OPERANDS.items()}
+    energy = {name: quantiles(_ratio(ours[col].to_numpy(float), zz[col].to_numpy(float)))
+              for name, col in ENERGY_PARTS.items()}
+    # energy parts only our simulator has (none in ZigZag's model): their share of our total
+    ours_only = {name: quantiles(ours[f"energy_{name}_pj"].to_numpy(float) / ours["energy_pj"].to_numpy(float))
+                 for name in OURS_ONLY_ENERGY if f"energy_{name}_pj" in ours}
+    return {
+        "n": len(zz), "dram_words": dram, "energy": energy, "ours_only_energy_share": ours_only,
+        "rf_accesses": quantiles(_ratio(ours["rf_accesses"].to_numpy(float), zz["rf_accesses"].to_numpy(float))),
+        "sram_accesses": sram,
+        "latency": quantiles(_ratio(ours["total_cycles"].to_numpy(float), zz["total_cycles"].to_numpy(float))),
+    }
+
+
+def _series_values(values: pd.Series) -> list[float | None]:
+    return [None if not np.isfinite(v) else float(v) for v in values.to_numpy(dtype=float)]
+
+
+def compare(fixture: pd.DataFrame, ours: pd.DataFrame | None = None, worst: int = 6) -> dict[str, Any]:
+    """Every summary number of the comparison, as a JSON-able dict.
+
+    Parameters
+    ----------
+    fixture : DataFrame
+        `load_fixture`'s frame (ZigZag's figures and the pairs).
+    ours : DataFrame, optional
+        The builtin simulator's results on those pairs (same index); simulated now if None.
+    worst : int
+        How many grid pairs with the largest DRAM ratio to describe.
+    """
+    fixture = fixture.reset_index(drop=True)
+    ours = simulate_ours(fixture) if ours is None else ours.reset_index(drop=True)
+    zz_ok = fixture["feasible"].to_numpy(bool) & (fixture["error"] == "").to_numpy(bool)
+    our_ok = ours["feasible"].to_numpy(bool)
+    errors = (fixture["error"] != "").to_numpy(bool)
+    both = zz_ok & our_ok
+    grid = (fixture["set"] == "grid").to_numpy(bool)
+    sweep = (fixture["set"] == "rf_sweep").to_numpy(bool)
+
+    def cases(mask: np.ndarray) -> list[dict[str, str]]:
+        return [{"case": case, "set": kind} for case, kind in zip(fixture.loc[mask, "case"], fixture.loc[mask, "set"])]
+
+    summary: dict[str, Any] = {
+        "fixture": {"pairs": len(fixture), "grid": int(grid.sum()), "rf_sweep": int(sweep.sum()),
+                    "zigzag_version": str(fixture["zigzag_version"].iloc[0]) if "zigzag_version" in fixture else ""},
+        "feasibility": {
+            "zigzag_feasible": int(zz_ok.sum()), "ours_feasible": int(our_ok.sum()), "both": int(both.sum()),
+            "grid_both": int((both & grid).sum()), "zigzag_errors": int(errors.sum()),
+            "zigzag_only": cases(zz_ok & ~our_ok), "ours_only": cases(our_ok & ~zz_ok & ~errors),
+            "excluded_from_ratios": int((grid & ~both).sum()),
+        },
+    }
+
+    # ratios on the grid, per dataflow
+    groups = {}
+    for group in DATAFLOW_GROUPS:
+        mask = grid & both & ((fixture["dataflow"] == group).to_numpy(bool) if group != "all" else True)
+        groups[group] = _group_stats(fixture[mask], ours[mask])
+    summary["grid"] = groups
+
+    # per-layer rank agreement across the grid's accelerators
+    tau: dict[str, Any] = {}
+    layer_key = fixture["network"] + "/" + fixture["layer_name"]
+    for name, column in (("energy", "energy_pj"), ("latency", "total_cycles")):
+        per_layer = {}
+        for layer in pd.unique(layer_key[grid]):
+            mask = grid & both & (layer_key == layer).to_numpy(bool)
+            per_layer[layer] = (kendall_tau_b(ours.loc[mask, column], fixture.loc[mask, column])
+                                if mask.sum() >= 3 else float("nan"))
+        values = np.array([v for v in per_layer.values() if np.isfinite(v)])
+        tau[name] = {"per_layer": per_layer, "median": float(np.median(values)) if len(values) else float("nan"),
+                     "min": float(values.min()) if len(values) else float("nan")}
+    summary["tau"] = tau
+
+    # register-file sweep
+    series = []
+    for (layer, accelerator), rows in fixture[sweep].groupby([layer_key[sweep], fixture.loc[sweep, "accelerator_id"]],
+                                                            sort=False):
+        rows = rows.sort_values("rf_bytes")
+        index = rows.index
+        ours_energy = ours.loc[index, "energy_pj"].where(ours.loc[index, "feasible"])
+        zz_energy = rows["energy_pj"].where(zz_ok[index])
+        entry = {"layer": layer, "accelerator_id": accelerator, "dataflow": str(rows["dataflow"].iloc[0]),
+                 "rf_bytes": [int(v) for v in rows["rf_bytes"]],
+                 "ours_energy_pj": _series_values(ours_energy), "zigzag_energy_pj": _series_values(zz_energy),
+                 "ours_rf_accesses": [int(v) for v in ours.loc[index, "rf_accesses"]],
+                 "zigzag_rf_accesses": [int(v) for v in rows["rf_accesses"]]}
+        for tool in ("ours", "zigzag"):
+            energies = entry[f"{tool}_energy_pj"]
+            first, last = energies[0], energies[-1]
+            entry[f"{tool}_falls"] = None if first is None or last is None else bool(last < first)
+        series.append(entry)
+    summary["rf_sweep"] = {
+        "series": series, "series_count": len(series),
+        "ours_falls_count": sum(1 for s in series if s["ours_falls"]),
+        "zigzag_falls_count": sum(1 for s in series if s["zigzag_falls"]),
+    }
+
+    # the grid pairs where ours moves the most DRAM words over ZigZag's, with both mappings
+    mask = grid & both
+    ratio = _ratio(_sum(ours, DRAM_OPERANDS["total"]), _sum(fixture, DRAM_OPERANDS["total"]))
+    order = [i for i in np.argsort(-np.where(mask & np.isfinite(ratio), ratio, -np.inf)) if mask[i]][:worst]
+    summary["worst_dram"] = [{
+        "case": fixture.loc[i, "case"], "ratio": float(ratio[i]),
+        "ours": {name: int(_sum(ours.loc[[i]], cols)[0]) for name, cols in DRAM_OPERANDS.items()},
+        "zigzag": {name: int(_sum(fixture.loc[[i]], cols)[0]) for name, cols in DRAM_OPERANDS.items()},
+        "ours_mapping": {"order": str(ours.loc[i, "map_order"]),
+                         **{f"tile_{dim}": int(ours.loc[i, f"map_tile_{dim}"]) for dim in "pqck"
+                            if f"map_tile_{dim}" in ours}},
+        "zigzag_map_order": fixture.loc[i, "map_order"],
+    } for i in order]
+    return summary
+
+
+def _q(stats: dict[str, float]) -> str:
+    return f"{stats['median']:7.3f} {stats['p10']:7.3f} {stats['p90']:7.3f}"
+
+
+def report(summary: dict[str, Any]) -> str:
+    """The printed report of `compare`'s summary."""
+    lines = []
+    fixture, feasibility = summary["fixture"], summary["feasibility"]
+    lines.append(f"ZigZag {fixture['zigzag_version']} fixture: {fixture['pairs']} pairs ({fixture['grid']} grid, "
+                 f"{fixture['rf_sweep']} rf_sweep); feasible: ZigZag {feasibility['zigzag_feasible']}, ours "
+                 f"{feasibility['ours_feasible']}, both {feasibility['both']} ({feasibility['grid_both']} grid); "
+                 f"ZigZag error rows {feasibility['zigzag_errors']}")
+    lines.append(f"Ratios = ours / ZigZag on the grid pairs feasible in both "
+                 f"({feasibility['excluded_from_ratios']} grid pairs excluded)")
+    for group in DATAFLOW_GROUPS:
+        stats = summary["grid"][group]
+        lines.append("")
+        lines.append(f"== {group} ({stats['n']} pairs) ==")
+        lines.append(f"{'':<22}{'median':>7} {'p10':>7} {'p90':>7}   {'>1.05x':>11} {'>1.20x':>11} {'<0.95x':>7}")
+        for name, dram in stats["dram_words"].items():
+            lines.append(f"{'DRAM words ' + name:<22}{_q(dram)}   "
+                         f"{dram['over_1.05']:>3} ({dram['over_1.05_share']:5.1%}) "
+                         f"{dram['over_1.20']:>3} ({dram['over_1.20_share']:5.1%}) {dram['under_0.95']:>7}")
+        for name, energy in stats["energy"].items():
+            lines.append(f"{'energy ' + name:<22}{_q(energy)}")
+        for name, share in stats["ours_only_energy_share"].items():
+            lines.append(f"{name + ' E share (ours)':<22}{_q(share)}   (of our total; ZigZag has no such part)")
+        lines.append(f"{'RF accesses':<22}{_q(stats['rf_accesses'])}")
+        for name, sram in stats["sram_accesses"].items():
+            lines.append(f"{'SRAM accesses ' + name:<22}{_q(sram)}")
+        lines.append(f"{'latency (cycles)':<22}{_q(stats['latency'])}")
+    lines.append("")
+    lines.append("== Kendall tau-b per grid layer, ours vs ZigZag across its accelerators ==")
+    lines.append(f"{'layer':<36} {'energy':>7} {'latency':>8}")
+    for layer, energy_tau in summary["tau"]["energy"]["per_layer"].items():
+        lines.append(f"{layer:<36} {energy_tau:7.3f} {summary['tau']['latency']['per_layer'][layer]:8.3f}")
+    lines.append(f"{'median':<36} {summary['tau']['energy']['median']:7.3f} {summary['tau']['latency']['median']:8.3f}")
+    lines.append("")
+    sweep = summary["rf_sweep"]
+    lines.append("== rf_sweep: energy (uJ) at rf_bytes " + "/".join(str(v) for v in sweep["series"][0]["rf_bytes"])
+                 + " ==" if sweep["series"] else "== rf_sweep: no series ==")
+
+    def fmt(values: list[float | None]) -> str:
+        return " ".join(f"{v / 1e6:9.2f}" if v is not None else f"{'infeas.':>9}" for v in values)
+
+    for entry in sweep["series"]:
+        lines.append(f"{entry['layer']} on {entry['accelerator_id']}:")
+        lines.append(f"   ours   {fmt(entry['ours_energy_pj'])}   falls 4->64 B: {entry['ours_falls']}")
+        lines.append(f"   ZigZag {fmt(entry['zigzag_energy_pj'])}   falls 4->64 B: {entry['zigzag_falls']}")
+    lines.append(f"series cheaper at 64 B than at 4 B: ours {sweep['ours_falls_count']}/{sweep['series_count']}, "
+                 f"ZigZag {sweep['zigzag_falls_count']}/{sweep['series_count']}")
+    lines.append("")
+    lines.append("== feasibility disagreements ==")
+    for kind, label in (("zigzag_only", "feasible in ZigZag only"), ("ours_only", "feasible in ours only")):
+        listed = feasibility[kind]
+        lines.append(f"{label}: {len(listed)}")
+        lines.extend(f"   {item['case']} ({item['set']})" for item in listed)
+    lines.append("")
+    lines.append("== grid pairs where our DRAM words exceed ZigZag's most ==")
+    for item in summary["worst_dram"]:
+        ours_words, zz_words, mapping = item["ours"], item["zigzag"], item["ours_mapping"]
+        lines.append(f"{item['case']}: x{item['ratio']:.2f}  ours ifmap/filter/ofmap {ours_words['ifmap']}/"
+                     f"{ours_words['filter']}/{ours_words['ofmap']}  ZigZag {zz_words['ifmap']}/{zz_words['filter']}/"
+                     f"{zz_words['ofmap']}")
+        tiles = {key[5:]: value for key, value in mapping.items() if key.startswith("tile_")}
+        lines.append(f"   ours: order {mapping['order']} (outer to inner) tiles {'/'.join(tiles)} "
+                     f"{'/'.join(str(value) for value in tiles.values())};  ZigZag (innermost first): "
+                     f"{item['zigzag_map_order']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fixture", type=Path, default=FIXTURE, help="the ZigZag fixture (tools/zigzag_reference.py)")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write every summary number here")
+    parser.add_argument("--worst", type=int, default=6, help="how many worst DRAM-ratio pairs to describe")
+    args = parser.parse_args(argv)
+    summary = compare(load_fixture(args.fixture), worst=args.worst)
+    print(report(summary))
+    if args.json is not None:
+        write_json(args.json, summary)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
