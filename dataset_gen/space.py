@@ -34,7 +34,7 @@ ACCELERATOR_FIELDS: tuple[str, ...] = (
     "pe_rows", "pe_cols", "dataflow", "rf_bytes", "ifmap_kb", "filter_kb", "ofmap_kb",
     "dram_bw", "word_bits", "freq_mhz",
 )
-MAPPING_FIELDS: tuple[str, ...] = ("map_kind", "map_order", "map_tile_p", "map_tile_c", "map_tile_k")
+MAPPING_FIELDS: tuple[str, ...] = ("map_kind", "map_order", "map_tile_p", "map_tile_q", "map_tile_c", "map_tile_k")
 
 # Hard validity limits (not sampling ranges: those live in conf/space/). A value outside
 # these is not a design at all; a value inside may still be unmappable (feasible = False).
@@ -195,9 +195,13 @@ class Accelerator:
 class Mapping:
     """How one layer runs on one accelerator: DRAM-level tile sizes and loop order.
 
-    ``order`` names the three tiled loops outer to inner (e.g. ``"pkc"``: output-row tiles
+    ``order`` names the three tiled loops outer to inner (e.g. ``"pkc"``: output tiles
     outermost, input-channel tiles innermost); ``g`` and ``n`` always lie outside them.
     ``tile_p`` is in output rows, ``tile_c`` and ``tile_k`` in channels of one group.
+    ``tile_q`` is in output columns: ``0`` (the default) or ``>= out_w`` means whole rows;
+    a *width tile* (``tile_q < out_w``) needs ``tile_p = 1`` and a ``tile_q`` that divides
+    ``out_w`` (checked when a layer is simulated), and the ``p`` loop then steps through
+    ``out_h * out_w / tile_q`` row segments.
     ``kind = "scalesim"`` is SCALE-Sim's fixed mapping (the whole layer as one tile per image
     and group, buffer capacities not enforced).
     """
@@ -207,6 +211,7 @@ class Mapping:
     tile_c: int
     tile_k: int
     kind: str = "search"
+    tile_q: int = 0
 
     def __post_init__(self) -> None:
         if self.order not in LOOP_ORDERS:
@@ -215,10 +220,23 @@ class Mapping:
             raise SpaceError(f"mapping.kind = {self.kind!r}: expected one of {list(MAPPING_KINDS)}")
         for field in ("tile_p", "tile_c", "tile_k"):
             object.__setattr__(self, field, _check_int("mapping", field, getattr(self, field), 1, 1 << 20))
+        object.__setattr__(self, "tile_q", _check_int("mapping", "tile_q", self.tile_q, 0, 1 << 20))
+
+    def width_tile(self, out_w: int) -> int:
+        """Output columns of one tile for a layer ``out_w`` wide (``out_w`` for whole rows).
+
+        Raises SpaceError when a width tile breaks its rules (see the class docstring).
+        """
+        if self.tile_q == 0 or self.tile_q >= out_w:
+            return out_w
+        if self.tile_p != 1 or out_w % self.tile_q:
+            raise SpaceError(f"mapping.tile_q = {self.tile_q}: a width tile (tile_q < out_w = {out_w}) needs "
+                             f"tile_p = 1 (got {self.tile_p}) and must divide out_w")
+        return self.tile_q
 
     def to_dict(self) -> dict[str, Any]:
         return {"map_kind": self.kind, "map_order": self.order, "map_tile_p": self.tile_p,
-                "map_tile_c": self.tile_c, "map_tile_k": self.tile_k}
+                "map_tile_q": self.tile_q, "map_tile_c": self.tile_c, "map_tile_k": self.tile_k}
 
 
 def layer_from_mapping(values: MappingType[str, Any], where: str = "") -> Layer:

@@ -269,9 +269,17 @@ def results_from_reports(pair: Mapping[str, Any], values: Mapping[str, float]) -
         counts = {column: int(values[name]) * copies for column, name in _COUNT_COLUMNS.items()}
     except KeyError as error:
         raise ScaleSimFailure(f"SCALE-Sim's reports have no column {error}") from None
-    counts["sram_ofmap_reads"] = counts["dram_ofmap_reads"] = 0  # SCALE-Sim reads no partial sums back
+    counts["dram_ofmap_reads"] = 0  # one tile per image and group: no partial sums leave the chip
     total, compute = group_total * copies, group_compute * copies
     macs = g["m"] * g["w"] * g["f"] * copies
+    # Our access-counting rule (dataflows.py): a partial sum written on top of an earlier one
+    # was read first. SCALE-Sim counts no such reads; its ws and is write every output once
+    # per row fold, os once (plus its rows + cols slip per fold, not a real write).
+    outputs = g["m"] * g["f"] * copies
+    counts["sram_ofmap_reads"] = 0 if pair["dataflow"] == "os" else counts["sram_ofmap_writes"] - outputs
+    # SCALE-Sim has no register-file model: each MAC takes both moving operands from a
+    # neighbour PE (our rule for a systolic fold without blocking, dataflows.systolic_costs)
+    counts["array_hops"] = 2 * macs
     rf_accesses = macs * int(RF_ACCESSES_PER_MAC[DATAFLOW_CODES[pair["dataflow"]]])
     area = float(energy.area_mm2(pair["pe_rows"], pair["pe_cols"], pair["rf_bytes"], pair["ifmap_kb"],
                                  pair["filter_kb"], pair["ofmap_kb"], pair["word_bits"]))
@@ -281,7 +289,8 @@ def results_from_reports(pair: Mapping[str, Any], values: Mapping[str, float]) -
     result: dict[str, Any] = {
         "feasible": True, "total_cycles": total, "compute_cycles": compute, "stall_cycles": total - compute,
         "area_mm2": area, "macs": macs, "rf_accesses": rf_accesses, **counts,
-        "map_kind": "scalesim", "map_order": "pck", "map_tile_p": g["out_h"], "map_tile_c": g["channels"],
+        "map_kind": "scalesim", "map_order": "pck", "map_tile_p": g["out_h"], "map_tile_q": g["out_w"],
+        "map_tile_c": g["channels"],
         "map_tile_k": g["filters"],
     }
     result.update({name: float(value) for name, value in derived.items()})

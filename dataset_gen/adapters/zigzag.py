@@ -37,7 +37,7 @@ __all__ = ["ZigZagAdapter", "ADAPTER_REVISION", "DATAFLOW_UNROLLING", "RF_OPERAN
            "workload_description", "mapping_description", "fixed_temporal_ordering"]
 
 #: bumped whenever a change here changes results (part of `ZigZagAdapter.version`)
-ADAPTER_REVISION = 1
+ADAPTER_REVISION = 2  # 2: energy_array_pj (0: ZigZag has no array-transfer energy)
 _PACKAGE = "zigzag-dse"
 _INSTALL_HINT = "pip install '.[zigzag]' (zigzag-dse==3.9.1 and six)"
 
@@ -347,7 +347,8 @@ class ZigZagAdapter(PairwiseAdapter):
     name: ClassVar[str] = "zigzag"
     provides: ClassVar[frozenset[str]] = frozenset({
         "feasible", "total_cycles", "compute_cycles", "stall_cycles", "latency_s", "energy_pj", "energy_mac_pj",
-        "energy_rf_pj", "energy_sram_pj", "energy_dram_pj", "energy_leak_pj", "area_mm2", "utilization", "macs",
+        "energy_rf_pj", "energy_array_pj", "energy_sram_pj", "energy_dram_pj", "energy_leak_pj", "area_mm2",
+        "utilization", "macs",
         "rf_accesses", "sram_ifmap_reads", "sram_filter_reads", "sram_ofmap_reads", "sram_ofmap_writes",
         "dram_ifmap_reads", "dram_filter_reads", "dram_ofmap_reads", "dram_ofmap_writes", "map_kind", "map_order",
     })
@@ -478,7 +479,8 @@ def _results(cme: Any, pair: Mapping[str, Any], area: float, mapping: str) -> di
     return {
         "feasible": True, "total_cycles": cycles, "compute_cycles": compute, "stall_cycles": cycles - compute,
         "latency_s": float(ours.latency_seconds(cycles, pair["freq_mhz"])), "energy_pj": total,
-        "energy_mac_pj": mac_energy, "energy_rf_pj": energies["rf"], "energy_sram_pj": energies["buffer"],
+        "energy_mac_pj": mac_energy, "energy_rf_pj": energies["rf"], "energy_array_pj": 0.0,
+        "energy_sram_pj": energies["buffer"],
         "energy_dram_pj": energies["dram"], "energy_leak_pj": leak, "area_mm2": area,
         "utilization": macs / (cycles * int(pair["pe_rows"]) * int(pair["pe_cols"])), "macs": macs,
         "rf_accesses": rf_accesses,

@@ -2,12 +2,13 @@
 
 Public API::
 
-    simulate(layer, accelerator, mapping="search", objective="latency") -> SimResult
+    simulate(layer, accelerator, mapping="search", objective="latency", engine="fast") -> SimResult
     simulate_batch(pairs, mapping="search", objective="latency", engine="fast") -> DataFrame
     candidate_mappings(layer, accelerator) -> list[Mapping]
 
 Two engines give identical results, field for field and bit for bit: ``reference`` steps
-the schedule in plain Python; ``fast`` is vectorised over pairs and candidate mappings.
+the schedule in plain Python (a mapping search steps every candidate: seconds to minutes
+per layer); ``fast`` is vectorised over pairs and candidate mappings.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from ..space import (ACCELERATOR_FIELDS, ACCELERATOR_LIMITS, DATAFLOWS, LAYER_DE
                      layer_from_mapping)
 from . import fast
 from .mapper import OBJECTIVES, candidate_mappings, check_objective
-from .reference import RESULT_DTYPES, RESULT_FIELDS, SimResult, simulate
+from . import reference
+from .reference import RESULT_DTYPES, RESULT_FIELDS, SimResult
 
-SIMULATOR_VERSION = "1.0.0"
+SIMULATOR_VERSION = "2.0.0"
 ENGINES: tuple[str, ...] = ("fast", "reference")
 
 __all__ = ["SIMULATOR_VERSION", "RESULT_FIELDS", "RESULT_DTYPES", "OBJECTIVES", "ENGINES", "SimResult",
@@ -149,10 +151,42 @@ def simulate_batch(pairs: pd.DataFrame, mapping: str | Mapping = "search", objec
             accelerator_values["dataflow"] = DATAFLOWS[int(columns["dataflow"][position])]
             for field in _INT_ACCELERATOR_FIELDS:
                 accelerator_values[field] = int(accelerator_values[field])
-            rows.append(simulate(Layer(**values), Accelerator(**accelerator_values), mapping, objective))
+            rows.append(reference.simulate(Layer(**values), Accelerator(**accelerator_values), mapping, objective))
         records = {name: [getattr(row, name) for row in rows] for name in RESULT_FIELDS}
         if not rows:
             records = {name: [] for name in RESULT_FIELDS}
     else:
         records = fast.simulate_columns(columns, mapping, objective)
     return _frame(records, pairs.index)
+
+
+def simulate(layer: Layer, accelerator: Accelerator, mapping: str | Mapping = "search", objective: str = "latency",
+             engine: str = "fast") -> SimResult:
+    """Simulate one layer on one accelerator.
+
+    Parameters
+    ----------
+    layer : Layer
+    accelerator : Accelerator
+    mapping : {"search", "scalesim"} or Mapping
+        ``"search"``: the mapper's best candidate by ``objective``; ``"scalesim"``:
+        SCALE-Sim's fixed mapping (capacities not enforced); a `Mapping`: simulated as given.
+    objective : {"latency", "energy", "edp"}
+        What the mapper minimises (see `mapper`).
+    engine : {"fast", "reference"}
+        Both give the same result; ``reference`` is `reference.simulate`.
+
+    Returns
+    -------
+    SimResult
+        ``feasible=False`` (counts -1, floats NaN, strings "") when nothing maps.
+    """
+    if engine == "reference":
+        return reference.simulate(layer, accelerator, mapping, objective)
+    if not isinstance(layer, Layer):
+        raise SpaceError(f"layer = {layer!r}: expected a Layer")
+    if not isinstance(accelerator, Accelerator):
+        raise SpaceError(f"accelerator = {accelerator!r}: expected an Accelerator")
+    frame = simulate_batch(pd.DataFrame([{**layer.to_dict(), **accelerator.to_dict()}]), mapping, objective, engine)
+    return SimResult(**{name: value.item() if hasattr(value, "item") else value
+                        for name, value in frame.iloc[0].to_dict().items()})

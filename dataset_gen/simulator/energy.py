@@ -29,6 +29,10 @@ SRAM_PJ_PER_BIT_8KB = 10.0 / 64.0
 SRAM_REFERENCE_KB = 8.0
 # DRAM: Horowitz gives 1.3-2.6 nJ per 64-bit access; we take the lower end, 20 pJ/bit.
 DRAM_PJ_PER_BIT = 20.0
+# Array transfers: Eyeriss (Chen et al., ISCA 2016, Table IV) puts moving a word from one PE
+# to its neighbour at ~2x a MAC. Their figure is normalised to a 16-bit MAC, so ours is twice
+# our 16-bit MAC, per bit (a wire's energy grows with the bits it carries).
+ARRAY_HOP_MAC_RATIO = 2.0
 # Leakage: 20 mW per mm^2 of area, a documented 45 nm assumption (no single source).
 LEAK_W_PER_MM2 = 0.02
 # Area: latch-based register file 2.5 um^2/bit (assumption); SRAM 0.6 um^2/bit including
@@ -60,6 +64,11 @@ _MAC_UM2 = np.full(33, np.nan)
 for _bits in (8, 16, 32):
     _MAC_PJ[_bits] = mac_energy_pj(_bits)
     _MAC_UM2[_bits] = mac_area_um2(_bits)
+
+
+def array_hop_energy_pj(word_bits):
+    """Energy of moving one word from a PE to its neighbour (pJ)."""
+    return ARRAY_HOP_MAC_RATIO * (_MAC_PJ[16] / 16.0) * np.asarray(word_bits, dtype=np.float64)
 
 
 def area_mm2(pe_rows, pe_cols, rf_bytes, ifmap_kb, filter_kb, ofmap_kb, word_bits):
@@ -138,6 +147,10 @@ def leakage_energy_pj(area, total_cycles, freq_mhz):
     return np.asarray(area, dtype=np.float64) * LEAK_W_PER_MM2 * latency_seconds(total_cycles, freq_mhz) * 1e12
 
 
-def total_energy_pj(energy_mac, energy_rf, energy_sram, energy_dram, energy_leak):
-    """The sum of the five components, always in this order (so both engines agree)."""
-    return (((energy_mac + energy_rf) + energy_sram) + energy_dram) + energy_leak
+def total_energy_pj(energy_mac, energy_rf, energy_sram, energy_dram, energy_leak, energy_array=0.0):
+    """The sum of the six components, always in this order (so both engines agree).
+
+    ``energy_array`` defaults to 0 for tools that do not model array transfers (the sum's
+    bits are then those of the five others).
+    """
+    return ((((energy_mac + energy_rf) + energy_array) + energy_sram) + energy_dram) + energy_leak

@@ -54,16 +54,21 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..space import LOOP_ORDERS, Mapping
+from functools import lru_cache
+
+from ..space import LOOP_ORDERS, Mapping, SpaceError
 from . import energy, mapper, reference
 from .dataflows import RF_ACCESSES_PER_MAC, RS, rf_words_required, tile_costs
 
 CHUNK_PAIRS = 1024
-LADDER_SLOTS = mapper.LADDER_STEPS + 1
+LADDER_SLOTS = mapper.SLOTS
 BOUND_MARGIN = 1e-9  # relative; float bounds are scaled by (1 - BOUND_MARGIN)
 _RELEVANT = {"ifmap": "gnpc", "filter": "gck", "ofmap": "gnpk"}
 FULL, EDGE = 0, 1
 _DIMS = ("p", "c", "k")
+# Loop orders in which c lies outside p: a p step keeps the c tile, so the next row tile finds
+# its halo rows on chip (when c has one tile, every order does).
+_C_OUTSIDE_P = np.array([order.index("c") < order.index("p") for order in LOOP_ORDERS])
 
 
 def _ceil_div(a, b):
@@ -86,10 +91,14 @@ class _Pairs:
         self.rf_accesses = self.macs * RF_ACCESSES_PER_MAC[self.dataflow]
         self.area = energy.area_mm2(self.pe_rows, self.pe_cols, self.rf_bytes, self.ifmap_kb,
                                     self.filter_kb, self.ofmap_kb, self.word_bits)
-        self.rf_ok = mapper.rf_words(self.rf_bytes, self.word_bits) >= rf_words_required(self.dataflow, self.k_w)
+        self.rf_words = mapper.rf_words(self.rf_bytes, self.word_bits)
+        self.rf_ok = self.rf_words >= rf_words_required(self.dataflow, self.k_w)
         self.half_ifmap = mapper.half_buffer_words(self.ifmap_kb, self.word_bits)
         self.half_filter = mapper.half_buffer_words(self.filter_kb, self.word_bits)
         self.half_ofmap = mapper.half_buffer_words(self.ofmap_kb, self.word_bits)
+        self.full_ifmap = mapper.buffer_words(self.ifmap_kb, self.word_bits)
+        self.full_filter = mapper.buffer_words(self.filter_kb, self.word_bits)
+        self.full_ofmap = mapper.buffer_words(self.ofmap_kb, self.word_bits)
         # DRAM cycles per word, shrunk so that words * it never exceeds the exact figure.
         self.dram_cycles_per_word = self.word_bits / 8.0 / self.dram_bw * (1.0 - 1e-12)
 
@@ -99,7 +108,7 @@ class _Pairs:
                                                      self.ifmap_kb, self.filter_kb, self.ofmap_kb,
                                                      self.word_bits)
         dram = energy.DRAM_PJ_PER_BIT * self.word_bits.astype(np.float64)
-        return {"fixed": e_mac + e_rf,
+        return {"fixed": e_mac + e_rf, "hop": energy.array_hop_energy_pj(self.word_bits),
                 "ifmap": energy.sram_energy_per_word_pj(self.ifmap_kb, self.word_bits),
                 "filter": energy.sram_energy_per_word_pj(self.filter_kb, self.word_bits),
                 "ofmap": energy.sram_energy_per_word_pj(self.ofmap_kb, self.word_bits),
@@ -107,13 +116,46 @@ class _Pairs:
                 "leak": self.area * (energy.LEAK_W_PER_MM2 * 1e12) / (self.freq_mhz * 1e6)}
 
 
-def _ladders(dim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(6, B) ladder values (largest first) and a mask of the slots that exist."""
-    powers = 4 ** np.arange(mapper.LADDER_STEPS, dtype=np.int64)
-    values = np.concatenate([_ceil_div(dim[None, :], powers[:, None]), np.ones((1, len(dim)), dtype=np.int64)])
-    valid = np.ones_like(values, dtype=bool)
-    valid[1:] = values[1:] != values[:-1]
-    return values, valid
+def _ladder_values(dim: np.ndarray, steps: int, factor: int) -> np.ndarray:
+    """(SLOTS, B) ``ceil(dim / factor**j)`` for ``j < steps``, then 1s (duplicates kept)."""
+    powers = factor ** np.arange(steps, dtype=np.int64)
+    values = np.ones((LADDER_SLOTS, len(dim)), dtype=np.int64)
+    values[:steps] = _ceil_div(dim[None, :], powers[:, None])
+    return values
+
+
+def _first_of_equal(keys: np.ndarray) -> np.ndarray:
+    """(SLOTS, B) mask: the slots whose key differs from every earlier slot's."""
+    valid = np.ones(keys.shape, dtype=bool)
+    for slot in range(1, len(keys)):
+        valid[slot] = (keys[slot][None, :] != keys[:slot]).all(axis=0)
+    return valid
+
+
+def _channel_ladders(dim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(SLOTS, B) channel ladder values (largest first) and a mask of the slots that exist."""
+    values = _ladder_values(dim, mapper.CHANNEL_STEPS, mapper.CHANNEL_FACTOR)
+    return values, _first_of_equal(values)
+
+
+@lru_cache(maxsize=4096)
+def _width_tiles(out_w: int) -> tuple[int, ...]:
+    return tuple(mapper.largest_divisor_at_most(out_w, out_w // 2 ** j) for j in mapper.WIDTH_STEPS)
+
+
+def _spatial_ladders(out_h: np.ndarray, out_w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(SLOTS, B) row and column sizes of the output tiles (`mapper.spatial_tiles`) and a mask."""
+    rows = np.ones((LADDER_SLOTS, len(out_h)), dtype=np.int64)
+    cols = np.broadcast_to(out_w, rows.shape).copy()
+    row_slots = mapper.ROW_STEPS + 1
+    rows[:row_slots] = _ladder_values(out_h, mapper.ROW_STEPS, mapper.ROW_FACTOR)[:row_slots]
+    distinct, position = np.unique(out_w, return_inverse=True)
+    table = np.array([_width_tiles(int(q)) for q in distinct], dtype=np.int64).reshape(len(distinct), -1)
+    cols[row_slots:row_slots + table.shape[1]] = table[position].T
+    valid = _first_of_equal(rows * (np.int64(1) << 32) + cols)
+    valid[row_slots:] &= cols[row_slots:] < out_w
+    valid[row_slots + len(mapper.WIDTH_STEPS):] = False
+    return rows, cols, valid
 
 
 class _Tiling:
@@ -122,29 +164,45 @@ class _Tiling:
     Pairs run along the last axis (B) throughout: NumPy is fast along long inner axes. For
     a loop ``d``: ``tile_d`` and ``count_d`` (S, B): tile size and tiles per loop;
     ``size_d`` and ``mult_d`` (2S, B): slot ``s < S`` is the full tile of choice ``s``, slot
-    ``S + s`` its edge tile, and how many of each the loop runs (``count - 1`` and 1). Word
-    tables (2S, 2S, B) hold the tile words of every (p, c) / (c, k) / (p, k) slot pair;
-    ``ifmap_total`` (S, S, B) by (p, c) and ``filter_total`` by (c, k) the words of one
-    sweep of the operand.
+    ``S + s`` its edge tile, and how many of each the loop runs (``count - 1`` and 1). The
+    ``p`` loop's tiles also have columns, ``tile_q`` (S, B) and ``size_q`` (2S, B): whole
+    rows (``out_w``), or a width tile (one row of ``tile_q < out_w`` columns; then the loop
+    runs ``out_h * out_w / tile_q`` tiles, the edge tile like the others). Word tables
+    (2S, 2S, B) hold the tile words of every (p, c) / (c, k) / (p, k) slot pair, and
+    ``ifmap_halo`` the ifmap words a row tile shares with the previous one (0 for width
+    tiles); ``ifmap_total`` (S, S, B) by (p, c) and ``filter_total`` by (c, k) the words of
+    one sweep of the operand, ``halo_total`` by (p, c) what halo reuse saves of a sweep.
+    ``blocking``: register-file blocking in the fold model (off for SCALE-Sim's mapping).
     """
 
-    def __init__(self, pairs: _Pairs, tiles: dict[str, np.ndarray]):
+    def __init__(self, pairs: _Pairs, tiles: dict[str, np.ndarray], blocking: bool = True):
         self.slots = slots = len(tiles["p"])
         self.width = 2 * slots
         self.pair_count = pairs.count
+        self.blocking = blocking
         self._canonical: dict[str, np.ndarray] = {}
         totals = {"p": pairs.out_h, "c": pairs.cg, "k": pairs.kg}
+        self.tile_q = tiles["q"]
+        width_tiles = self.tile_q < pairs.out_w
         for dim in _DIMS:
             tile, total = tiles[dim], totals[dim]
             count = _ceil_div(total, tile)
+            edge = total - (count - 1) * tile
+            if dim == "p":
+                count = np.where(width_tiles, pairs.out_h * (pairs.out_w // self.tile_q), count)
+                edge = np.where(width_tiles, tile, edge)
             setattr(self, "tile_" + dim, tile)
             setattr(self, "count_" + dim, count)
-            setattr(self, "size_" + dim, np.concatenate([tile, total - (count - 1) * tile]))
+            setattr(self, "size_" + dim, np.concatenate([tile, edge]))
             setattr(self, "mult_" + dim, np.concatenate([count - 1, np.ones_like(count)]))
-        self.ifmap_words = mapper.ifmap_tile_words(self.size_p[:, None], self.size_c[None, :], pairs.in_h,
-                                                   pairs.in_w, pairs.stride, pairs.k_h)
+        self.size_q = np.concatenate([self.tile_q, self.tile_q])
+        span_q = mapper.input_span(self.size_q, pairs.k_w, pairs.stride, pairs.in_w)  # (2S, B)
+        span_p = mapper.input_span(self.size_p, pairs.k_h, pairs.stride, pairs.in_h)
+        self.ifmap_words = (span_p * span_q)[:, None] * self.size_c[None, :]
+        halo_rows = np.where(self.size_q < pairs.out_w, 0, mapper.halo(pairs.k_h, pairs.stride))
+        self.ifmap_halo = (halo_rows * span_q)[:, None] * self.size_c[None, :]
         self.filter_words = mapper.filter_tile_words(self.size_c[:, None], self.size_k[None, :], pairs.k_h, pairs.k_w)
-        self.ofmap_words = mapper.ofmap_tile_words(self.size_p[:, None], self.size_k[None, :], pairs.out_w)
+        self.ofmap_words = mapper.ofmap_tile_words(self.size_p[:, None], self.size_q[:, None], self.size_k[None, :])
 
         def total(words, mult_a, mult_b, times):
             swept = (mult_a[:, None] * mult_b[None, :] * words).reshape(2, slots, 2, slots, pairs.count)
@@ -152,19 +210,26 @@ class _Tiling:
 
         self.ifmap_total = total(self.ifmap_words, self.mult_p, self.mult_c, pairs.images)
         self.filter_total = total(self.filter_words, self.mult_c, self.mult_k, pairs.groups)
+        # Each sweep's p steps (count_p - 1 per c tile and image) reuse a halo of the full tile.
+        saved = pairs.images * (self.count_p - 1) * (halo_rows[:slots] * span_q[:slots]) * pairs.cg  # (S, B)
+        self.halo_total = np.broadcast_to(saved[:, None, :], (slots, slots, pairs.count))
 
     @classmethod
     def search(cls, pairs: _Pairs) -> tuple["_Tiling", np.ndarray]:
-        """The ladders, and the (6, 6, 6, B) mask of capacity-feasible combinations."""
-        ladders = {dim: _ladders(total) for dim, total in zip(_DIMS, (pairs.out_h, pairs.cg, pairs.kg))}
-        tiling = cls(pairs, {dim: values for dim, (values, _) in ladders.items()})
-        valid = (ladders["p"][1][:, None, None] & ladders["c"][1][None, :, None]) & ladders["k"][1][None, None, :]
+        """The ladders, and the (S, S, S, B) mask of capacity-feasible combinations."""
+        rows, cols, valid_p = _spatial_ladders(pairs.out_h, pairs.out_w)
+        c_values, valid_c = _channel_ladders(pairs.cg)
+        k_values, valid_k = _channel_ladders(pairs.kg)
+        tiling = cls(pairs, {"p": rows, "q": cols, "c": c_values, "k": k_values})
+        valid = (valid_p[:, None, None] & valid_c[None, :, None]) & valid_k[None, None, :]
         return tiling, tiling.fits(pairs) & valid
 
     def canonical(self, dim: str) -> np.ndarray:
-        """(2S, B): for each slot of loop ``dim``, the first slot with the same tile size."""
+        """(2S, B): for each slot of loop ``dim``, the first slot with the same tile shape."""
         if dim not in self._canonical:
             size = getattr(self, "size_" + dim)
+            if dim == "p":
+                size = size * (np.int64(1) << 32) + self.size_q
             canonical = np.broadcast_to(np.arange(self.width)[:, None], size.shape).copy()
             for slot in range(self.width - 2, -1, -1):  # last writer wins: the first equal slot
                 np.copyto(canonical[slot + 1:], slot, where=size[slot + 1:] == size[slot])
@@ -172,11 +237,21 @@ class _Tiling:
         return self._canonical[dim]
 
     def fits(self, pairs: _Pairs) -> np.ndarray:
-        """(S, S, S, B): full tiles fit half of each buffer and the RF holds what it must."""
+        """(S, S, S, B): full tiles fit their buffers (`mapper.fits_buffer`: half of it, or
+        all of it for an operand with a single tile) and the RF holds what it must."""
         s = self.slots
-        ifmap = self.ifmap_words[:s, :s] <= pairs.half_ifmap  # (p, c, B)
-        filt = self.filter_words[:s, :s] <= pairs.half_filter  # (c, k, B)
-        ofmap = self.ofmap_words[:s, :s] <= pairs.half_ofmap  # (p, k, B)
+        one_p, one_c, one_k = self.count_p == 1, self.count_c == 1, self.count_k == 1  # (S, B)
+        one_image, one_group = pairs.images == 1, pairs.groups == 1
+
+        def fit(words, half, full, single):
+            return np.where(single, words <= full, words <= half)
+
+        ifmap = fit(self.ifmap_words[:s, :s], pairs.half_ifmap, pairs.full_ifmap,
+                    (one_p & one_image)[:, None] & one_c[None, :])  # (p, c, B)
+        filt = fit(self.filter_words[:s, :s], pairs.half_filter, pairs.full_filter,
+                   (one_c & one_group)[:, None] & one_k[None, :])  # (c, k, B)
+        ofmap = fit(self.ofmap_words[:s, :s], pairs.half_ofmap, pairs.full_ofmap,
+                    (one_p & one_image)[:, None] & one_k[None, :])  # (p, k, B)
         return (ifmap[:, :, None] & filt[None, :, :]) & (ofmap[:, None, :] & pairs.rf_ok)
 
 
@@ -184,8 +259,8 @@ class _Combos:
     """Tile combinations (M of them, sorted by pair): slots, counts and order-free totals."""
 
     _PER_COMBO = ("pair", "slot_p", "slot_c", "slot_k", "count_p", "count_c", "count_k", "groups", "batch",
-                  "ifmap_total", "filter_total", "ofmap_total", "last_writeback_words", "last_writeback",
-                  "dram_cycles_per_word")
+                  "ifmap_total", "halo_total", "filter_total", "ofmap_total", "last_writeback_words",
+                  "last_writeback", "dram_cycles_per_word")
 
     def __init__(self, pairs: _Pairs | None, tiling: _Tiling | None, feasible: np.ndarray | None):
         if pairs is None:  # an empty shell for `restrict`
@@ -202,6 +277,7 @@ class _Combos:
             setattr(self, "count_" + dim, getattr(tiling, "count_" + dim).ravel()[slot * count + pair])
         self.groups, self.batch = pairs.groups[pair], pairs.batch[pair]
         self.ifmap_total = tiling.ifmap_total.ravel()[(slot_p * s + slot_c) * count + pair]
+        self.halo_total = tiling.halo_total.ravel()[(slot_p * s + slot_c) * count + pair]
         self.filter_total = tiling.filter_total.ravel()[(slot_c * s + slot_k) * count + pair]
         self.ofmap_total = pairs.ofmap_total[pair]
         # The last step's ofmap tile is the edge tile in p and k.
@@ -226,7 +302,9 @@ def _sweeps(cmb: _Combos, orders: tuple[int, ...]) -> dict[str, np.ndarray]:
 
     An operand's tile is reloaded at every iteration of the innermost loop relevant to it
     that has more than one iteration (and once at the start), so the operand is swept once
-    per iteration of the loops irrelevant to it that lie outside that loop.
+    per iteration of the loops irrelevant to it that lie outside that loop. Also
+    ``ifmap_words``: the ifmap words those sweeps read, less the halo rows that row tiles
+    find on chip when a p step keeps the c tile (c outside p, or a single c tile).
     """
     count = {"g": cmb.groups, "n": cmb.batch, "p": cmb.count_p, "c": cmb.count_c, "k": cmb.count_k}
     advances = {dim: values > 1 for dim, values in count.items()}
@@ -247,13 +325,15 @@ def _sweeps(cmb: _Combos, orders: tuple[int, ...]) -> dict[str, np.ndarray]:
                     factors[(dim, inner)] = np.where(any_advances[inner], count[dim], 1)
                 sweeps = factors[(dim, inner)] if sweeps is None else sweeps * factors[(dim, inner)]
             out[operand][row] = 1 if sweeps is None else sweeps
+    halo = np.where(_C_OUTSIDE_P[list(orders)][:, None] | (cmb.count_c == 1)[None, :], cmb.halo_total, 0)
+    out["ifmap_words"] = out["ifmap"] * (cmb.ifmap_total - halo)
     return out
 
 
 def _dram_counts(cmb: _Combos, sweeps: dict[str, np.ndarray], combo, row) -> dict[str, np.ndarray]:
     """DRAM words of candidates (``combo``, order ``row``): reads and write-backs."""
     ofmap = sweeps["ofmap"][row, combo] * cmb.ofmap_total[combo]
-    return {"dram_ifmap_reads": sweeps["ifmap"][row, combo] * cmb.ifmap_total[combo],
+    return {"dram_ifmap_reads": sweeps["ifmap_words"][row, combo],
             "dram_filter_reads": sweeps["filter"][row, combo] * cmb.filter_total[combo],
             # Partial sums come back for every residency but the first of each ofmap tile.
             "dram_ofmap_reads": ofmap - cmb.ofmap_total[combo],
@@ -266,7 +346,7 @@ def _traffic_cycles(cmb: _Combos, sweeps: dict[str, np.ndarray]) -> np.ndarray:
     The channel is serial and sum(ceil(x_i)) >= sum(x_i); `_Pairs.dram_cycles_per_word`
     carries the rounding margin.
     """
-    words = (sweeps["ifmap"] * cmb.ifmap_total + sweeps["filter"] * cmb.filter_total
+    words = (sweeps["ifmap_words"] + sweeps["filter"] * cmb.filter_total
              + (2 * sweeps["ofmap"] - 1) * cmb.ofmap_total - cmb.last_writeback_words)
     return np.floor(words * cmb.dram_cycles_per_word).astype(np.int64)
 
@@ -297,8 +377,9 @@ class _Folds:
         self.costs = _shape_costs(pairs, tiling, shapes)
         self.compute_cycles = self.sums(0)
         self.last_cycles = self.costs[0][self.shape[7]]  # the (edge, edge, edge) tile
-        # Partial sums read back at every tile with c index > 0: (n_c - 1) sweeps of the ofmap.
-        self.sram_ofmap_reads = (cmb.count_c - 1) * cmb.ofmap_total
+        # Partial sums read back: within tiles (the fold model's), and at every tile with c
+        # index > 0 ((n_c - 1) sweeps of the ofmap).
+        self.sram_ofmap_reads = (cmb.count_c - 1) * cmb.ofmap_total + self.sums(4)
         self.first_load = reference.dram_cycles(
             tiling.ifmap_words.ravel()[(cmb.slot_p * width + cmb.slot_c) * count + pair]
             + tiling.filter_words.ravel()[(cmb.slot_c * width + cmb.slot_k) * count + pair],
@@ -307,20 +388,22 @@ class _Folds:
     def sums(self, cost: int) -> np.ndarray:
         """One fold cost summed over the layer's tiles, per combination.
 
-        ``cost``: 0 cycles, 1 SRAM ifmap reads, 2 SRAM filter reads, 3 SRAM ofmap writes.
+        ``cost``: 0 cycles, 1 SRAM ifmap reads, 2 SRAM filter reads, 3 SRAM ofmap writes,
+        4 SRAM ofmap reads within tiles, 5 array hops.
         """
         return (self.weight * self.costs[cost][self.shape]).sum(axis=0)
 
-    def sram_words(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The fold model's SRAM ifmap reads, filter reads and ofmap writes, per combination."""
-        return self.sums(1), self.sums(2), self.sums(3)
+    def bound_counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per combination: SRAM ifmap reads, filter reads, ofmap accesses (writes and
+        read-backs within tiles) of the fold model, and array hops (for the energy bound)."""
+        return self.sums(1), self.sums(2), self.sums(3) + self.sums(4), self.sums(5)
 
     def counts(self, combo: np.ndarray) -> dict[str, np.ndarray]:
         weight, shape = self.weight[:, combo], self.shape[:, combo]
-        ifmap, filt, ofmap = ((weight * cost[shape]).sum(axis=0) for cost in self.costs[1:])
+        ifmap, filt, ofmap, _, hops = ((weight * cost[shape]).sum(axis=0) for cost in self.costs[1:])
         return {"compute_cycles": self.compute_cycles[combo], "sram_ifmap_reads": ifmap,
                 "sram_filter_reads": filt, "sram_ofmap_reads": self.sram_ofmap_reads[combo],
-                "sram_ofmap_writes": ofmap}
+                "sram_ofmap_writes": ofmap, "array_hops": hops}
 
 
 class _KeyTable:
@@ -343,7 +426,8 @@ class _KeyTable:
 
 
 def _shape_costs(pairs: _Pairs, tiling: _Tiling, shapes: np.ndarray) -> np.ndarray:
-    """(4, U) fold costs (cycles, ifmap reads, filter reads, ofmap writes) of shape keys.
+    """(6, U) fold costs (`dataflows.tile_costs`: cycles, ifmap reads, filter reads, ofmap
+    writes, ofmap reads within the tile, array hops) of shape keys.
 
     rs and systolic shapes are computed apart, so each fold model runs only on its own.
     """
@@ -353,15 +437,17 @@ def _shape_costs(pairs: _Pairs, tiling: _Tiling, shapes: np.ndarray) -> np.ndarr
     slot_c = shapes // width - (pair * width + slot_p) * width
     slot_k = shapes - (shapes // width) * width
     dataflow = pairs.dataflow[pair]
-    costs = np.empty((4, len(shapes)), dtype=np.int64)
+    costs = np.empty((6, len(shapes)), dtype=np.int64)
     for part in (np.flatnonzero(dataflow == RS), np.flatnonzero(dataflow != RS)):
         if not len(part):
             continue
         on = pair[part]
+        at_p = slot_p[part] * count + on
         costs[:, part] = tile_costs(
-            dataflow[part], tiling.size_p.ravel()[slot_p[part] * count + on],
+            dataflow[part], tiling.size_p.ravel()[at_p], tiling.size_q.ravel()[at_p],
             tiling.size_c.ravel()[slot_c[part] * count + on], tiling.size_k.ravel()[slot_k[part] * count + on],
-            pairs.out_w[on], pairs.k_h[on], pairs.k_w[on], pairs.stride[on], pairs.pe_rows[on], pairs.pe_cols[on])
+            pairs.k_h[on], pairs.k_w[on], pairs.stride[on], pairs.pe_rows[on], pairs.pe_cols[on],
+            pairs.rf_words[on], tiling.blocking)
     return costs
 
 
@@ -429,6 +515,7 @@ _LEVEL_CLASSES = _level_classes()
 _DIM_CLASS = np.array([[[cell[order.index(d)] for d in "pck"] for cell in product((FULL, EDGE), repeat=3)]
                        for order in LOOP_ORDERS])  # (6, 8, 3)
 _DIM_CELL = _DIM_CLASS @ np.array([4, 2, 1])  # (6, 8)
+_P_LEVEL = np.array([2 + order.index("p") for order in LOOP_ORDERS])  # (6,) the p loop's level
 _LEVEL_DIM = np.array([[_DIMS.index(d) for d in order] for order in LOOP_ORDERS])  # (6, 3)
 _LEVEL_RELEVANT = {operand: np.array([[d in relevant for d in ("g", "n", *order)] for order in LOOP_ORDERS])
                    for operand, relevant in _RELEVANT.items()}  # (6, 5) each
@@ -468,6 +555,7 @@ class _StallView:
 
         self.code = code
         self.ifmap_words = lookup(tiling.ifmap_words, "p", "c")
+        self.ifmap_halo = lookup(tiling.ifmap_halo, "p", "c")
         self.filter_words = lookup(tiling.filter_words, "c", "k")
         self.ofmap_words = lookup(tiling.ofmap_words, "p", "k")
         self.shape_cycles = folds.costs[0][folds.shape.ravel()[np.take(_DIM_CELL.T, code, axis=1) * len(cmb) + combo]]
@@ -483,6 +571,10 @@ class _StallView:
             inner = np.zeros_like(advances)
             inner[:-1] = np.logical_or.accumulate((relevant & advances)[:0:-1], axis=0)[::-1]
             self.changes[operand] = relevant | inner
+        # (5, S): whether a step where that level advanced is a p step that keeps its c tile
+        # (the next row tile's halo rows are on chip).
+        keeps_c = _C_OUTSIDE_P[code] | (cmb.count_c[combo] == 1)
+        self.halo_at = (np.arange(5)[:, None] == _P_LEVEL[code][None, :]) & keeps_c[None, :]
 
 
 def _stall(view: _StallView) -> np.ndarray:
@@ -502,7 +594,7 @@ def _stall(view: _StallView) -> np.ndarray:
                 factor = _factor(view.count[mult_spec[end - 1][0]], mult_spec[end - 1][1])
                 steps[mult_spec[:end]] = factor if end == 1 else steps[mult_spec[:end - 1]] * factor
         ofmap_change = view.changes["ofmap"][lam]
-        words = (view.ifmap_words[now] * view.changes["ifmap"][lam]
+        words = ((view.ifmap_words[now] - view.ifmap_halo[now] * view.halo_at[lam]) * view.changes["ifmap"][lam]
                  + view.filter_words[now] * view.changes["filter"][lam]
                  + view.ofmap_words[before] * ofmap_change)
         if c_positive is not False:  # the step reads partial sums back
@@ -567,19 +659,19 @@ def _energy_bound(coef: dict[str, np.ndarray], cmb: _Combos, sweeps: dict[str, n
                   cycles: np.ndarray) -> np.ndarray:
     """(orders, M) lower bound on energy_pj, given lower bounds on cycles.
 
-    ``fold_words``: the fold model's SRAM (ifmap reads, filter reads, ofmap writes) per
-    combination, or None before fold costs are known (then they count as zero).
+    ``fold_words``: the fold model's SRAM ifmap reads, filter reads, ofmap accesses and array
+    hops per combination (`_Folds.bound_counts`), or None before fold costs are known (then
+    they count as zero).
     """
     pair = cmb.pair
     dram, ofmap = coef["dram"][pair], coef["ofmap"][pair]
     base = coef["fixed"][pair] + ofmap * ((cmb.count_c - 1) * cmb.ofmap_total)
     if fold_words is not None:
         base = base + (coef["ifmap"][pair] * fold_words[0] + coef["filter"][pair] * fold_words[1]
-                       + ofmap * fold_words[2])
-    per_ifmap = (coef["ifmap"][pair] + dram) * cmb.ifmap_total
+                       + ofmap * fold_words[2] + coef["hop"][pair] * fold_words[3])
     per_filter = (coef["filter"][pair] + dram) * cmb.filter_total
     per_ofmap = (ofmap + dram) * cmb.ofmap_total
-    value = (base + per_ifmap * sweeps["ifmap"] + per_filter * sweeps["filter"]
+    value = (base + (coef["ifmap"][pair] + dram) * sweeps["ifmap_words"] + per_filter * sweeps["filter"]
              + per_ofmap * (2 * sweeps["ofmap"] - 1) + coef["leak"][pair] * cycles)
     return value * (1.0 - BOUND_MARGIN)
 
@@ -640,7 +732,7 @@ def _search(pairs: _Pairs, tiling: _Tiling, cmb: _Combos, objective: str,
     folds = _Folds(pairs, tiling, cmb, table)
     cycles = np.maximum(folds.compute_cycles + folds.first_load + cmb.last_writeback,
                         traffic[:, keep] + folds.last_cycles)
-    key = _bound_key(objective, coef, cmb, sweeps, folds.sram_words() if coef is not None else None, cycles)
+    key = _bound_key(objective, coef, cmb, sweeps, folds.bound_counts() if coef is not None else None, cycles)
     evaluator = _Evaluator(pairs, tiling, cmb, folds, sweeps, orders)
     probe = evaluator.results(*_probe(key, key.min(axis=0), cmb.pair, pairs.count))
     probe_pair = cmb.pair[probe.combo]
@@ -672,15 +764,21 @@ def _simulate_chunk(columns: dict[str, np.ndarray], mapping: str | Mapping, obje
         tiling, feasible = _Tiling.search(pairs)
         evaluator, done = _search(pairs, tiling, _Combos(pairs, tiling, feasible), objective, table)
     else:
-        totals = (pairs.out_h, pairs.cg, pairs.kg)
-        if mapping == "scalesim":  # the whole layer, capacities not enforced
-            tiling = _Tiling(pairs, {dim: total[None, :] for dim, total in zip(_DIMS, totals)})
+        totals = {"p": pairs.out_h, "q": pairs.out_w, "c": pairs.cg, "k": pairs.kg}
+        if mapping == "scalesim":  # the whole layer, capacities not enforced, no RF blocking
+            tiling = _Tiling(pairs, {dim: total[None, :] for dim, total in totals.items()}, blocking=False)
             feasible = np.ones((1, 1, 1, pairs.count), dtype=bool)
             orders = (LOOP_ORDERS.index("pck"),)
         else:  # a tile larger than its dimension is the whole dimension
-            tiles = (mapping.tile_p, mapping.tile_c, mapping.tile_k)
-            tiling = _Tiling(pairs, {dim: np.minimum(tile, total)[None, :]
-                                     for dim, tile, total in zip(_DIMS, tiles, totals)})
+            tiles = {"p": mapping.tile_p, "q": mapping.tile_q or pairs.out_w, "c": mapping.tile_c,
+                     "k": mapping.tile_k}
+            tiles = {dim: np.minimum(tile, totals[dim]) for dim, tile in tiles.items()}
+            bad = np.flatnonzero((tiles["q"] < pairs.out_w) & ((mapping.tile_p != 1) | (pairs.out_w % tiles["q"] != 0)))
+            if len(bad):
+                mapping.width_tile(int(pairs.out_w[bad[0]]))  # raises the reference's SpaceError
+                raise SpaceError(f"mapping.tile_q = {mapping.tile_q}: not a width tile of out_w")  # unreachable
+            tiling = _Tiling(pairs, {dim: np.broadcast_to(tile, (pairs.count,))[None, :].astype(np.int64)
+                                     for dim, tile in tiles.items()})
             feasible = tiling.fits(pairs)
             orders = (LOOP_ORDERS.index(mapping.order),)
         cmb = _Combos(pairs, tiling, feasible)
@@ -716,9 +814,12 @@ def _simulate_chunk(columns: dict[str, np.ndarray], mapping: str | Mapping, obje
             slot = getattr(cmb, "slot_" + dim)[combo[best]]
             tiles = getattr(evaluator.tiling, "tile_" + dim)  # (S, B)
             out["map_tile_" + dim][chosen] = tiles.ravel()[slot * pairs.count + chosen]
+        slot = cmb.slot_p[combo[best]]
+        out["map_tile_q"][chosen] = evaluator.tiling.tile_q.ravel()[slot * pairs.count + chosen]
     else:
         for name, value in mapping.to_dict().items():
             out[name][chosen] = value
+        out["map_tile_q"][chosen] = evaluator.tiling.tile_q[0, chosen]
     return out
 
 

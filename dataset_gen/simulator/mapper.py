@@ -1,12 +1,17 @@
 """The mapper: candidate mappings (tile ladders x loop orders, capacity-checked) and choice.
 
 Candidate order (it breaks ties, so it is part of the contract): loop orders in
-`space.LOOP_ORDERS` order, then ``tile_p`` down its ladder (largest first), then ``tile_c``,
-then ``tile_k``, each descending; candidates that break a capacity constraint are left out
-(the relative order of the rest is unchanged).
+`space.LOOP_ORDERS` order, then the output tile down `spatial_tiles` (row tiles, largest
+first, then width tiles, largest first), then ``tile_c``, then ``tile_k``, each descending;
+candidates that break a capacity constraint are left out (the relative order of the rest is
+unchanged).
 
-A ladder for a dimension ``D`` is ``ceil(D / 4**j)`` for ``j = 0..4``, deduplicated, plus
-``1``: at most 6 values, largest first.
+Ladders (at most `SLOTS` values each, largest first, deduplicated, ``1`` always included):
+
+- channels (``tile_c``, ``tile_k``): ``ceil(D / 4**j)`` for ``j = 0..4``, then ``1``;
+- output rows (``tile_p``, whole rows): ``ceil(P / 4**j)`` for ``j = 0..4``, then ``1``;
+- width tiles (one output row cut in ``Q / tile_q`` equal segments): for ``j = 1, 2`` the
+  largest divisor of ``Q`` not above ``Q / 2**j``, when it is below ``Q`` and not yet listed.
 
 Objectives (smaller is better): ``latency`` = (total_cycles, energy_pj), ``energy`` =
 (energy_pj, total_cycles), ``edp`` = (energy_pj * total_cycles, total_cycles); remaining ties
@@ -22,14 +27,20 @@ from .dataflows import DATAFLOW_CODES, rf_words_required
 from .energy import BITS_PER_KB
 
 OBJECTIVES: tuple[str, ...] = ("latency", "energy", "edp")
-LADDER_STEPS = 5  # j = 0..4, plus 1: at most 6 values
+# Ladder steps: powers of 4, as before width tiles existed. Powers of 2 (9 values a ladder)
+# moved more than 5% more DRAM words than ZigZag on 14.6% of the ZigZag fixture's pairs
+# instead of 16.0%, at a third of the fast engine's speed (benchmarks/memory_vs_zigzag.py,
+# benchmarks/simulator.py).
+CHANNEL_FACTOR, CHANNEL_STEPS = 4, 5  # ceil(D / 4**j), j = 0..4, then 1
+ROW_FACTOR, ROW_STEPS = 4, 5  # ceil(P / 4**j), j = 0..4, then 1
+WIDTH_STEPS = (1, 2)  # width tiles near Q/2 and Q/4
+SLOTS = max(CHANNEL_STEPS, ROW_STEPS + len(WIDTH_STEPS)) + 1  # values per ladder at most (every dimension)
 
 
-def ladder(dim: int) -> list[int]:
-    """Tile sizes tried for a dimension of size ``dim``, largest first."""
+def _ladder(dim: int, steps: int, factor: int) -> list[int]:
     values: list[int] = []
-    for j in range(LADDER_STEPS):
-        value = -(-dim // 4 ** j)
+    for j in range(steps):
+        value = -(-dim // factor ** j)
         if value not in values:
             values.append(value)
     if values[-1] != 1:
@@ -37,10 +48,36 @@ def ladder(dim: int) -> list[int]:
     return values
 
 
+def ladder(dim: int) -> list[int]:
+    """Channel tile sizes tried for a dimension of size ``dim``, largest first."""
+    return _ladder(dim, CHANNEL_STEPS, CHANNEL_FACTOR)
+
+
+def largest_divisor_at_most(value: int, limit: int) -> int:
+    """The largest divisor of ``value`` that is ``<= limit`` (``limit >= 1``)."""
+    for divisor in range(max(1, min(limit, value)), 0, -1):
+        if value % divisor == 0:
+            return divisor
+    return 1
+
+
+def spatial_tiles(out_h: int, out_w: int) -> list[tuple[int, int]]:
+    """Output tiles ``(rows, columns)`` tried for a layer, in candidate order.
+
+    Row tiles ``(tp, out_w)`` down the row ladder, then width tiles ``(1, tq)`` (see the
+    module docstring); at most `SLOTS`.
+    """
+    tiles = [(tp, out_w) for tp in _ladder(out_h, ROW_STEPS, ROW_FACTOR)]
+    for j in WIDTH_STEPS:
+        tq = largest_divisor_at_most(out_w, out_w // 2 ** j)
+        if tq < out_w and (1, tq) not in tiles:
+            tiles.append((1, tq))
+    return tiles
+
+
 def half_buffer_words(size_kb, word_bits):
     """Words one half of a double-buffered buffer holds: ``floor(kb*8192/word_bits) // 2``."""
-    return np.floor(np.asarray(size_kb, dtype=np.float64) * float(BITS_PER_KB)
-                    / np.asarray(word_bits, dtype=np.float64)).astype(np.int64) // 2
+    return buffer_words(size_kb, word_bits) // 2
 
 
 def rf_words(rf_bytes, word_bits):
@@ -48,10 +85,31 @@ def rf_words(rf_bytes, word_bits):
     return (np.asarray(rf_bytes, dtype=np.int64) * 8) // np.asarray(word_bits, dtype=np.int64)
 
 
-def ifmap_tile_words(tp, tc, in_h, in_w, stride, k_h):
-    """Ifmap words of a tile: its input rows (halo included, padding not stored) x in_w x tc."""
-    rows = np.minimum((np.asarray(tp, dtype=np.int64) - 1) * stride + k_h, in_h)
-    return rows * in_w * np.asarray(tc, dtype=np.int64)
+def input_span(outputs, kernel, stride, size):
+    """Input rows (columns) that ``outputs`` consecutive output rows (columns) read.
+
+    Windows overlap when ``kernel >= stride``: ``(outputs - 1) * stride + kernel``; else they
+    leave gaps that are never fetched: ``outputs * kernel``. Capped at the input ``size``
+    (zero padding is not stored).
+    """
+    outputs, kernel, stride = (np.asarray(x, dtype=np.int64) for x in (outputs, kernel, stride))
+    span = np.where(kernel >= stride, (outputs - 1) * stride + kernel, outputs * kernel)
+    return np.minimum(span, size)
+
+
+def halo(kernel, stride):
+    """Input rows two consecutive row tiles share: ``max(0, kernel - stride)``."""
+    return np.maximum(np.asarray(kernel, dtype=np.int64) - stride, 0)
+
+
+def ifmap_tile_words(tp, tq, tc, in_h, in_w, stride, k_h, k_w):
+    """Ifmap words of a tile: the input rows x columns its outputs read, x ``tc``."""
+    return input_span(tp, k_h, stride, in_h) * input_span(tq, k_w, stride, in_w) * np.asarray(tc, dtype=np.int64)
+
+
+def ifmap_halo_words(tq, tc, in_w, stride, k_h, k_w):
+    """Ifmap words of a row tile already on chip from the previous row tile (its halo)."""
+    return halo(k_h, stride) * input_span(tq, k_w, stride, in_w) * np.asarray(tc, dtype=np.int64)
 
 
 def filter_tile_words(tc, tk, k_h, k_w):
@@ -59,30 +117,54 @@ def filter_tile_words(tc, tk, k_h, k_w):
     return np.asarray(k_h, dtype=np.int64) * k_w * tc * tk
 
 
-def ofmap_tile_words(tp, tk, out_w):
+def ofmap_tile_words(tp, tq, tk):
     """Ofmap (partial-sum) words of a tile."""
-    return np.asarray(tp, dtype=np.int64) * out_w * tk
+    return np.asarray(tp, dtype=np.int64) * tq * tk
 
 
-def fits(layer: Layer, accelerator: Accelerator, tile_p: int, tile_c: int, tile_k: int) -> bool:
-    """Whether full-size tiles fit half of each buffer and the RF holds what the dataflow needs."""
-    word_bits = accelerator.word_bits
-    if rf_words(accelerator.rf_bytes, word_bits) < rf_words_required(
-            DATAFLOW_CODES[accelerator.dataflow], layer.k_w):
+def buffer_words(size_kb, word_bits):
+    """Words a whole buffer holds: ``floor(kb*8192/word_bits)``."""
+    return np.floor(np.asarray(size_kb, dtype=np.float64) * float(BITS_PER_KB)
+                    / np.asarray(word_bits, dtype=np.float64)).astype(np.int64)
+
+
+def fits_buffer(words, size_kb, word_bits, single):
+    """Whether a tile of ``words`` fits its buffer: half of it (the other half prefetches the
+    next tile), or all of it when the operand has a ``single`` tile in the whole nest (loaded
+    once, nothing to prefetch)."""
+    return np.where(single, words <= buffer_words(size_kb, word_bits), words <= half_buffer_words(size_kb, word_bits))
+
+
+def single_tiles(images, groups, count_p, count_c, count_k):
+    """Per operand (ifmap, filter, ofmap): whether its tile is the same at every step."""
+    one = lambda *counts: np.logical_and.reduce([np.asarray(x) == 1 for x in counts])  # noqa: E731
+    return one(images, count_p, count_c), one(groups, count_c, count_k), one(images, count_p, count_k)
+
+
+def fits(layer: Layer, accelerator: Accelerator, tile_p: int, tile_q: int, tile_c: int, tile_k: int) -> bool:
+    """Whether full-size tiles fit their buffers (`fits_buffer`) and the RF holds what the
+    dataflow needs."""
+    a, word_bits = accelerator, accelerator.word_bits
+    if rf_words(a.rf_bytes, word_bits) < rf_words_required(DATAFLOW_CODES[a.dataflow], layer.k_w):
         return False
+    spatial = layer.out_h * (layer.out_w // tile_q) if tile_q < layer.out_w else -(-layer.out_h // tile_p)
+    single = single_tiles(layer.groups * layer.batch, layer.groups, spatial, -(-layer.in_c_per_group // tile_c),
+                          -(-layer.out_c_per_group // tile_k))
     return bool(
-        ifmap_tile_words(tile_p, tile_c, layer.in_h, layer.in_w, layer.stride, layer.k_h)
-        <= half_buffer_words(accelerator.ifmap_kb, word_bits)
-        and filter_tile_words(tile_c, tile_k, layer.k_h, layer.k_w)
-        <= half_buffer_words(accelerator.filter_kb, word_bits)
-        and ofmap_tile_words(tile_p, tile_k, layer.out_w) <= half_buffer_words(accelerator.ofmap_kb, word_bits))
+        fits_buffer(ifmap_tile_words(tile_p, tile_q, tile_c, layer.in_h, layer.in_w, layer.stride, layer.k_h,
+                                     layer.k_w), a.ifmap_kb, word_bits, single[0])
+        and fits_buffer(filter_tile_words(tile_c, tile_k, layer.k_h, layer.k_w), a.filter_kb, word_bits, single[1])
+        and fits_buffer(ofmap_tile_words(tile_p, tile_q, tile_k), a.ofmap_kb, word_bits, single[2]))
 
 
 def all_mappings(layer: Layer) -> list[Mapping]:
-    """Every mapping of the pruned space in candidate order, before capacity checks."""
-    return [Mapping(order, tile_p, tile_c, tile_k)
+    """Every mapping of the pruned space in candidate order, before capacity checks.
+
+    Whole-row tiles carry ``tile_q = out_w``.
+    """
+    return [Mapping(order, tile_p, tile_c, tile_k, tile_q=tile_q)
             for order in LOOP_ORDERS
-            for tile_p in ladder(layer.out_h)
+            for tile_p, tile_q in spatial_tiles(layer.out_h, layer.out_w)
             for tile_c in ladder(layer.in_c_per_group)
             for tile_k in ladder(layer.out_c_per_group)]
 
@@ -100,7 +182,7 @@ def candidate_mappings(layer: Layer, accelerator: Accelerator) -> list[Mapping]:
     list of Mapping
         Capacity-feasible candidates; empty when the pair is unmappable.
     """
-    return [m for m in all_mappings(layer) if fits(layer, accelerator, m.tile_p, m.tile_c, m.tile_k)]
+    return [m for m in all_mappings(layer) if fits(layer, accelerator, m.tile_p, m.tile_q, m.tile_c, m.tile_k)]
 
 
 def check_objective(objective: str) -> str:

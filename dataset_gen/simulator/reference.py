@@ -25,7 +25,7 @@ RESULT_DTYPES: dict[str, str] = {
     "feasible": "bool",
     "total_cycles": "int64", "compute_cycles": "int64", "stall_cycles": "int64",
     "latency_s": "float64",
-    "energy_pj": "float64", "energy_mac_pj": "float64", "energy_rf_pj": "float64",
+    "energy_pj": "float64", "energy_mac_pj": "float64", "energy_rf_pj": "float64", "energy_array_pj": "float64",
     "energy_sram_pj": "float64", "energy_dram_pj": "float64", "energy_leak_pj": "float64",
     "area_mm2": "float64", "utilization": "float64",
     "macs": "int64", "rf_accesses": "int64",
@@ -34,7 +34,7 @@ RESULT_DTYPES: dict[str, str] = {
     "dram_ifmap_reads": "int64", "dram_filter_reads": "int64",
     "dram_ofmap_reads": "int64", "dram_ofmap_writes": "int64",
     "map_kind": "str", "map_order": "str",
-    "map_tile_p": "int64", "map_tile_c": "int64", "map_tile_k": "int64",
+    "map_tile_p": "int64", "map_tile_q": "int64", "map_tile_c": "int64", "map_tile_k": "int64",
 }
 RESULT_FIELDS: tuple[str, ...] = tuple(RESULT_DTYPES)
 
@@ -56,6 +56,7 @@ class SimResult:
     energy_pj: float
     energy_mac_pj: float
     energy_rf_pj: float
+    energy_array_pj: float
     energy_sram_pj: float
     energy_dram_pj: float
     energy_leak_pj: float
@@ -74,6 +75,7 @@ class SimResult:
     map_kind: str
     map_order: str
     map_tile_p: int
+    map_tile_q: int
     map_tile_c: int
     map_tile_k: int
 
@@ -118,7 +120,8 @@ def derived_fields(macs, rf_accesses, counts: dict[str, Any], total_cycles, pe_r
 
     Both engines call this one function, so their floats agree bit for bit. SRAM energy
     counts every buffer access: array reads and writes, plus DRAM fills (written into a
-    buffer) and write-backs (read out of the ofmap buffer).
+    buffer) and write-backs (read out of the ofmap buffer). ``counts["array_hops"]``: words
+    moved between neighbouring PEs.
     """
     sram_ifmap_words = counts["sram_ifmap_reads"] + counts["dram_ifmap_reads"]
     sram_filter_words = counts["sram_filter_reads"] + counts["dram_filter_reads"]
@@ -129,11 +132,12 @@ def derived_fields(macs, rf_accesses, counts: dict[str, Any], total_cycles, pe_r
     e_mac, e_rf, e_sram, e_dram = energy.dynamic_energy_pj(
         macs, rf_accesses, sram_ifmap_words, sram_filter_words, sram_ofmap_words, dram_words,
         rf_bytes, ifmap_kb, filter_kb, ofmap_kb, word_bits)
+    e_array = np.asarray(counts["array_hops"], dtype=np.float64) * energy.array_hop_energy_pj(word_bits)
     e_leak = energy.leakage_energy_pj(area, total_cycles, freq_mhz)
     return {
         "latency_s": energy.latency_seconds(total_cycles, freq_mhz),
-        "energy_pj": energy.total_energy_pj(e_mac, e_rf, e_sram, e_dram, e_leak),
-        "energy_mac_pj": e_mac, "energy_rf_pj": e_rf, "energy_sram_pj": e_sram,
+        "energy_pj": energy.total_energy_pj(e_mac, e_rf, e_sram, e_dram, e_leak, e_array),
+        "energy_mac_pj": e_mac, "energy_rf_pj": e_rf, "energy_array_pj": e_array, "energy_sram_pj": e_sram,
         "energy_dram_pj": e_dram, "energy_leak_pj": e_leak,
         "utilization": utilization(macs, total_cycles, pe_rows, pe_cols),
     }
@@ -163,37 +167,59 @@ def finish(layer: Layer, accelerator: Accelerator, counts: dict[str, int], mappi
     for name in COUNT_FIELDS:
         result[name] = int(counts[name])
     result.update(mapping.to_dict())
+    result["map_tile_q"] = mapping.width_tile(layer.out_w)
     return {name: result[name] for name in RESULT_FIELDS}
 
 
+def spatial_loop(layer: Layer, mapping: Mapping) -> tuple[int, int, int, int]:
+    """The ``p`` loop of a mapping: (rows per tile, columns per tile, tiles, rows of the edge tile).
+
+    Whole rows: ``tile_p`` rows (at most ``out_h``), ``ceil(out_h / tile_p)`` tiles, the last
+    holding the remainder. Width tiles: one row of ``tile_q`` columns, ``out_h * out_w /
+    tile_q`` tiles, all alike.
+    """
+    tq = mapping.width_tile(layer.out_w)
+    if tq < layer.out_w:
+        return 1, tq, layer.out_h * (layer.out_w // tq), 1
+    tp = min(mapping.tile_p, layer.out_h)
+    count = -(-layer.out_h // tp)
+    return tp, tq, count, layer.out_h - (count - 1) * tp
+
+
 def step_schedule(layer: Layer, accelerator: Accelerator, mapping: Mapping) -> dict[str, int]:
-    """Step the loop nest of one mapping; return its cycles and access counts.
+    """Step the loop nest of one mapping; return its cycles, access counts and array hops.
 
     Capacity is not checked here (see `mapper.fits`).
     """
     a = accelerator
-    dims = {"p": layer.out_h, "c": layer.in_c_per_group, "k": layer.out_c_per_group}
-    tiles = {"p": min(mapping.tile_p, dims["p"]), "c": min(mapping.tile_c, dims["c"]),
-             "k": min(mapping.tile_k, dims["k"])}
-    counts_per_loop = {"g": layer.groups, "n": layer.batch}
-    counts_per_loop.update({d: -(-dims[d] // tiles[d]) for d in "pck"})
+    tp_full, tq, count_p, tp_edge = spatial_loop(layer, mapping)
+    row_tiles = tq == layer.out_w
+    dims = {"c": layer.in_c_per_group, "k": layer.out_c_per_group}
+    tiles = {"c": min(mapping.tile_c, dims["c"]), "k": min(mapping.tile_k, dims["k"])}
+    counts_per_loop = {"g": layer.groups, "n": layer.batch, "p": count_p}
+    counts_per_loop.update({d: -(-dims[d] // tiles[d]) for d in "ck"})
     levels = ("g", "n", *mapping.order)
 
     def size(dim: str, index: int) -> int:
+        if dim == "p":
+            return tp_edge if index == count_p - 1 else tp_full
         return min(tiles[dim], dims[dim] - index * tiles[dim])
 
     code = DATAFLOW_CODES[a.dataflow]
+    rf = int(mapper.rf_words(a.rf_bytes, a.word_bits))
+    blocking = mapping.kind != "scalesim"
     cost_cache: dict[tuple[int, int, int], tuple[int, ...]] = {}
 
     def costs(tp: int, tc: int, tk: int) -> tuple[int, ...]:
         """Fold costs and tile words of one tile shape (memoised: a nest has at most 8)."""
         if (tp, tc, tk) not in cost_cache:
             cost_cache[(tp, tc, tk)] = tuple(int(x) for x in (
-                *tile_costs(code, tp, tc, tk, layer.out_w, layer.k_h, layer.k_w, layer.stride,
-                            a.pe_rows, a.pe_cols),
-                mapper.ifmap_tile_words(tp, tc, layer.in_h, layer.in_w, layer.stride, layer.k_h),
+                *tile_costs(code, tp, tq, tc, tk, layer.k_h, layer.k_w, layer.stride, a.pe_rows, a.pe_cols, rf,
+                            blocking),
+                mapper.ifmap_tile_words(tp, tq, tc, layer.in_h, layer.in_w, layer.stride, layer.k_h, layer.k_w),
                 mapper.filter_tile_words(tc, tk, layer.k_h, layer.k_w),
-                mapper.ofmap_tile_words(tp, tk, layer.out_w)))
+                mapper.ofmap_tile_words(tp, tq, tk),
+                mapper.ifmap_halo_words(tq, tc, layer.in_w, layer.stride, layer.k_h, layer.k_w)))
         return cost_cache[(tp, tc, tk)]
 
     dram_cache: dict[int, int] = {}
@@ -205,7 +231,7 @@ def step_schedule(layer: Layer, accelerator: Accelerator, mapping: Mapping) -> d
 
     total = dict.fromkeys(("compute_cycles", "sram_ifmap_reads", "sram_filter_reads", "sram_ofmap_reads",
                            "sram_ofmap_writes", "dram_ifmap_reads", "dram_filter_reads",
-                           "dram_ofmap_reads", "dram_ofmap_writes"), 0)
+                           "dram_ofmap_reads", "dram_ofmap_writes", "array_hops"), 0)
     load_end = compute_end = compute_end_before = 0  # load_end[i-1], compute_end[i-1], [i-2]
     previous: dict[str, int] | None = None
     previous_ofmap_words = 0
@@ -213,9 +239,13 @@ def step_schedule(layer: Layer, accelerator: Accelerator, mapping: Mapping) -> d
         index = dict(zip(levels, indices))
         changed = set(levels) if previous is None else {lv for lv in levels if index[lv] != previous[lv]}
         tp, tc, tk = size("p", index["p"]), size("c", index["c"]), size("k", index["k"])
-        cycles, sram_ifmap, sram_filter, sram_ofmap_writes, ifmap_words, filter_words, ofmap_words = costs(tp, tc, tk)
+        (cycles, sram_ifmap, sram_filter, sram_ofmap_writes, sram_ofmap_reads, hops,
+         ifmap_words, filter_words, ofmap_words, halo_words) = costs(tp, tc, tk)
         load_words = 0
-        if changed & OPERAND_LOOPS["ifmap"]:
+        ifmap_changed = changed & OPERAND_LOOPS["ifmap"]
+        if ifmap_changed:
+            if row_tiles and ifmap_changed == {"p"} and index["p"] == previous["p"] + 1:
+                ifmap_words -= halo_words  # the rows shared with the previous row tile stay on chip
             load_words += ifmap_words
             total["dram_ifmap_reads"] += ifmap_words
         if changed & OPERAND_LOOPS["filter"]:
@@ -233,8 +263,10 @@ def step_schedule(layer: Layer, accelerator: Accelerator, mapping: Mapping) -> d
         total["sram_ifmap_reads"] += sram_ifmap
         total["sram_filter_reads"] += sram_filter
         total["sram_ofmap_writes"] += sram_ofmap_writes
+        total["sram_ofmap_reads"] += sram_ofmap_reads
+        total["array_hops"] += hops
         if index["c"] > 0:
-            total["sram_ofmap_reads"] += int(ofmap_readback_words(tp, layer.out_w, tk, True))
+            total["sram_ofmap_reads"] += int(ofmap_readback_words(tp, tq, tk, True))
         dram_step = dram(load_words + writeback_words)
         # The double-buffered pipeline (docs/simulator.md, "Memory stalls").
         new_load_end = max(load_end, compute_end_before) + dram_step
@@ -249,8 +281,8 @@ def step_schedule(layer: Layer, accelerator: Accelerator, mapping: Mapping) -> d
 def simulate_mapping(layer: Layer, accelerator: Accelerator, mapping: Mapping) -> dict[str, Any]:
     """All result fields of one mapping (infeasible values when it breaks a capacity)."""
     # A tile larger than its dimension is the whole dimension (capacity checked on that).
-    tiles = (min(mapping.tile_p, layer.out_h), min(mapping.tile_c, layer.in_c_per_group),
-             min(mapping.tile_k, layer.out_c_per_group))
+    tp, tq, _, _ = spatial_loop(layer, mapping)
+    tiles = (tp, tq, min(mapping.tile_c, layer.in_c_per_group), min(mapping.tile_k, layer.out_c_per_group))
     if mapping.kind != "scalesim" and not mapper.fits(layer, accelerator, *tiles):
         return infeasible_values(accelerator_area(accelerator))
     return finish(layer, accelerator, step_schedule(layer, accelerator, mapping), mapping)
@@ -278,7 +310,8 @@ def scalesim_layer(layer: Layer) -> Layer:
 
 def scalesim_mapping(layer: Layer) -> Mapping:
     """SCALE-Sim's fixed mapping: the whole layer as one tile per image and group."""
-    return Mapping("pck", layer.out_h, layer.in_c_per_group, layer.out_c_per_group, kind="scalesim")
+    return Mapping("pck", layer.out_h, layer.in_c_per_group, layer.out_c_per_group, kind="scalesim",
+                   tile_q=layer.out_w)
 
 
 def simulate(layer: Layer, accelerator: Accelerator, mapping: str | Mapping = "search",

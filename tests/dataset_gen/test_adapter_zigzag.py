@@ -123,8 +123,8 @@ def test_the_scalesim_mapping_is_one_fixed_loop_order_evaluated_by_zigzag():
 def test_identity_version_and_settings_errors_name_the_adapter():
     adapter = make_adapter({"name": "zigzag", **SETTINGS})
     assert isinstance(adapter, ZigZagAdapter)
-    assert adapter.version == "zigzag-dse 3.9.1 / adapter 1"
-    assert adapter.identity() == {"name": "zigzag", "version": "zigzag-dse 3.9.1 / adapter 1", "settings": SETTINGS}
+    assert adapter.version == "zigzag-dse 3.9.1 / adapter 2"
+    assert adapter.identity() == {"name": "zigzag", "version": "zigzag-dse 3.9.1 / adapter 2", "settings": SETTINGS}
     adapter.check()
     for bad in ({"energies": "cacti"}, {"objective": "area"}, {"max_orderings": 0}, {"mapping": "given"}):
         with pytest.raises(AdapterError, match="simulator zigzag"):
@@ -145,7 +145,7 @@ def test_dance_gen_simulator_zigzag_writes_a_dataset_that_records_zigzag(tmp_pat
     assert (feasible["map_kind"] == "zigzag-search").all()
     assert (feasible["macs"] == simulate_batch(feasible)["macs"]).all()
     identity = read_metadata(out)["simulator"]
-    assert identity["name"] == "zigzag" and identity["version"] == "zigzag-dse 3.9.1 / adapter 1"
+    assert identity["name"] == "zigzag" and identity["version"] == "zigzag-dse 3.9.1 / adapter 2"
     assert identity["settings"]["max_orderings"] == 30
 
 

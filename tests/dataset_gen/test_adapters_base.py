@@ -12,7 +12,7 @@ import pytest
 
 from dataset_gen.adapters import ERROR_COLUMN, AdapterError, PairwiseAdapter, make_adapter, result_columns
 from dataset_gen.adapters.cache import ResultCache
-from dataset_gen.simulator import RESULT_DTYPES, simulate, simulate_batch
+from dataset_gen.simulator import SIMULATOR_VERSION, RESULT_DTYPES, simulate, simulate_batch
 from dataset_gen.space import ACCELERATOR_FIELDS, LAYER_FIELDS, Accelerator, Layer
 
 FAILS_ONCE, ALWAYS_FAILS, HANGS = 13, 14, 17  # in_c values that trigger a misbehaviour
@@ -112,7 +112,7 @@ def test_the_builtin_adapter_equals_simulate_batch_and_records_its_identity():
     results = adapter.simulate(pairs)
     expected = simulate_batch(pairs, objective="energy")
     pd.testing.assert_frame_equal(results[list(RESULT_DTYPES)], expected.set_axis(pairs.index))
-    assert adapter.identity() == {"name": "builtin", "version": "1.0.0",
+    assert adapter.identity() == {"name": "builtin", "version": SIMULATOR_VERSION,
                                   "settings": {"mapping": "search", "objective": "energy"}}
 
 

@@ -67,8 +67,12 @@ def test_energy_components_follow_the_counts():
     dram_words = r.dram_ifmap_reads + r.dram_filter_reads + r.dram_ofmap_reads + r.dram_ofmap_writes
     assert r.energy_dram_pj == pytest.approx(dram_words * 16 * 20)
     assert r.energy_leak_pj == pytest.approx(r.area_mm2 * 0.02 * r.total_cycles / 250e6 * 1e12)
+    hops = r.energy_array_pj / energy.array_hop_energy_pj(16)
+    assert r.macs <= hops <= 2 * r.macs and hops == pytest.approx(round(hops))  # ws: at most 2 hops per MAC
     parts = (r.energy_mac_pj, r.energy_rf_pj, r.energy_sram_pj, r.energy_dram_pj, r.energy_leak_pj)
-    assert r.energy_pj == energy.total_energy_pj(*parts) == pytest.approx(sum(parts))
+    assert r.energy_pj == energy.total_energy_pj(*parts, r.energy_array_pj) == pytest.approx(
+        sum(parts) + r.energy_array_pj)
+    assert energy.array_hop_energy_pj(16) == pytest.approx(2 * energy.mac_energy_pj(16))
 
 
 def test_leakage_grows_with_time_and_area():

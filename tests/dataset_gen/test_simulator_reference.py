@@ -23,10 +23,11 @@ TINY_ARRAY = Accelerator(pe_rows=1, pe_cols=1, dataflow="rs", rf_bytes=4, ifmap_
 
 
 def test_version_and_fields_are_the_documented_contract():
-    assert SIMULATOR_VERSION == "1.0.0"
+    assert SIMULATOR_VERSION == "2.0.0"
     assert RESULT_FIELDS[:5] == ("feasible", "total_cycles", "compute_cycles", "stall_cycles", "latency_s")
-    assert RESULT_FIELDS[-5:] == ("map_kind", "map_order", "map_tile_p", "map_tile_c", "map_tile_k")
-    assert len(RESULT_FIELDS) == 28 and set(RESULT_DTYPES) == set(RESULT_FIELDS)
+    assert RESULT_FIELDS[-6:] == ("map_kind", "map_order", "map_tile_p", "map_tile_q", "map_tile_c", "map_tile_k")
+    assert "energy_array_pj" in RESULT_FIELDS
+    assert len(RESULT_FIELDS) == 30 and set(RESULT_DTYPES) == set(RESULT_FIELDS)
 
 
 def test_recurrence_by_hand_with_c_innermost():
@@ -120,11 +121,87 @@ def test_ladders_and_candidate_order():
     assert mapper.ladder(56) == [56, 14, 4, 1]
     assert mapper.ladder(512) == [512, 128, 32, 8, 2, 1]
     assert mapper.ladder(4096) == [4096, 1024, 256, 64, 16, 1]  # at most 6 values, 1 included
+    assert mapper.spatial_tiles(56, 56) == [(56, 56), (14, 56), (4, 56), (1, 56), (1, 28), (1, 14)]
+    assert mapper.spatial_tiles(13, 13) == [(13, 13), (4, 13), (1, 13), (1, 1)]  # 13 is prime
+    assert mapper.spatial_tiles(1, 1) == [(1, 1)]
     layer = Layer(in_h=4, in_w=4, in_c=4, out_c=2)
     candidates = candidate_mappings(layer, Accelerator())
-    assert len(candidates) == 6 * 2 * 2 * 2  # all fit the default 64 KiB buffers
-    assert candidates[0] == Mapping("pck", 4, 4, 2) and candidates[1] == Mapping("pck", 4, 4, 1)
-    assert candidates[2] == Mapping("pck", 4, 1, 2) and candidates[8] == Mapping("pkc", 4, 4, 2)
+    assert len(candidates) == 6 * 4 * 2 * 2  # all fit the default 64 KiB buffers
+    assert candidates[0] == Mapping("pck", 4, 4, 2, tile_q=4) and candidates[1] == Mapping("pck", 4, 4, 1, tile_q=4)
+    assert candidates[2] == Mapping("pck", 4, 1, 2, tile_q=4) and candidates[16] == Mapping("pkc", 4, 4, 2, tile_q=4)
+    assert candidates[2 * 2 * 2] == Mapping("pck", 1, 4, 2, tile_q=2)  # the first width tile
+
+
+def test_input_spans_skip_what_strided_windows_never_read():
+    # 1x1 stride 2: 4 output rows read 4 input rows, not 7; 3x3 stride 1: 4 + 2 halo rows
+    assert int(mapper.input_span(4, 1, 2, 100)) == 4 and int(mapper.input_span(4, 3, 1, 100)) == 6
+    assert int(mapper.input_span(4, 3, 1, 5)) == 5  # capped at the input (padding is not stored)
+    assert int(mapper.halo(3, 1)) == 2 and int(mapper.halo(3, 2)) == 1 and int(mapper.halo(1, 2)) == 0
+
+
+def test_halo_rows_are_fetched_once_when_c_stays():
+    # 3x3, stride 1, 8x8 input padded to 8x8 output, 2 row tiles of 4: each tile reads 6 rows;
+    # with c outside p the second tile finds 2 halo rows on chip (8 wide, 4 channels).
+    layer = Layer(in_h=8, in_w=8, in_c=4, out_c=4, k_h=3, k_w=3, pad=1)
+    accelerator = Accelerator(pe_rows=4, pe_cols=4, rf_bytes=16, ifmap_kb=64, filter_kb=64, ofmap_kb=64)
+    halo_kept = simulate(layer, accelerator, Mapping("cpk", 4, 4, 4))  # one c tile: halo kept in every order
+    assert halo_kept.dram_ifmap_reads == (6 + 6 - 2) * 8 * 4
+    refetched = simulate(layer, accelerator, Mapping("pck", 4, 2, 4))  # c inside p: each p step changes c
+    assert refetched.dram_ifmap_reads == 2 * 6 * 8 * 4
+    kept_again = simulate(layer, accelerator, Mapping("cpk", 4, 2, 4))  # c outside p
+    assert kept_again.dram_ifmap_reads == 2 * (6 + 4) * 8 * 2
+
+
+def test_width_tiles_cut_rows_into_equal_segments():
+    layer = Layer(in_h=6, in_w=8, in_c=2, out_c=2, k_h=3, k_w=3, pad=1)
+    accelerator = Accelerator(pe_rows=4, pe_cols=4, ifmap_kb=64, filter_kb=64, ofmap_kb=64)
+    result = simulate(layer, accelerator, Mapping("pck", 1, 2, 2, tile_q=4))
+    assert result.feasible and (result.map_tile_p, result.map_tile_q) == (1, 4)
+    # 6 rows x 2 segments, each 3 rows x (3*1 + 3) = 6 columns x 2 channels, no halo reuse
+    assert result.dram_ifmap_reads == 12 * 3 * 6 * 2
+    assert result.dram_ofmap_writes == 6 * 8 * 2 and result.macs == layer.macs
+    whole = simulate(layer, accelerator, Mapping("pck", 1, 2, 2))
+    assert whole.map_tile_q == 8
+    with pytest.raises(SpaceError, match="tile_q = 3.*divide out_w"):
+        simulate(layer, accelerator, Mapping("pck", 1, 2, 2, tile_q=3))
+    with pytest.raises(SpaceError, match="tile_q = 4.*tile_p = 1"):
+        simulate(layer, accelerator, Mapping("pck", 2, 2, 2, tile_q=4))
+
+
+def test_a_single_tile_may_fill_its_whole_buffer():
+    # The whole ifmap (8x8x8 words of 16 bits = 1 KiB) in a 1 KiB buffer: loaded once, no
+    # prefetch half needed; a second image needs the prefetch half, so it no longer fits.
+    layer = Layer(in_h=8, in_w=8, in_c=8, out_c=4)
+    accelerator = Accelerator(pe_rows=4, pe_cols=4, ifmap_kb=1, filter_kb=64, ofmap_kb=64, word_bits=16)
+    assert simulate(layer, accelerator, Mapping("pck", 8, 8, 4)).feasible
+    two_images = Layer(in_h=8, in_w=8, in_c=8, out_c=4, batch=2)
+    assert not simulate(two_images, accelerator, Mapping("pck", 8, 8, 4)).feasible
+
+
+def test_a_larger_register_file_buys_reuse():
+    # A 3x3 conv with many filters on a 8x8 ws array: each PE can keep rf_words - 1 weights,
+    # so the streamed inputs are read and moved once per group of column folds.
+    layer = Layer(in_h=16, in_w=16, in_c=32, out_c=64, k_h=3, k_w=3, pad=1)
+    energies, reads = [], []
+    for rf_bytes in (4, 8, 16, 32, 64):
+        accelerator = Accelerator(pe_rows=8, pe_cols=8, dataflow="ws", rf_bytes=rf_bytes, word_bits=16)
+        energies.append(simulate(layer, accelerator, objective="energy").energy_pj)
+        reads.append(simulate(layer, accelerator, Mapping("pck", 16, 32, 64)).sram_ifmap_reads)
+    assert reads == sorted(reads, reverse=True) and reads[-1] == reads[0] / 8  # 8 column folds merge into 1
+    assert energies[:3] == sorted(energies[:3], reverse=True) and max(energies[1:]) < 0.85 * energies[0]
+
+
+def test_systolic_blocking_merges_folds():
+    # ws, 8x8 array, w = 36 (5 row folds), f = 40 (5 column folds), m = 10 pixels.
+    plain = dataflows.systolic_costs(0, 10, 36, 40, 8, 8, 2, True)
+    scalesim = dataflows.systolic_costs(0, 10, 36, 40, 8, 8, 2, False)
+    assert [int(x) for x in plain[1:4]] == [int(x) for x in scalesim[1:4]]  # b = 1: SCALE-Sim's counts
+    assert int(plain[0]) == int(scalesim[0]) + 1  # SCALE-Sim reports the last cycle's index
+    blocked = [int(x) for x in dataflows.systolic_costs(0, 10, 36, 40, 8, 8, 3, True)]  # b = 2
+    assert blocked[1] == 10 * 36 * 3  # 3 column groups instead of 5 re-stream the inputs
+    assert blocked[2] == 36 * 40 and blocked[3] == 10 * 40 * 5
+    assert blocked[0] == 5 * 3 * (2 * 8 + 8 - 2) + 25 * 10  # fill and drain per merged fold
+    assert blocked[5] == 10 * 36 * 40 // 2 + 10 * 36 * 40  # inputs hop half as often
 
 
 SMALL_PAIRS = st.builds(
@@ -165,7 +242,8 @@ def test_sanity_of_any_feasible_mapping(pair, seed):
     assert result.total_cycles == result.compute_cycles + result.stall_cycles and result.stall_cycles > 0
     parts = (result.energy_mac_pj, result.energy_rf_pj, result.energy_sram_pj, result.energy_dram_pj,
              result.energy_leak_pj)
-    assert result.energy_pj == pytest.approx(sum(parts), rel=1e-12) and min(parts) > 0
+    assert result.energy_pj == pytest.approx(sum(parts) + result.energy_array_pj, rel=1e-12) and min(parts) > 0
+    assert result.energy_array_pj >= 0  # 0 only for rs with single-row filters or PE sets
     assert result.macs == layer.macs
     # Every filter and ofmap word crosses the chip boundary at least once.
     assert result.dram_filter_reads >= layer.k_h * layer.k_w * layer.in_c_per_group * layer.out_c
@@ -178,13 +256,19 @@ def test_sanity_of_any_feasible_mapping(pair, seed):
 def test_rs_fold_by_hand():
     # 3x3 filter on 4 output rows of width 5, 2 channels x 2 filters, stride 1, on 3x2 PEs:
     # sets of hs = 3 rows x e = 2 columns, v = 1 set; 2 row folds, 4 pair folds.
-    cycles, ifmap, filt, ofmap = (int(x) for x in dataflows.rs_fold(4, 2, 2, 5, 3, 3, 1, 3, 2))
+    cycles, ifmap, filt, ofmap, hops = (int(x) for x in dataflows.rs_fold(4, 5, 2, 2, 3, 3, 1, 3, 2))
     assert cycles == 1 * 2 * 4 * (5 * 3 + 3 - 1)
     row_words = (5 - 1) * 1 + 3
     assert ifmap == 4 * row_words * 2 * ((2 - 1) * 1 + 3)  # each fold covers 4 ifmap rows
     assert filt == 3 * 3 * 4 and ofmap == 4 * 4 * 5
+    assert hops == ofmap * 2  # each partial sum climbs hs - 1 = 2 PEs
     # Array utilization can never exceed one MAC per PE per cycle.
     assert 4 * 5 * 2 * 2 * 9 <= cycles * 3 * 2
+    # Two filters per PE: 2 pairs of (channel, filter group) share each ifmap row read.
+    cycles, ifmap, filt, ofmap, hops = (int(x) for x in dataflows.rs_fold(4, 5, 2, 2, 3, 3, 1, 3, 2, 2))
+    assert cycles == 1 * 2 * 2 * (5 * 3 * 2 + 3 - 1)
+    assert ifmap == 2 * row_words * 2 * ((2 - 1) * 1 + 3) and filt == 3 * 3 * 4 and ofmap == 4 * 4 * 5
+    assert int(dataflows.rs_filters_per_pe(16, 3, 8)) == 3 and int(dataflows.rs_filters_per_pe(7, 3, 8)) == 1
 
 
 def test_simulate_batch_reference_shapes_and_errors():
