@@ -303,3 +303,10 @@ def test_simulate_batch_of_nothing_is_an_empty_frame():
     for engine in ("fast", "reference"):
         frame = simulate_batch(empty, engine=engine)
         assert frame.empty and list(frame.columns) == list(RESULT_FIELDS)
+
+
+def test_the_documented_worked_example():
+    # docs/simulator.md, "Access counting": ws, 8x8 PEs, 6 RF words, 3x3 tile tc=4 tk=40 tq=10
+    cycles, ifmap, filt, writes, reads, hops = (int(x) for x in dataflows.tile_costs(0, 1, 10, 4, 40, 3, 3, 1, 8, 8, 6))
+    assert (cycles, ifmap, filt, writes, reads, hops) == (360, 360, 1440, 2000, 1600, 2880 + 14400)
+    assert int(dataflows.tile_costs(0, 1, 10, 4, 40, 3, 3, 1, 8, 8, 6, blocking=False)[0]) == 799
