@@ -3,20 +3,28 @@
 The simulator's mapper tries tile ladders and loop orders and steps a double-buffered
 pipeline; its optimum is a staircase function of the layer and the array that an MLP on log
 sizes learns slowly. This module evaluates a simplified version of the same model
-(docs/simulator.md) for every ladder tile choice at once and keeps the best, giving the
-network a strong first guess to correct:
+(docs/simulator.md) for every tile choice at once and keeps the best, giving the network a
+strong first guess to correct:
 
-- candidates: the mapper's ladders (``ceil(D / 4**j)``, j = 0..4, and 1) for ``tile_p``,
-  ``tile_c``, ``tile_k`` and all six loop orders; tiles that overflow half a buffer are out,
-  and a register file too small for the dataflow makes the pair infeasible;
-- compute: each tile's fold model, summed over full and edge tiles (the sums factorise per
-  dimension, which keeps this cheap);
+- candidates: the mapper's tile choices (`mapper.spatial_tiles` for ``p``: whole-row tiles
+  down the row ladder, then width tiles; `mapper.ladder` for ``tile_c`` and ``tile_k``;
+  `TILE_CHOICES` in all, 8 x 6 x 6 = 288 with the current ladders, duplicates of small
+  dimensions kept) and all six loop orders; tiles that overflow their buffer (half of it,
+  all of it for an operand with a single tile) are out, and a register file too small for
+  the dataflow makes the pair infeasible;
+- compute: each tile's fold model (register-file blocking included), summed over full and
+  edge tiles (the sums factorise per dimension, term by term, which keeps this cheap);
 - DRAM: the reuse rule (an operand is fetched again once per sweep of a loop irrelevant to
-  it that lies outside its innermost changing relevant loop), partial-sum read-back included;
-- time: ``first load + max(compute, remaining DRAM time) + last write-back`` (perfect
-  overlap in between); the candidate with the least time wins;
-- energy: MAC and register-file energy exactly, DRAM and SRAM energy of the winner's
-  traffic and buffer accesses, leakage from area and time.
+  it that lies outside its innermost changing relevant loop), halo reuse of row tiles and
+  partial-sum read-back included;
+- time: two passes, as the simulator prunes its candidates. A coarse time, ``first load +
+  max(compute, remaining DRAM time) + last write-back`` (perfect overlap in between, the
+  least-traffic order), ranks every tile choice (no gradient flows through a ranking: it
+  runs in float32, in chunks of pairs); the `REFINED` best fitting ones get the step-class
+  pipeline model under all six loop orders, and the least time wins;
+- energy: MAC and register-file energy exactly, array-transfer and SRAM energy of the
+  winner's tiles (ofmap read-backs within tiles included) and DRAM energy of its traffic,
+  leakage from area and time.
 
 The rules themselves (ladders, capacities, fold models, reuse, buffer counts, area, energy)
 are the simulator's, re-written in torch in `evaluator.rules` and checked against it there;
@@ -24,6 +32,12 @@ this module only searches the candidates with them. What it leaves out (per-step
 tie-breaks) is what the network learns. Everything is differentiable almost everywhere
 w.r.t. the accelerator encoding: ceil and floor pass gradients straight through, the
 minimum passes them to the winner.
+
+Accuracy against the simulator (2.0.0) on the small test dataset (3000 pairs of
+``space=small``, 2983 feasible; ``python -m pytest tests/evaluator/test_analytic.py -k close
+-s`` prints it): total cycles within 10% on 98.5% of the feasible pairs (median ratio
+1.000), compute cycles on 98.6%, energy on 97.9% (median 1.000); the feasibility flag agrees
+on every pair. (Version 1 against simulator 1.0.0: 98.2%, 98.9% and 97.3%.)
 """
 
 from __future__ import annotations
@@ -32,33 +46,39 @@ import torch
 
 from dataset_gen.space import DATAFLOWS, LOOP_ORDERS
 from evaluator.rules import (
+    C_OUTSIDE_P,
+    CHANNEL_SLOTS,
+    SPATIAL_SLOTS,
     area_mm2,
+    array_hops,
     buffer_words,
     dram_words,
     energy_components,
+    fits_buffers,
     fold_factors,
-    half_buffer_words,
+    ifmap_halo_words,
     ladder_tiles,
     rf_words,
     rf_words_required,
+    single_tiles,
+    spatial_ladder_tiles,
     sweep_words,
+    tile_sums,
     tile_words,
+    total_energy,
 )
 
 # Bumped whenever the estimates change: an artifact records it, and one trained on other
 # estimates is refused (its corrections would be to numbers it never saw).
-ANALYTIC_VERSION = 1
-REFINED = 16  # tile choices (of 216) the refined pipeline model ranks, per pair
+ANALYTIC_VERSION = 2
+TILE_CHOICES = SPATIAL_SLOTS * CHANNEL_SLOTS * CHANNEL_SLOTS  # the coarse pass's grid, per pair
+REFINED = 16  # tile choices (of TILE_CHOICES) the refined pipeline model ranks, per pair
+COARSE_PAIRS = 4096  # pairs per chunk of the coarse pass (keeps its (TILE_CHOICES, pairs) tensors small)
 ANALYTIC_FEATURES: tuple[str, ...] = (
     "log2_est_cycles", "log2_est_compute_cycles", "log2_est_dram_cycles", "log2_est_dram_words",
-    "log2_est_steps", "est_feasible", "log2_est_mac_pj", "log2_est_rf_pj", "log2_est_sram_pj",
-    "log2_est_dram_pj", "log2_est_leak_pj", "log2_est_energy_pj",
+    "log2_est_steps", "est_feasible", "log2_est_mac_pj", "log2_est_rf_pj", "log2_est_array_pj",
+    "log2_est_sram_pj", "log2_est_dram_pj", "log2_est_leak_pj", "log2_est_energy_pj",
 )
-
-
-def _outer(p: torch.Tensor, c: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    return p[:, :, None, None] * c[:, None, :, None] * k[:, None, None, :]  # (n, 6, 6, 6)
-
 
 # Which tiles of a loop a compute figure covers: "sum" every tile (the loop's total), "avg"
 # the mean tile, "full" a full-size tile, "edge" the last (remainder) tile.
@@ -66,8 +86,8 @@ KINDS = ("sum", "avg", "full", "edge")
 
 
 def _weights(tiles, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights of the full-size and the edge tile ``(n, 6)`` for one kind (see `KINDS`)."""
-    full, _, _ = tiles
+    """Weights of the full-size and the edge tile ``(S, n)`` for one kind (see `KINDS`)."""
+    full = tiles[0]
     if kind == "sum":
         return full, torch.ones_like(full)
     if kind == "avg":
@@ -77,54 +97,65 @@ def _weights(tiles, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.zeros_like(full), torch.ones_like(full)
 
 
-def _fold_factors(dataflow: str, layer: dict, rows: torch.Tensor, cols: torch.Tensor, tiles) -> dict:
-    """`rules.fold_factors` for the full and the edge tile of each loop, every ladder value.
+def _fold_factors(dataflow: str, layer: dict, rows: torch.Tensor, cols: torch.Tensor, rf: torch.Tensor,
+                  tiles) -> list[dict]:
+    """`rules.fold_factors` for the full and the edge tile of each loop, every tile choice.
 
-    Returns ``{"p": (full, edge), "c": ..., "k": ...}`` of ``(n, 6)`` tensors, or for rs
-    ``{"p": ..., "ck": {(c_kind, k_kind): (n, 6, 6)}}``.
+    Returns one dict per term: ``{"p": (full, edge), "c": ..., "k": ...}`` of ``(S, n)``
+    tensors, or for rs ``{"p": (full, edge), "ck": {(c_kind, k_kind): (Sc, Sk, n)}}``.
     """
-    full = fold_factors(dataflow, layer, rows, cols, tiles[0][1], tiles[1][1], tiles[2][1])
-    edge = fold_factors(dataflow, layer, rows, cols, tiles[0][2], tiles[1][2], tiles[2][2])
-    if "ck" not in full:
-        return {loop: (full[loop], edge[loop]) for loop in "pck"}
+    (_, p_size, p_edge, tq), (_, c_size, c_edge), (_, k_size, k_edge) = tiles
+    full = fold_factors(dataflow, layer, rows, cols, p_size, tq, c_size, k_size, rf)
+    edge = fold_factors(dataflow, layer, rows, cols, p_edge, tq, c_edge, k_edge, rf)
+    if dataflow != "rs":
+        return [{loop: (f[loop], e[loop]) for loop in "pck"} for f, e in zip(full, edge)]
     ck = {}
-    for c_kind, c_size in (("full", tiles[1][1]), ("edge", tiles[1][2])):
-        for k_kind, k_size in (("full", tiles[2][1]), ("edge", tiles[2][2])):
-            ck[c_kind, k_kind] = fold_factors(dataflow, layer, rows, cols, tiles[0][1], c_size[:, :, None],
-                                              k_size[:, None, :])["ck"]  # (n, 6, 6)
-    return {"p": (full["p"], edge["p"]), "ck": ck}
+    for c_kind, c_tile in (("full", c_size), ("edge", c_edge)):
+        for k_kind, k_tile in (("full", k_size), ("edge", k_edge)):
+            ck[c_kind, k_kind] = fold_factors(dataflow, layer, rows, cols, p_size, tq, c_tile[:, None, :],
+                                              k_tile[None, :, :], rf)  # terms' "ck": (Sc, Sk, n)
+    return [{"p": (full[i]["p"], edge[i]["p"]), "ck": {kinds: terms[i]["ck"] for kinds, terms in ck.items()}}
+            for i in range(len(full))]
 
 
-def _compute_cycles(factors: dict, tiles, kinds: tuple[str, str, str] = ("sum", "sum", "sum"),
+def _compute_cycles(factors: list[dict], tiles, kinds: tuple[str, str, str] = ("sum", "sum", "sum"),
                     index=None) -> torch.Tensor:
-    """Compute cycles of one (group, image) from `_fold_factors`, every candidate ``(n, 6, 6, 6)``.
+    """Compute cycles of one (group, image) from `_fold_factors`, every candidate ``(Sp, Sc, Sk,
+    n)``, or the ``(K, n)`` candidates of ``index`` (their positions in each loop's choices).
 
     ``kinds`` picks, per tiled loop (p, c, k), which of its tiles count (`KINDS`): all sums
     give the block's compute, ("edge", "edge", "edge") its last step's. Sums over tiles of a
-    product of per-dimension factors are products of per-dimension sums.
+    product of per-dimension factors are products of per-dimension sums, term by term. Our
+    mappings' tiles (register-file blocking) take their demand rows in cycles, whatever the
+    dataflow (`rules.tile_cycles`).
     """
     weights = [_weights(tiles[i], kinds[i]) for i in range(3)]
 
-    def dim(position: int, loop: str) -> torch.Tensor:
-        (full_weight, edge_weight), (full, edge) = weights[position], factors[loop]
-        return full_weight * full + edge_weight * edge  # (n, 6)
+    def dim(position: int, pair: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        (full_weight, edge_weight), (full, edge) = weights[position], pair
+        return full_weight * full + edge_weight * edge  # (S, n)
 
-    def combine(p: torch.Tensor, c: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        if index is None:
-            return _outer(p, c, k)  # (n, 6, 6, 6)
-        return p.gather(1, index[0]) * c.gather(1, index[1]) * k.gather(1, index[2])  # (n, K)
-
-    if "ck" not in factors:
-        # SCALE-Sim's "Total Cycles" of a tile is its demand rows minus one (systolic.py).
-        tiles_counted = combine(*(full_weight + edge_weight for full_weight, edge_weight in weights))
-        return combine(dim(0, "p"), dim(1, "c"), dim(2, "k")) - tiles_counted
-    ck = 0.0
-    for c_kind, c_weight in zip(("full", "edge"), weights[1]):
-        for k_kind, k_weight in zip(("full", "edge"), weights[2]):
-            ck = ck + c_weight[:, :, None] * k_weight[:, None, :] * factors["ck"][c_kind, k_kind]
-    if index is None:
-        return dim(0, "p")[:, :, None, None] * ck[:, None, :, :]
-    return dim(0, "p").gather(1, index[0]) * ck.reshape(ck.shape[0], -1).gather(1, index[1] * 6 + index[2])
+    total = None
+    for term in factors:
+        if "ck" in term:
+            ck = 0.0
+            for c_kind, c_weight in zip(("full", "edge"), weights[1]):
+                for k_kind, k_weight in zip(("full", "edge"), weights[2]):
+                    ck = ck + c_weight[:, None, :] * k_weight[None, :, :] * term["ck"][c_kind, k_kind]
+            p = dim(0, term["p"])
+            if index is None:
+                pair = (p[:, None, None, :], ck[None, :, :, :])
+            else:
+                ck = ck.reshape(-1, ck.shape[-1])  # (Sc * Sk, n)
+                pair = (p.gather(0, index[0]), ck.gather(0, index[1] * CHANNEL_SLOTS + index[2]))
+        else:
+            p, c, k = dim(0, term["p"]), dim(1, term["c"]), dim(2, term["k"])
+            if index is None:
+                pair = (p[:, None, None, :] * c[None, :, None, :], k[None, None, :, :])  # one grid-sized product
+            else:
+                pair = (p.gather(0, index[0]) * c.gather(0, index[1]), k.gather(0, index[2]))
+        total = pair[0] * pair[1] if total is None else torch.addcmul(total, *pair)
+    return total
 
 
 def analytic_area(acc: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -132,31 +163,73 @@ def analytic_area(acc: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.log2(area_mm2(acc))
 
 
-def _grid(x: torch.Tensor) -> torch.Tensor:
-    return x[:, None, None, None]
-
-
 def _per_dataflow(acc: dict, layer: dict, tiles, compute_fn) -> torch.Tensor:
-    """Dataflow-weighted sum of ``compute_fn(factors, rows_used)``, each dataflow evaluated only
-    on the rows that give it weight (one per row for a hard encoding, all four when soft)."""
+    """Dataflow-weighted sum of ``compute_fn(factors, pairs_used)`` (shaped ``(..., n)``), each
+    dataflow evaluated only on the pairs that give it weight (one per pair for a hard
+    encoding, all four when soft)."""
+    rf = rf_words(acc["rf_bytes"], acc["word_bits"])
     total = None
     for index, name in enumerate(DATAFLOWS):
         weight = acc["dataflow"][:, index]
         if bool((weight == 1).all()):  # a batch of one dataflow
-            factors = _fold_factors(name, layer, acc["pe_rows"], acc["pe_cols"], tiles)
+            factors = _fold_factors(name, layer, acc["pe_rows"], acc["pe_cols"], rf, tiles)
             return compute_fn(factors, None)
-        rows_used = torch.nonzero(weight > 0).squeeze(1)
-        if rows_used.numel() == 0:
+        used = torch.nonzero(weight > 0).squeeze(1)
+        if used.numel() == 0:
             continue
-        sub_layer = {k: v[rows_used] for k, v in layer.items()}
-        sub_tiles = [tuple(t[rows_used] for t in dim_tiles) for dim_tiles in tiles]
-        factors = _fold_factors(name, sub_layer, acc["pe_rows"][rows_used], acc["pe_cols"][rows_used], sub_tiles)
-        value = compute_fn(factors, rows_used)
-        value = weight[rows_used].reshape(-1, *([1] * (value.dim() - 1))) * value
+        sub_layer = {k: v[used] for k, v in layer.items()}
+        sub_tiles = [tuple(t[..., used] for t in dim_tiles) for dim_tiles in tiles]
+        factors = _fold_factors(name, sub_layer, acc["pe_rows"][used], acc["pe_cols"][used], rf[used], sub_tiles)
+        value = weight[used] * compute_fn(factors, used)
         if total is None:
-            total = torch.zeros((layer["out_h"].shape[0], *value.shape[1:]), dtype=value.dtype)
-        total = total.index_add(0, rows_used, value)
+            total = torch.zeros((*value.shape[:-1], layer["out_h"].shape[0]), dtype=value.dtype)
+        total = total.index_add(value.dim() - 1, used, value)
     return total
+
+
+def _coarse_ranking(layer: dict, acc: dict, tiles) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The coarse pass over every tile choice of a chunk of pairs: capacity, compute, least
+    traffic over the loop orders, and the time ``first load + max(compute, the remaining DRAM
+    time) + last write-back``.
+
+    Returns the `REFINED` least-time choices ``(K, n)`` (flat indices into the ``(Sp, Sc,
+    Sk)`` grid; fitting ones first), whether each fits, and whether any choice of the pair
+    fits ``(n,)``. Capacities are checked in the inputs' dtype; the times, a ranking only, in
+    float32 (half the memory traffic of float64 inputs).
+    """
+    def grid(layer: dict, tiles):
+        sizes = (tiles[0][1][:, None, None, :], tiles[0][3][:, None, None, :], tiles[1][1][None, :, None, :],
+                 tiles[2][1][None, None, :, :])
+        trips = (tiles[0][0][:, None, None, :] + 1, tiles[1][0][None, :, None, :] + 1,
+                 tiles[2][0][None, None, :, :] + 1)
+        return sizes, trips
+
+    n = layer["out_h"].shape[0]
+    sizes, trips = grid(layer, tiles)
+    fits = fits_buffers(tile_words(layer, *sizes), single_tiles(layer, *trips), acc).reshape(-1, n)  # (TILE_CHOICES, n)
+    layer = {name: value.float() for name, value in layer.items()}
+    acc = {name: value.float() for name, value in acc.items()}
+    tiles = [tuple(part.float() for part in dim_tiles) for dim_tiles in tiles]
+    (tp, tq, tc, tk), (Tp, Tc, Tk) = grid(layer, tiles)
+    batch, groups = layer["batch"], layer["groups"]
+    ep, ek = tiles[0][2][:, None, None, :], tiles[2][2][None, None, :, :]
+    bandwidth = acc["dram_bw"] / (acc["word_bits"] / 8)  # words per cycle
+    words_of_tile = tile_words(layer, tp, tq, tc, tk)
+    compute = _per_dataflow(acc, layer, tiles, lambda factors, used: _compute_cycles(factors, [
+        t if used is None else tuple(part[..., used] for part in t) for t in tiles])) * (batch * groups)
+    trips = {"p": Tp, "c": Tc, "k": Tk}
+    changes = {loop: trip > 1 for loop, trip in trips.items()}
+    words_per_sweep = sweep_words(layer, (Tp - 1, tp, ep, tq))
+    least_words = None
+    for order in LOOP_ORDERS:
+        words = dram_words(order, trips, changes, words_per_sweep, batch, groups)
+        least_words = words if least_words is None else torch.minimum(least_words, words)
+    first_load = (words_of_tile["ifmap"] + words_of_tile["filter"]) / bandwidth
+    last_write = ep * tq * ek / bandwidth
+    coarse = (torch.maximum(compute + first_load, least_words / bandwidth) + last_write).reshape(-1, n)
+    coarse = torch.where(fits, coarse, coarse + torch.finfo(coarse.dtype).max / 16)  # misfits last
+    keep = torch.topk(coarse.T, REFINED, dim=1, largest=False).indices.T  # (K, n)
+    return keep, fits.gather(0, keep), fits.any(dim=0)
 
 
 def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -164,7 +237,8 @@ def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tens
 
     Two passes, as the simulator prunes its candidates: a coarse time (perfect overlap of
     compute and DRAM) ranks every tile choice; the `REFINED` best fitting ones get the
-    step-class pipeline model under all six loop orders, and the least time wins.
+    step-class pipeline model under all six loop orders, and the least time wins. Inside,
+    pairs run along the last axis (see `evaluator.rules`).
 
     Parameters
     ----------
@@ -179,52 +253,32 @@ def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tens
     n = layer["out_h"].shape[0]
     if n == 0:  # no pairs (an empty split or frame): nothing to rank
         return torch.zeros((0, len(ANALYTIC_FEATURES)), dtype=layer["out_h"].dtype)
-    grid = {name: _grid(value) for name, value in layer.items()}
-    Q, batch, groups = grid["out_w"], grid["batch"], grid["groups"]
-    tiles = [ladder_tiles(layer[k]) for k in ("out_h", "in_c_per_group", "out_c_per_group")]
-    tp, tc, tk = tiles[0][1][:, :, None, None], tiles[1][1][:, None, :, None], tiles[2][1][:, None, None, :]
-    Tp, Tc, Tk = tiles[0][0][:, :, None, None] + 1, tiles[1][0][:, None, :, None] + 1, tiles[2][0][:, None, None, :] + 1
-    ep, ek = tiles[0][2][:, :, None, None], tiles[2][2][:, None, None, :]
+    # p: (full tiles, rows, edge rows, columns); c, k: (full tiles, size, edge size); (S, n) each.
+    tiles = [spatial_ladder_tiles(layer["out_h"], layer["out_w"]),
+             ladder_tiles(layer["in_c_per_group"]), ladder_tiles(layer["out_c_per_group"])]
     bits = acc["word_bits"]
-    bandwidth = _grid(acc["dram_bw"]) / _grid(bits / 8)  # words per cycle
-    blocks = batch * groups  # (group, image) blocks, each one pass of the tiled nest
-
-    def half(kb: torch.Tensor) -> torch.Tensor:
-        return _grid(half_buffer_words(kb, bits))
-
-    # ---- Coarse pass over every tile choice: capacity, compute, least traffic over orders.
-    words_of_tile = tile_words(grid, tp, tc, tk)
-    fits = ((words_of_tile["ifmap"] <= half(acc["ifmap_kb"])) & (words_of_tile["filter"] <= half(acc["filter_kb"]))
-            & (words_of_tile["ofmap"] <= half(acc["ofmap_kb"])))  # (n, 6, 6, 6)
-    compute = _per_dataflow(acc, layer, tiles, lambda factors, rows: _compute_cycles(factors, [
-        t if rows is None else tuple(part[rows] for part in t) for t in tiles])) * blocks
-    trips = {"p": Tp, "c": Tc, "k": Tk}
-    changes = {loop: trip > 1 for loop, trip in trips.items()}
-    words_per_sweep = sweep_words(grid, (Tp - 1, tp, ep))
-    least_words = None
-    for order in LOOP_ORDERS:
-        words = dram_words(order, trips, changes, words_per_sweep, batch, groups)
-        least_words = words if least_words is None else torch.minimum(least_words, words)
-    first_load = (words_of_tile["ifmap"] + words_of_tile["filter"]) / bandwidth
-    last_write = ep * Q * ek / bandwidth
-    coarse = first_load + torch.maximum(compute, least_words / bandwidth - first_load) + last_write
-    huge = torch.finfo(coarse.dtype).max / 16
-    coarse = torch.where(fits, coarse, coarse + huge).reshape(n, -1)  # (n, 216); misfits last
-    keep = torch.topk(coarse, REFINED, dim=1, largest=False).indices  # (n, K)
+    # ---- Coarse pass (a ranking: no gradient flows through it), in chunks of pairs.
+    with torch.no_grad():
+        ranked = [_coarse_ranking({k: v[pairs] for k, v in layer.items()}, {k: v[pairs] for k, v in acc.items()},
+                                  [tuple(part[:, pairs] for part in dim_tiles) for dim_tiles in tiles])
+                  for pairs in (slice(start, start + COARSE_PAIRS) for start in range(0, n, COARSE_PAIRS))]
+        keep, k_fits, any_fit = (torch.cat(parts, dim=-1) for parts in zip(*ranked))
 
     # ---- Refined pass on the K best: the step-class pipeline model, every loop order.
-    index = (keep // 36, (keep // 6) % 6, keep % 6)  # ladder positions of p, c, k
-    (k_Tp, k_p, k_ep), (k_Tc, k_c, _), (k_Tk, k_k, k_ek) = (
-        tuple(part.gather(1, position) for part in dim_tiles) for dim_tiles, position in zip(tiles, index))
+    index = (keep // CHANNEL_SLOTS**2, keep // CHANNEL_SLOTS % CHANNEL_SLOTS, keep % CHANNEL_SLOTS)  # (K, n) each
+    (k_Tp, k_p, k_ep, k_q), (k_Tc, k_c, _), (k_Tk, k_k, k_ek) = (
+        tuple(part.gather(0, position) for part in dim_tiles) for dim_tiles, position in zip(tiles, index))
     k_trips = {"p": k_Tp + 1, "c": k_Tc + 1, "k": k_Tk + 1}
     k_changes = {loop: trip > 1 for loop, trip in k_trips.items()}
-    pair = {name: layer[name][:, None] for name in ("out_h", "out_w", "in_c_per_group", "out_c_per_group", "k_h",
-                                                    "k_w", "stride", "in_h", "in_w", "batch", "groups")}
-    k_tile_words = tile_words(pair, k_p, k_c, k_k)
-    k_bandwidth, k_blocks, k_groups = bandwidth[:, :, 0, 0], blocks[:, :, 0, 0], groups[:, :, 0, 0]
-    k_sweep_words = sweep_words(pair, (k_Tp, k_p, k_ep))
-    k_words = torch.stack([dram_words(order, k_trips, k_changes, k_sweep_words, pair["batch"], pair["groups"])
-                           for order in LOOP_ORDERS], dim=-1)  # (n, K, 6)
+    k_tile_words = tile_words(layer, k_p, k_q, k_c, k_k)
+    # The ifmap words a row tile finds on chip when a p step keeps the c tile (none for width tiles).
+    k_halo = ifmap_halo_words(layer, k_q, k_c) * (k_q >= layer["out_w"]).to(k_q.dtype)
+    bandwidth = acc["dram_bw"] / (bits / 8)  # words per cycle
+    groups = layer["groups"]
+    blocks = layer["batch"] * groups  # (group, image) blocks, each one pass of the tiled nest
+    k_sweep_words = sweep_words(layer, (k_Tp, k_p, k_ep, k_q))
+    k_words = torch.stack([dram_words(order, k_trips, k_changes, k_sweep_words, layer["batch"], groups)
+                           for order in LOOP_ORDERS])  # (6, K, n)
 
     def kinds_before(order: str, level: int) -> tuple[str, str, str]:
         """Tile kinds of the step before the loop at ``level`` of ``order`` advances: that
@@ -234,27 +288,31 @@ def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tens
         return tuple("full" if position[loop] == level else "edge" if position[loop] > level else "avg"
                      for loop in "pck")
 
-    step_kinds = sorted({("edge", "edge", "edge")} | {kinds_before(order, level)
-                                                       for order in LOOP_ORDERS for level in range(3)})
+    step_kinds = sorted({("sum", "sum", "sum"), ("edge", "edge", "edge")}
+                        | {kinds_before(order, level) for order in LOOP_ORDERS for level in range(3)})
 
-    def kept_steps(factors: dict, rows) -> torch.Tensor:
-        sub_tiles = [t if rows is None else tuple(part[rows] for part in t) for t in tiles]
-        sub_index = [i if rows is None else i[rows] for i in index]
-        return torch.stack([_compute_cycles(factors, sub_tiles, kinds, sub_index) for kinds in step_kinds], dim=-1)
+    def kept_steps(factors: list[dict], used) -> torch.Tensor:
+        sub_tiles = [t if used is None else tuple(part[..., used] for part in t) for t in tiles]
+        sub_index = [i if used is None else i[..., used] for i in index]
+        return torch.stack([_compute_cycles(factors, sub_tiles, kinds, sub_index) for kinds in step_kinds])
 
-    step_compute = _per_dataflow(acc, layer, tiles, kept_steps)  # (n, K, kinds)
-    step_compute_of = {kinds: step_compute[..., i] for i, kinds in enumerate(step_kinds)}
+    step_compute = _per_dataflow(acc, layer, tiles, kept_steps)  # (kinds, K, n)
+    step_compute_of = dict(zip(step_kinds, step_compute))
     last_step = step_compute_of[("edge", "edge", "edge")]  # a block's last step
-    k_first_load = (k_tile_words["ifmap"] + k_tile_words["filter"]) / k_bandwidth
-    k_last_write = k_ep * layer["out_w"][:, None] * k_ek / k_bandwidth
-    # Between blocks the ifmap and ofmap change; the filter too when the group changes, and
-    # when the image changes unless the filter is one tile (then it stays on chip).
-    group_changes = (k_groups - 1) / torch.clamp(k_blocks - 1, min=1)
-    filter_share = group_changes + (1 - group_changes) * (k_changes["c"] | k_changes["k"]).to(k_blocks.dtype)
-    block_load = (k_tile_words["ifmap"] + k_tile_words["ofmap"] + filter_share * k_tile_words["filter"]) / k_bandwidth
+    k_first_load = (k_tile_words["ifmap"] + k_tile_words["filter"]) / bandwidth
+    k_last_write = k_ep * k_q * k_ek / bandwidth
+    # Between blocks the ifmap and ofmap change; the filter too when the group changes
+    # (groups - 1 times), and when the image changes (the other blocks - groups times) unless
+    # the filter is one tile (then it stays on chip).
+    block_load = (k_tile_words["ifmap"] + k_tile_words["ofmap"]) / bandwidth
+    filter_load = k_tile_words["filter"] / bandwidth
+    between_blocks = ((groups - 1) * torch.maximum(last_step, block_load + filter_load)
+                      + (blocks - groups) * torch.maximum(last_step, block_load + filter_load * (
+                          k_changes["c"] | k_changes["k"]).to(filter_load.dtype)))
     relevant = {"ifmap": "pc", "filter": "ck", "ofmap": "pk"}
+    keeps_c = (~k_changes["c"]).to(k_halo.dtype)  # a p step keeps the c tile in every order
     order_times = []
-    for order in LOOP_ORDERS:
+    for position, order in enumerate(LOOP_ORDERS):
         # Steps of one block by which loop advanced (level 0 outermost): the loops inside it
         # restart, so an operand loads iff a relevant loop at or inside that level changes.
         # Each step waits for its load and for the previous step's compute (the other half
@@ -277,6 +335,9 @@ def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tens
                         continue
                     flag = restarting[0] if len(restarting) == 1 else restarting[0] | restarting[1]
                 words_here = k_tile_words[operand]
+                if operand == "ifmap" and loop == "p":
+                    # Halo reuse: the rows shared with the previous row tile stay on chip.
+                    words_here = words_here - k_halo * (1.0 if C_OUTSIDE_P[position] else keeps_c)
                 if operand == "ofmap":
                     # Write back the previous tile; read partial sums back when c > 0.
                     if loop == "c":
@@ -288,38 +349,38 @@ def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tens
                     words_here = words_here * (1 + readback)
                 load = load + (words_here if flag is None else words_here * flag)
             before = step_compute_of[kinds_before(order, level)]
-            time = time + k_blocks * count * torch.maximum(before, load / k_bandwidth)
-        order_times.append(time + (k_blocks - 1) * torch.maximum(last_step, block_load))
+            time = time + blocks * count * torch.maximum(before, load / bandwidth)
+        order_times.append(time + between_blocks)
     # For one tile choice the orders share the compute; where their times tie (stalls hidden
     # behind compute), the simulator's tie-break, energy, picks the least traffic.
-    times = torch.stack(order_times, dim=-1)  # (n, K, 6)
-    near = times <= times.amin(dim=-1, keepdim=True)
-    best_order = torch.where(near, k_words, torch.full_like(k_words, torch.inf)).argmin(dim=-1, keepdim=True)
-    time = times.gather(-1, best_order).squeeze(-1)  # (n, K)
-    order_words = k_words.gather(-1, best_order).squeeze(-1)
-    best_order = best_order.squeeze(-1)
+    times = torch.stack(order_times)  # (6, K, n)
+    near = times <= times.amin(dim=0, keepdim=True)
+    best_order = torch.where(near, k_words, torch.full_like(k_words, torch.inf)).argmin(dim=0, keepdim=True)
+    time = times.gather(0, best_order).squeeze(0)  # (K, n)
+    order_words = k_words.gather(0, best_order).squeeze(0)
+    best_order = best_order.squeeze(0)
 
-    k_fits = fits.reshape(n, -1).gather(1, keep)
     rf_ok = rf_words(acc["rf_bytes"], bits) >= rf_words_required(acc["dataflow"], layer["k_w"]) - 1e-6
-    feasible = fits.reshape(n, -1).any(dim=1) & rf_ok
+    feasible = any_fit & rf_ok
     # The least time wins (the earlier candidate on ties). Pairs with no fitting candidate keep
     # the least-time figures anyway (finite, flagged).
-    best = torch.where(k_fits, time, time + huge).argmin(dim=1, keepdim=True)  # (n, 1) into K
+    best = torch.where(k_fits, time, time + torch.finfo(time.dtype).max / 16).argmin(dim=0, keepdim=True)  # (1, n)
 
     def pick(t: torch.Tensor) -> torch.Tensor:
-        return t.gather(1, best).squeeze(1)
+        return t.gather(0, best).squeeze(0)
 
     est_time, est_words, order = pick(time), pick(order_words), pick(best_order)
-    est_compute = pick(compute.reshape(n, -1).gather(1, keep))
-    est_dram_cycles = est_words / bandwidth.reshape(n)
-    est_steps = pick(k_trips["p"] * k_trips["c"] * k_trips["k"]) * blocks.reshape(n)
-    chosen = [tuple(part.gather(1, position.gather(1, best)).squeeze(1) for part in dim_tiles)
+    est_compute = pick(step_compute_of[("sum", "sum", "sum")]) * blocks
+    est_dram_cycles = est_words / bandwidth
+    est_steps = pick(k_trips["p"] * k_trips["c"] * k_trips["k"]) * blocks
+    chosen = [tuple(part.gather(0, position.gather(0, best)).squeeze(0) for part in dim_tiles)
               for dim_tiles, position in zip(tiles, index)]
-    sram_words = buffer_words(layer, acc, chosen, order)  # (n, 3): ifmap, filter, ofmap buffers
+    sums = tile_sums(layer, acc, chosen)  # the winner's fold-model counts over one block's tiles
+    sram_words = buffer_words(layer, acc, chosen, order, sums)  # (n, 3): ifmap, filter, ofmap buffers
+    hops = array_hops(layer, acc, chosen, sums)
 
-    e_mac, e_rf, e_sram, e_dram, e_leak = energy_components(acc, layer["macs"], sram_words, est_words, est_time)
-    e_total = e_mac + e_rf + e_sram + e_dram + e_leak
+    energies = energy_components(acc, layer["macs"], sram_words, est_words, est_time, hops)
     values = torch.stack([est_time, est_compute, est_dram_cycles, est_words, est_steps], dim=1)
-    energies = torch.stack([e_mac, e_rf, e_sram, e_dram, e_leak, e_total], dim=1)
+    energies = torch.stack([*energies, total_energy(*energies)], dim=1)
     logs = torch.log2(torch.clamp(torch.cat([values, energies], dim=1), min=1e-3))
     return torch.cat([logs[:, :5], feasible.to(logs.dtype)[:, None], logs[:, 5:]], dim=1)

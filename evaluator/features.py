@@ -401,11 +401,14 @@ def encode_accelerators_soft(choices: Mapping[str, tuple[Sequence[Any], torch.Te
 
 
 def _untiled_cycles(layer_x: torch.Tensor, acc_x: torch.Tensor) -> torch.Tensor:
-    """``(n, 4)`` fold-model demand rows of the whole layer as one tile, per dataflow (ws, os, is, rs)."""
+    """``(n, 4)`` fold-model demand rows of the whole layer as one tile, per dataflow (ws, os, is, rs).
+
+    SCALE-Sim's fold model (no register-file blocking: the ``scalesim`` mapping's).
+    """
     layer = decode_layers(layer_x)
     acc = decode_accelerators(acc_x)
     per_dataflow = [fold_product(fold_factors(name, layer, acc["pe_rows"], acc["pe_cols"], layer["out_h"],
-                                              layer["in_c_per_group"], layer["out_c_per_group"]))
+                                              layer["out_w"], layer["in_c_per_group"], layer["out_c_per_group"]))
                     for name in DATAFLOWS]
     return torch.stack(per_dataflow, dim=1) * (layer["groups"] * layer["batch"]).unsqueeze(1)  # (n, 4)
 
@@ -447,7 +450,7 @@ def pair_features(layer_x: torch.Tensor, acc_x: torch.Tensor) -> torch.Tensor:
     words = torch.exp2(layer("log2_ifmap_words")) + torch.exp2(layer("log2_filter_words")) + torch.exp2(layer("log2_ofmap_words"))
     dram = torch.log2(words) + torch.log2(word_bits / 8) - acc("log2_dram_bw")
     roofline = torch.maximum(chosen, dram)
-    estimates = analytic_estimates(decode_layers(layer_x), decode_accelerators(acc_x))  # (n, 9)
+    estimates = analytic_estimates(decode_layers(layer_x), decode_accelerators(acc_x))  # (n, len(ANALYTIC_FEATURES))
     return torch.cat([torch.stack(columns, dim=1), untiled,
                       torch.stack([chosen, compute, dram, roofline], dim=1), estimates], dim=1)  # (n, d_pair)
 

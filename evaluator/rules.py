@@ -4,8 +4,11 @@ The simulator (`dataset_gen.simulator`) works on integers in NumPy; the evaluato
 same rules on float tensors, evaluated for soft accelerator encodings (geometric means of
 candidate values, dataflow and word-width probabilities) and passing gradients. Constants
 and tables come from the simulator itself; what is re-written here is only what has to be
-torch: the tile ladder, buffer and register-file capacities, the per-tile fold models, the
-DRAM reuse rule, the buffer access counts, area and the energy components.
+torch: the tile ladders (channel ladders, output tiles with width tiles), tile words (input
+spans), buffer and register-file capacities (single-tile operands get the whole buffer),
+the per-tile fold models (register-file blocking, rs filters per PE, ofmap read-backs within
+a tile, array hops), the DRAM reuse rule with halo reuse, the buffer access counts, area and
+the six energy components.
 
 ``tests/evaluator/test_rules_golden.py`` checks every rule against the live simulator on a
 fixed set of pairs; when the simulator's rules change, update this module (and
@@ -13,6 +16,15 @@ fixed set of pairs; when the simulator's rules change, update this module (and
 
 Layer values are exact integers held as floats. ``ceil`` and ``floor`` pass gradients
 straight through (`ceil_st`, `floor_st`), so staircases in the accelerator still have slopes.
+
+Tiles: the ``p`` loop's tiles have rows and columns (``tp``, ``tq``); a loop is described by
+`tile_split` / `spatial_split` as (full tiles = trips - 1, full size, edge size), plus the
+columns ``tq`` for ``p`` (the same for every tile of the loop).
+
+Shapes: pairs run along the LAST axis. Per-pair values are ``(n,)`` and broadcast against
+tile tensors shaped ``(..., n)`` (e.g. ``(S, n)`` for the ``S`` choices of a loop, ``(Sc, 1,
+n)`` and ``(1, Sk, n)`` for every (c, k) combination): elementwise torch ops are several
+times faster with the long axis innermost than with a short one.
 """
 
 from __future__ import annotations
@@ -21,14 +33,22 @@ import torch
 
 from dataset_gen.simulator import energy
 from dataset_gen.simulator.dataflows import DATAFLOW_CODES, RF_ACCESSES_PER_MAC
-from dataset_gen.simulator.mapper import LADDER_STEPS
+from dataset_gen.simulator.mapper import CHANNEL_FACTOR, CHANNEL_STEPS, ROW_FACTOR, ROW_STEPS, WIDTH_STEPS
 from dataset_gen.space import DATAFLOWS, LOOP_ORDERS, WORD_BITS
 
 # Which tiled loops index each operand's tile (the batch and group loops index all three
 # but the filter, which only the group loop indexes).
 OPERAND_LOOPS: dict[str, str] = {"ifmap": "pc", "filter": "ck", "ofmap": "pk"}
+CHANNEL_SLOTS = CHANNEL_STEPS + 1  # `mapper.ladder`: ceil(D / CHANNEL_FACTOR**j), j < CHANNEL_STEPS, then 1
+ROW_SLOTS = ROW_STEPS + 1  # whole-row tiles of `mapper.spatial_tiles`
+SPATIAL_SLOTS = ROW_SLOTS + len(WIDTH_STEPS)  # then the width tiles
+# Loop orders in which c lies outside p: a p step keeps the c tile (halo reuse possible).
+C_OUTSIDE_P: tuple[bool, ...] = tuple(order.index("c") < order.index("p") for order in LOOP_ORDERS)
 _MAC_PJ = {bits: energy.mac_energy_pj(bits) for bits in WORD_BITS}
 _MAC_UM2 = {bits: energy.mac_area_um2(bits) for bits in WORD_BITS}
+# `energy.array_hop_energy_pj` per bit (it is linear in the word width).
+_HOP_PJ_PER_BIT = energy.ARRAY_HOP_MAC_RATIO * (energy.mac_energy_pj(16) / 16.0)
+_DIVISOR_CHUNK = 1 << 22  # elements per chunk of the divisor search
 
 
 def ceil_st(x: torch.Tensor) -> torch.Tensor:
@@ -47,19 +67,60 @@ def floor_st(x: torch.Tensor) -> torch.Tensor:
 # ------------------------------------------------------------------------- tiles, capacity
 
 
+def _ladder(dim: torch.Tensor, steps: int, factor: int) -> torch.Tensor:
+    values = [torch.ceil(dim / float(factor) ** j - 1e-6) for j in range(steps)]
+    return torch.stack([*values, torch.ones_like(dim)])
+
+
 def ladder(dim: torch.Tensor) -> torch.Tensor:
-    """``(n, LADDER_STEPS + 1)`` tile sizes of the mapper's ladder: ``ceil(dim / 4**j)``, then 1.
+    """``(CHANNEL_SLOTS, n)`` channel tile sizes of `mapper.ladder`: ``ceil(dim / CHANNEL_FACTOR**j)``
+    for ``j < CHANNEL_STEPS``, then 1.
 
-    Unlike `dataset_gen.simulator.mapper.ladder` duplicates are kept (they are harmless
-    candidates and keep the shape fixed).
+    Unlike the mapper's, duplicates are kept (they are harmless candidates and keep the
+    shape fixed).
     """
-    steps = [torch.ceil(dim / 4.0**j - 1e-6) for j in range(LADDER_STEPS)]
-    return torch.stack([*steps, torch.ones_like(dim)], dim=-1)
+    return _ladder(dim, CHANNEL_STEPS, CHANNEL_FACTOR)
 
 
-def ladder_tiles(dim: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per ladder value ``(n, 6)``: full tiles (trips - 1), the full size, the edge size."""
-    return tile_split(dim[:, None], ladder(dim))
+def largest_divisor_at_most(value: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
+    """`mapper.largest_divisor_at_most` per element: the largest divisor of ``value`` not above
+    ``limit`` (1 when ``limit < 1``). Exact integers held as floats; no gradient (layers are
+    discrete).
+
+    Distinct ``(value, limit)`` pairs are searched once, in integers, over the candidates
+    ``1..max limit``.
+    """
+    dtype, shape = value.dtype, value.shape
+    value = torch.round(value.detach()).to(torch.int64).reshape(-1)
+    limit = torch.minimum(torch.clamp(torch.round(limit.detach()).to(torch.int64).reshape(-1), min=0), value)
+    if value.numel() == 0:
+        return value.to(dtype).reshape(shape)
+    top = int(limit.max())
+    distinct, position = torch.unique(value * (top + 1) + limit, return_inverse=True)
+    best = torch.ones(distinct.shape[0], dtype=torch.int64)
+    if top >= 2:
+        candidates = torch.arange(1, top + 1)
+        rows = max(1, _DIVISOR_CHUNK // top)
+        for start in range(0, distinct.shape[0], rows):
+            keys = distinct[start:start + rows, None]
+            hits = (torch.remainder(keys // (top + 1), candidates) == 0) & (candidates <= keys % (top + 1))
+            best[start:start + rows] = torch.where(hits, candidates, 0).amax(dim=1)
+    return torch.clamp(best, min=1)[position].to(dtype).reshape(shape)
+
+
+def spatial_tiles(out_h: torch.Tensor, out_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(SPATIAL_SLOTS, n)`` rows ``tp`` and columns ``tq`` of `mapper.spatial_tiles`' output tiles.
+
+    Whole-row tiles ``(ceil(out_h / ROW_FACTOR**j), out_w)``, ``j < ROW_STEPS``, then ``(1, out_w)``;
+    then for each ``j`` of `WIDTH_STEPS` the width tile ``(1, largest divisor of out_w <=
+    out_w // 2**j)``. A width tile the mapper leaves out (not below ``out_w``, or listed
+    already) is a duplicate here: of ``(1, out_w)`` or of the other width tile.
+    """
+    rows = _ladder(out_h, ROW_STEPS, ROW_FACTOR)
+    width = torch.stack([largest_divisor_at_most(out_w, torch.floor(out_w / 2.0**j)) for j in WIDTH_STEPS])
+    tp = torch.cat([rows, torch.ones_like(width)])
+    tq = torch.cat([out_w.expand(rows.shape), width])
+    return tp, tq
 
 
 def tile_split(dim: torch.Tensor, size: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -68,9 +129,65 @@ def tile_split(dim: torch.Tensor, size: torch.Tensor) -> tuple[torch.Tensor, tor
     return full, size, dim - full * size
 
 
+def spatial_split(out_h: torch.Tensor, out_w: torch.Tensor, tp: torch.Tensor, tq: torch.Tensor):
+    """The ``p`` loop (`reference.spatial_loop`): (full tiles, rows per tile, rows of the edge
+    tile, columns per tile).
+
+    Whole rows (``tq >= out_w``): ``ceil(out_h / tp)`` tiles, the last holding the remainder.
+    Width tiles (``tq < out_w``, ``tp = 1``): ``out_h * out_w / tq`` tiles, all alike.
+    """
+    tq = torch.minimum(tq, out_w)
+    width = tq < out_w
+    full, size, edge = tile_split(out_h, torch.where(width, torch.ones_like(tp), torch.minimum(tp, out_h)))
+    full = torch.where(width, out_h * out_w / tq - 1, full)
+    return full, size, torch.where(width, size, edge), tq
+
+
+def spatial_ladder_tiles(out_h: torch.Tensor, out_w: torch.Tensor):
+    """`spatial_split` of every output tile of `spatial_tiles`: four ``(SPATIAL_SLOTS, n)`` tensors."""
+    tp, tq = spatial_tiles(out_h, out_w)
+    return spatial_split(out_h, out_w, tp, tq)
+
+
+def ladder_tiles(dim: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`tile_split` of every channel ladder value ``(CHANNEL_SLOTS, n)``: full tiles, full size, edge size."""
+    return tile_split(dim, ladder(dim))
+
+
+def buffer_capacity_words(kb: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+    """Words a whole buffer of ``kb`` KiB holds (`mapper.buffer_words`)."""
+    return floor_st(kb * float(energy.BITS_PER_KB) / bits)
+
+
 def half_buffer_words(kb: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
     """Words half a double-buffered buffer of ``kb`` KiB holds (`mapper.half_buffer_words`)."""
     return floor_st(kb * float(energy.BITS_PER_KB) / bits / 2)
+
+
+def single_tiles(layer: dict, trips_p, trips_c, trips_k) -> dict[str, torch.Tensor]:
+    """Per operand, whether its tile is the same at every step of the nest (`mapper.single_tiles`).
+
+    ifmap: one (group, image) block, one ``p`` and one ``c`` tile; filter: one group, one
+    ``c`` and one ``k`` tile; ofmap: one block, one ``p`` and one ``k`` tile.
+    """
+    one_block = layer["groups"] * layer["batch"] == 1
+    return {"ifmap": one_block & (trips_p == 1) & (trips_c == 1),
+            "filter": (layer["groups"] == 1) & (trips_c == 1) & (trips_k == 1),
+            "ofmap": one_block & (trips_p == 1) & (trips_k == 1)}
+
+
+def fits_buffers(words: dict, single: dict, acc: dict) -> torch.Tensor:
+    """Whether every operand's tile fits its buffer (`mapper.fits_buffer`): half of it, or all
+    of it for an operand with a single tile. ``words`` as `tile_words`, ``single`` as
+    `single_tiles`."""
+    bits = acc["word_bits"]
+    ok = None
+    for operand in ("ifmap", "filter", "ofmap"):
+        kb = acc[f"{operand}_kb"]
+        limit = torch.where(single[operand], buffer_capacity_words(kb, bits), half_buffer_words(kb, bits))
+        fit = words[operand] <= limit
+        ok = fit if ok is None else ok & fit
+    return ok
 
 
 def rf_words(rf_bytes: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
@@ -86,191 +203,350 @@ def rf_words_required(dataflow: torch.Tensor, k_w: torch.Tensor) -> torch.Tensor
     return 2 + dataflow[:, DATAFLOWS.index("rs")] * (2 * k_w - 1)
 
 
+def input_span(outputs: torch.Tensor, kernel, stride, size) -> torch.Tensor:
+    """Input rows (columns) ``outputs`` consecutive outputs read (`mapper.input_span`):
+    ``(outputs - 1) * stride + kernel`` when windows overlap (``kernel >= stride``), else
+    ``outputs * kernel``; at most ``size``."""
+    span = torch.where(kernel >= stride, (outputs - 1) * stride + kernel, outputs * kernel)
+    return torch.minimum(span, size)
+
+
 def ifmap_rows(tp: torch.Tensor, layer: dict) -> torch.Tensor:
-    """Input rows an ifmap tile of ``tp`` output rows holds (halo included, padding not stored)."""
-    return torch.minimum((tp - 1) * layer["stride"] + layer["k_h"], layer["in_h"])
+    """Input rows an ifmap tile of ``tp`` output rows holds (`input_span` along the height)."""
+    return input_span(tp, layer["k_h"], layer["stride"], layer["in_h"])
 
 
-def tile_words(layer: dict, tp: torch.Tensor, tc: torch.Tensor, tk: torch.Tensor) -> dict[str, torch.Tensor]:
+def ifmap_cols(tq: torch.Tensor, layer: dict) -> torch.Tensor:
+    """Input columns an ifmap tile of ``tq`` output columns holds (`input_span` along the width)."""
+    return input_span(tq, layer["k_w"], layer["stride"], layer["in_w"])
+
+
+def halo_rows(layer: dict) -> torch.Tensor:
+    """Input rows two consecutive row tiles share (`mapper.halo`): ``max(0, k_h - stride)``."""
+    return torch.clamp(layer["k_h"] - layer["stride"], min=0.0)
+
+
+def tile_words(layer: dict, tp: torch.Tensor, tq: torch.Tensor, tc: torch.Tensor,
+               tk: torch.Tensor) -> dict[str, torch.Tensor]:
     """Words of one tile of each operand (`mapper.{ifmap,filter,ofmap}_tile_words`).
 
     ``layer`` values must broadcast against the tile sizes.
     """
-    return {"ifmap": ifmap_rows(tp, layer) * layer["in_w"] * tc,
+    return {"ifmap": ifmap_rows(tp, layer) * ifmap_cols(tq, layer) * tc,
             "filter": layer["k_h"] * layer["k_w"] * tc * tk,
-            "ofmap": tp * layer["out_w"] * tk}
+            "ofmap": tp * tq * tk}
+
+
+def ifmap_halo_words(layer: dict, tq: torch.Tensor, tc: torch.Tensor) -> torch.Tensor:
+    """Ifmap words a row tile finds on chip from the previous row tile (`mapper.ifmap_halo_words`)."""
+    return halo_rows(layer) * ifmap_cols(tq, layer) * tc
 
 
 # ----------------------------------------------------------------------------- fold models
 
+# The GEMM dimensions a systolic dataflow maps on the array's rows, its columns, and streams
+# (`systolic.systolic_fold`'s Sr, Sc, T), as the tiled loops they grow with: m = tp*tq (p),
+# w = k_h*k_w*tc (c), f = tk (k).
+SYSTOLIC_DIMS: dict[str, tuple[str, str, str]] = {"ws": ("c", "k", "p"), "os": ("p", "k", "c"),
+                                                  "is": ("c", "p", "k")}
 
-def fold_factors(dataflow: str, layer: dict, rows: torch.Tensor, cols: torch.Tensor,
-                 tp: torch.Tensor, tc: torch.Tensor, tk: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-dimension factors of a tile's fold cycles under one dataflow (`dataflows.tile_costs`).
 
-    A systolic fold cost is a product of one factor per tiled dimension (ws:
-    ``ceil(w/R) * ceil(f/C) * (2R + C + m - 2)`` with ``m = tp*out_w``, ``w = k_h*k_w*tc``,
-    ``f = tk``): returns ``{"p", "c", "k"}``. Row stationary multiplies a ``p`` factor by one
-    of ``c`` and ``k`` together: returns ``{"p", "ck"}`` (``ck`` of ``tc * tk``, so tiles shaped
-    ``(n, 6, 1)`` and ``(n, 1, 6)`` give every combination). ``layer``, ``rows`` and ``cols``
-    are ``(n,)`` or ``(n, 1)``; they are lifted to the tiles' rank.
+def _gemm(layer: dict, tp, tq, tc, tk) -> dict[str, torch.Tensor]:
+    """The tile's GEMM sizes by the loop they grow with: ``{"p": m, "c": w, "k": f}``."""
+    return {"p": tp * tq, "c": layer["k_h"] * layer["k_w"] * tc, "k": tk}
+
+
+def blocking_extra(rf: torch.Tensor | None) -> torch.Tensor | float:
+    """Stationary elements a PE keeps with register-file blocking (`dataflows.systolic_costs`'
+    ``b = max(rf_words - 1, 1)``); 1 (no blocking, SCALE-Sim's counts) when ``rf`` is None."""
+    return 1.0 if rf is None else torch.clamp(rf - 1, min=1.0)
+
+
+def rs_filters_per_pe(rf: torch.Tensor | None, k_w: torch.Tensor, tk: torch.Tensor) -> torch.Tensor:
+    """Filters an rs PE works on at once (`dataflows.rs_filters_per_pe`):
+    ``(rf_words - k_w) // (k_w + 1)``, at least 1, at most ``tk``; 1 without blocking."""
+    if rf is None:
+        return torch.ones_like(tk)
+    return torch.minimum(torch.clamp(floor_st((rf - k_w) / (k_w + 1)), min=1.0), tk)
+
+
+def fold_factors(dataflow: str, layer: dict, rows: torch.Tensor, cols: torch.Tensor, tp: torch.Tensor,
+                 tq: torch.Tensor, tc: torch.Tensor, tk: torch.Tensor,
+                 rf: torch.Tensor | None = None) -> list[dict[str, torch.Tensor]]:
+    """A tile's demand rows under one dataflow as a sum of terms, each a product of one factor
+    per tiled loop (`dataflows.tile_costs`' cycles).
+
+    Systolic (`dataflows.systolic_costs`), with ``R``/``C`` the row and column folds of the
+    loops on the array's rows and columns (`SYSTOLIC_DIMS`), ``T`` the streamed size, ``b``
+    the blocking factor (`blocking_extra`; ``rf`` None: none) and ``o`` the fold overhead
+    (ws, is: ``2*rows + cols - 2``; os: ``rows + cols - 2``)::
+
+        rows = o * [R * (C > 1) * ceil(C / b)] + o * [ceil(R / b) * (C == 1)] + R * C * T
+
+    (the folds merged along the columns when there are several, else along the rows).
+    Terms are ``{"p", "c", "k"}`` dicts. Row stationary (`dataflows.rs_fold`, ``pf`` filters
+    per PE) couples ``c`` and ``k`` in its pair folds: its terms are ``{"p", "ck"}`` (``ck``
+    of ``tc`` and ``tk`` together, so tiles shaped ``(S, 1, n)`` and ``(1, S, n)`` give every
+    combination)::
+
+        rows = kh_folds * p_folds * pair_folds * (tq * k_w * pf + set_rows - 1)
+
+    ``layer``, ``rows``, ``cols`` and ``rf`` are ``(n,)``, the tiles ``(..., n)``; ``tq`` has
+    ``tp``'s shape (or broadcasts to it). Each factor has the shape of its loop's tiles.
     """
-    def lift(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return x.reshape(x.shape[:1] + (1,) * (like.dim() - 1)) if like.dim() > x.dim() else x
+    k_h, k_w = layer["k_h"], layer["k_w"]
+    if dataflow == "rs":
+        set_rows = torch.minimum(k_h, rows)
+        sets = torch.clamp(floor_st(rows / set_rows), min=1.0)
+        kh_folds = ceil_st(k_h / set_rows)
+        p_folds = ceil_st(tp / torch.minimum(cols, tp)) * kh_folds
+        pf = rs_filters_per_pe(rf, k_w, tk)
+        pairs = tc * ceil_st(tk / pf)
+        pair_folds = ceil_st(pairs / sets)
+        return [{"p": p_folds * tq * k_w, "ck": pair_folds * pf},
+                {"p": p_folds * (set_rows - 1), "ck": pair_folds}]
+    tiles = {"p": tp, "c": tc, "k": tk}
+    gemm = _gemm(layer, tp, tq, tc, tk)
+    row_dim, col_dim, time_dim = SYSTOLIC_DIMS[dataflow]
+    row_fold = ceil_st(gemm[row_dim] / rows)
+    col_fold = ceil_st(gemm[col_dim] / cols)
+    several = (col_fold > 1).to(col_fold.dtype)
+    extra = blocking_extra(rf)
+    overhead = rows + cols - 2 if dataflow == "os" else 2 * rows + cols - 2
+    overhead = overhead * torch.ones_like(tiles[time_dim])
+    merged_cols = {row_dim: row_fold, col_dim: several * ceil_st(col_fold / extra),
+                   time_dim: overhead}
+    merged_rows = {row_dim: ceil_st(row_fold / extra), col_dim: 1 - several,
+                   time_dim: overhead}
+    streaming = {row_dim: row_fold, col_dim: col_fold, time_dim: gemm[time_dim]}
+    return [merged_cols, merged_rows, streaming]
 
-    Q, k_h, k_w = layer["out_w"], layer["k_h"], layer["k_w"]
-    if dataflow == "ws":
-        return {"p": 2 * lift(rows, tp) + lift(cols, tp) + tp * lift(Q, tp) - 2,
-                "c": ceil_st(lift(k_h * k_w, tc) * tc / lift(rows, tc)), "k": ceil_st(tk / lift(cols, tk))}
-    if dataflow == "os":
-        return {"p": ceil_st(tp * lift(Q, tp) / lift(rows, tp)),
-                "c": lift(rows, tc) + lift(cols, tc) + lift(k_h * k_w, tc) * tc - 2, "k": ceil_st(tk / lift(cols, tk))}
-    if dataflow == "is":
-        return {"p": ceil_st(tp * lift(Q, tp) / lift(cols, tp)), "c": ceil_st(lift(k_h * k_w, tc) * tc / lift(rows, tc)),
-                "k": 2 * lift(rows, tk) + lift(cols, tk) + tk - 2}
-    set_rows = torch.minimum(k_h, rows)
-    sets = torch.clamp(floor_st(rows / set_rows), min=1.0)
-    per_pass = ceil_st(k_h / set_rows) * (Q * k_w + set_rows - 1)
-    pairs = tc * tk
-    return {"p": ceil_st(tp / torch.minimum(lift(cols, tp), tp)) * lift(per_pass, tp),
-            "ck": ceil_st(pairs / lift(sets, pairs))}
+
+def fold_product(factors: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+    """Demand rows of a tile: the sum over `fold_factors`' terms of their products."""
+    total = 0.0
+    for term in factors:
+        product = 1.0
+        for factor in term.values():
+            product = product * factor
+        total = total + product
+    return total
 
 
-def fold_product(factors: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Demand rows of a tile: the product of its `fold_factors`."""
-    if "ck" in factors:
-        return factors["p"] * factors["ck"]
-    return factors["p"] * factors["c"] * factors["k"]
+def tile_cycles(dataflow: str, layer: dict, rows: torch.Tensor, cols: torch.Tensor, tp: torch.Tensor,
+                tq: torch.Tensor, tc: torch.Tensor, tk: torch.Tensor, rf: torch.Tensor | None = None) -> torch.Tensor:
+    """Compute cycles of one tile, as the simulator counts them (`dataflows.tile_costs`).
 
-
-def tile_cycles(dataflow: str, layer: dict, rows: torch.Tensor, cols: torch.Tensor,
-                tp: torch.Tensor, tc: torch.Tensor, tk: torch.Tensor) -> torch.Tensor:
-    """Compute cycles of one tile, as the simulator counts them.
-
-    SCALE-Sim's "Total Cycles" of a systolic tile is its demand rows minus one
-    (`dataset_gen.simulator.systolic`); row stationary counts its passes' cycles.
+    Our mappings (``rf`` given: register-file blocking) count every demand row, as row
+    stationary counts its passes' cycles; without blocking a systolic tile has SCALE-Sim's
+    "Total Cycles", its demand rows minus one (`dataset_gen.simulator.systolic`).
     """
-    rows_of_demand = fold_product(fold_factors(dataflow, layer, rows, cols, tp, tc, tk))
-    return rows_of_demand if dataflow == "rs" else rows_of_demand - 1
+    rows_of_demand = fold_product(fold_factors(dataflow, layer, rows, cols, tp, tq, tc, tk, rf))
+    return rows_of_demand if dataflow == "rs" or rf is not None else rows_of_demand - 1
 
 
-def tile_sram_words(dataflow: str, layer: dict, rows: torch.Tensor, cols: torch.Tensor,
-                    tp: torch.Tensor, tc: torch.Tensor, tk: torch.Tensor):
-    """SRAM accesses of one tile under one dataflow: ``(ifmap reads, filter reads, ofmap writes)``."""
-    Q, k_h, k_w = layer["out_w"], layer["k_h"], layer["k_w"]
-    m, w, f = tp * Q, k_h * k_w * tc, tk
+def tile_counts(dataflow: str, layer: dict, rows: torch.Tensor, cols: torch.Tensor, tp: torch.Tensor,
+                tq: torch.Tensor, tc: torch.Tensor, tk: torch.Tensor, rf: torch.Tensor | None = None):
+    """SRAM accesses and array transfers of one tile (`dataflows.tile_costs`, all but the cycles).
+
+    Returns ``(ifmap reads, filter reads, ofmap writes, ofmap reads within the tile, array
+    hops)``. ``rf``: register-file words (blocking, `dataflows.systolic_costs`); None gives
+    SCALE-Sim's counts (no blocking, os counts its ``rows + cols`` slip per fold). Ofmap
+    reads within the tile: real writes less the tile's outputs ``tp*tq*tk``. All arguments
+    have the same rank (``(n,)`` in the golden tests and `tile_sums`).
+    """
+    k_h, k_w, stride = layer["k_h"], layer["k_w"], layer["stride"]
+    outputs = tp * tq * tk
+    if dataflow == "rs":
+        set_rows = torch.minimum(k_h, rows)
+        kh_folds = ceil_st(k_h / set_rows)
+        p_folds = ceil_st(tp / torch.minimum(cols, tp))
+        pairs = tc * ceil_st(tk / rs_filters_per_pe(rf, k_w, tk))
+        row_words = (tq - 1) * stride + k_w
+        ifmap = pairs * row_words * (kh_folds * stride * (tp - p_folds) + p_folds * k_h)
+        writes = tc * tk * kh_folds * tp * tq
+        return ifmap, k_h * k_w * tc * tk, writes, writes - outputs, writes * (set_rows - 1)
+    m, w, f = tp * tq, k_h * k_w * tc, tk
+    sizes = {"p": m, "c": w, "k": f}
+    row_dim, col_dim, _ = SYSTOLIC_DIMS[dataflow]
+    row_fold, col_fold = ceil_st(sizes[row_dim] / rows), ceil_st(sizes[col_dim] / cols)
+    several = col_fold > 1
+    extra = blocking_extra(rf)
+    ones = torch.ones_like(col_fold)
+    block_cols = torch.where(several, torch.minimum(extra * ones, col_fold), ones)
+    block_rows = torch.where(several, ones, torch.minimum(extra * ones, row_fold))
+    groups_c = torch.where(several, ceil_st(col_fold / extra), ones)
+    groups_r = torch.where(several, row_fold, ceil_st(row_fold / extra))
     if dataflow == "ws":
-        return m * w * ceil_st(f / cols), w * f, m * f * ceil_st(w / rows)
-    if dataflow == "os":
-        folds = ceil_st(m / rows) * ceil_st(f / cols)
-        return m * w * ceil_st(f / cols), w * f * ceil_st(m / rows), m * f + folds * (rows + cols)
-    if dataflow == "is":
-        return m * w, w * f * ceil_st(m / cols), m * f * ceil_st(w / rows)
-    set_rows = torch.minimum(k_h, rows)
-    kh_folds, p_folds = ceil_st(k_h / set_rows), ceil_st(tp / torch.minimum(cols, tp))
-    pairs = tc * tk
-    row_words = (Q - 1) * layer["stride"] + k_w
-    return (pairs * row_words * (kh_folds * layer["stride"] * (tp - p_folds) + p_folds * k_h),
-            k_h * k_w * pairs, pairs * kh_folds * tp * Q)
+        ifmap, filters, real_writes = m * w * groups_c, w * f, m * f * groups_r
+    elif dataflow == "os":
+        ifmap, filters, real_writes = m * w * groups_c, w * f * groups_r, m * f
+    else:
+        ifmap, filters, real_writes = m * w, w * f * groups_c, m * f * groups_r
+    writes = real_writes + (row_fold * col_fold * (rows + cols) if rf is None and dataflow == "os" else 0.0)
+    macs = m * w * f
+    hops = floor_st(macs / block_cols) + floor_st(macs / block_rows)
+    return ifmap, filters, writes, real_writes - outputs, hops
 
 
 # ---------------------------------------------------------------------------- DRAM reuse
 
 
-def operand_sweeps(order: str, trips: dict, changes: dict) -> dict[str, torch.Tensor]:
-    """How many times each operand is fetched whole, per (group, image), under a loop order.
+_IRRELEVANT = {operand: next(loop for loop in "pck" if loop not in loops) for operand, loops in OPERAND_LOOPS.items()}
 
-    The loop irrelevant to an operand sweeps it again iff it lies outside the innermost
-    relevant loop that actually changes (has more than one tile).
+
+def sweep_flags(order: str, changes: dict) -> dict[str, tuple[str, torch.Tensor | bool]]:
+    """Per operand under a loop order: the loop irrelevant to it, and whether that loop sweeps
+    the operand again (a bool tensor, or False when it never does).
+
+    The irrelevant loop sweeps an operand again iff it lies outside the innermost relevant
+    loop that actually changes (has more than one tile): the operand is then fetched whole
+    ``trips`` times per (group, image).
     """
-    sweeps = {}
+    flags = {}
     for operand, loops in OPERAND_LOOPS.items():
-        irrelevant = next(loop for loop in "pck" if loop not in loops)
+        irrelevant = _IRRELEVANT[operand]
         inner = [changes[loop] for loop in loops if order.index(loop) > order.index(irrelevant)]
-        if inner:
-            moving = inner[0] | inner[1] if len(inner) == 2 else inner[0]
-            sweeps[operand] = torch.where(moving, trips[irrelevant], torch.ones_like(trips[irrelevant]))
+        if not inner:
+            flags[operand] = (irrelevant, False)
         else:
-            sweeps[operand] = torch.ones_like(trips[irrelevant])
-    return sweeps
+            flags[operand] = (irrelevant, inner[0] | inner[1] if len(inner) == 2 else inner[0])
+    return flags
 
 
 def sweep_words(layer: dict, p_tiles) -> dict[str, torch.Tensor]:
-    """Words of one sweep of each operand over a (group, image): every tile of it once.
+    """Words of one sweep of each operand over a (group, image): every tile of it once, and
+    ``"halo"``: the ifmap words halo reuse saves of a sweep when it applies.
 
-    ``p_tiles``: the output-row loop's (full tiles, full size, edge size) (`tile_split`);
-    ifmap tiles overlap by their halo, so an ifmap sweep depends on the row tiling.
+    ``p_tiles``: the ``p`` loop's (full tiles, rows per tile, edge rows, columns) (`spatial_split`).
+    Ifmap tiles overlap by their halo, so an ifmap sweep depends on the output tiling. Halo
+    reuse: every ``p`` step of a sweep (``trips - 1`` per ``c`` tile) finds `halo_rows` rows
+    of its row tile on chip (`reference.step_schedule`); none for width tiles.
     """
-    full, size, edge = p_tiles
+    full, size, edge, tq = p_tiles
+    cg = layer["in_c_per_group"]
+    cols = ifmap_cols(tq, layer)
+    row_tiles = (tq >= layer["out_w"]).to(cols.dtype)
     return {
-        "ifmap": (full * ifmap_rows(size, layer) + ifmap_rows(edge, layer)) * layer["in_w"] * layer["in_c_per_group"],
-        "filter": layer["k_h"] * layer["k_w"] * layer["in_c_per_group"] * layer["out_c_per_group"],
+        "ifmap": (full * ifmap_rows(size, layer) + ifmap_rows(edge, layer)) * cols * cg,
+        "halo": row_tiles * full * halo_rows(layer) * cols * cg,
+        "filter": layer["k_h"] * layer["k_w"] * cg * layer["out_c_per_group"],
         "ofmap": layer["out_h"] * layer["out_w"] * layer["out_c_per_group"],
     }
 
 
-def dram_words(order: str, trips: dict, changes: dict, words_per_sweep: dict, batch, groups):
-    """DRAM words of the whole layer under one loop order (the reuse rule, exactly).
+def dram_terms(order: str, changes: dict, words_per_sweep: dict, batch, groups) -> dict[str, tuple]:
+    """DRAM words of each operand of the whole layer under one loop order (the reuse rule), as
+    ``(first, again, loop)``: ``first + again * (trips[loop] - 1)`` words (``again`` None: 0).
 
-    ``words_per_sweep`` as `sweep_words`. The filter is fetched per image of a group unless
-    it is one tile (kept on chip across images). Partial sums are written back every sweep
-    and read back on all but the first.
+    ``first``: one sweep of every (group, image) block; each further sweep of the irrelevant
+    ``loop`` (`sweep_flags`) costs ``again``. The ifmap saves its halo on every sweep where
+    a ``p`` step keeps the ``c`` tile (``c`` outside ``p``, or one ``c`` tile). The filter is
+    fetched per image of a group unless it is one tile (kept on chip across images). Partial
+    sums are written back every sweep and read back on all but the first (the ofmap counts
+    both directions). Each part depends on two loops at most, so the sum over operands is
+    cheap over a grid of tile choices (`dram_words`).
     """
-    sweeps = operand_sweeps(order, trips, changes)
-    filter_images = torch.where(changes["c"] | changes["k"], batch, torch.ones_like(batch))
     words = words_per_sweep
-    return (batch * (sweeps["ifmap"] * words["ifmap"] + (2 * sweeps["ofmap"] - 1) * words["ofmap"])
-            + filter_images * sweeps["filter"] * words["filter"]) * groups
+    if order.index("c") < order.index("p"):
+        ifmap = words["ifmap"] - words["halo"]
+    else:
+        ifmap = words["ifmap"] - torch.where(changes["c"], torch.zeros_like(words["halo"]), words["halo"])
+    filter_images = torch.where(changes["c"] | changes["k"], batch, torch.ones_like(batch))
+    first = {"ifmap": batch * groups * ifmap, "filter": filter_images * groups * words["filter"],
+             "ofmap": batch * groups * words["ofmap"]}
+    terms = {}
+    for operand, (loop, moving) in sweep_flags(order, changes).items():
+        again = None
+        if moving is not False:
+            base = first[operand] * (2.0 if operand == "ofmap" else 1.0)  # psums: a write and a read
+            again = base * moving.to(base.dtype)
+        terms[operand] = (first[operand], again, loop)
+    return terms
 
 
-def over_tiles(chosen, fn) -> torch.Tensor:
-    """Sum of ``fn(tp, tc, tk)`` over every tile of one (group, image): full and edge tiles.
+def dram_operand_words(order: str, trips: dict, changes: dict, words_per_sweep: dict, batch, groups) -> dict:
+    """DRAM words of each operand of the whole layer under one loop order (`dram_terms`)."""
+    return {operand: first if again is None else first + again * (trips[loop] - 1)
+            for operand, (first, again, loop) in dram_terms(order, changes, words_per_sweep, batch, groups).items()}
 
-    ``chosen``: per loop (p, c, k) the (full tiles, full size, edge size) of `tile_split`.
-    """
-    total = 0.0
-    for p_count, p_size in ((chosen[0][0], chosen[0][1]), (1.0, chosen[0][2])):
-        for c_count, c_size in ((chosen[1][0], chosen[1][1]), (1.0, chosen[1][2])):
-            for k_count, k_size in ((chosen[2][0], chosen[2][1]), (1.0, chosen[2][2])):
-                total = total + p_count * c_count * k_count * fn(p_size, c_size, k_size)
+
+def dram_words(order: str, trips: dict, changes: dict, words_per_sweep: dict, batch, groups):
+    """DRAM words of the whole layer under one loop order: the sum of `dram_terms`, each
+    broadcast over the loops it does not depend on only once."""
+    terms = dram_terms(order, changes, words_per_sweep, batch, groups)
+    total = (terms["ofmap"][0] + terms["ifmap"][0]) + terms["filter"][0]
+    for first, again, loop in terms.values():
+        if again is not None:
+            total = torch.addcmul(total, again, trips[loop] - 1)
     return total
 
 
-def buffer_words(layer: dict, acc: dict, chosen, order: torch.Tensor) -> torch.Tensor:
-    """``(n, 3)`` words read or written in the ifmap, filter and ofmap buffers by one mapping.
+def over_tiles(chosen, fn) -> torch.Tensor:
+    """Sum of ``fn(tp, tq, tc, tk)`` over every tile of one (group, image): full and edge tiles.
 
-    The fold model's reads and writes of every tile, partial-sum read-backs, and the DRAM
-    traffic (a fill is a buffer write, a write-back a buffer read), as the simulator counts.
-    ``chosen`` as in `over_tiles`; ``order`` ``(n,)`` indices into `LOOP_ORDERS`.
+    ``chosen``: the ``p`` loop's `spatial_split`, then the ``c`` and ``k`` loops' `tile_split`.
     """
+    (p_full, p_size, p_edge, tq), c_tiles, k_tiles = chosen
+    total = 0.0
+    for p_count, p_rows in ((p_full, p_size), (1.0, p_edge)):
+        for c_count, c_size in ((c_tiles[0], c_tiles[1]), (1.0, c_tiles[2])):
+            for k_count, k_size in ((k_tiles[0], k_tiles[1]), (1.0, k_tiles[2])):
+                total = total + p_count * c_count * k_count * fn(p_rows, tq, c_size, k_size)
+    return total
+
+
+def tile_sums(layer: dict, acc: dict, chosen) -> torch.Tensor:
+    """``(n, 5)`` `tile_counts` summed over the tiles of one (group, image), dataflow-weighted:
+    ifmap reads, filter reads, ofmap writes, ofmap reads within tiles, array hops."""
     rows, cols = acc["pe_rows"], acc["pe_cols"]
-    blocks = layer["batch"] * layer["groups"]
-    reads = torch.zeros((rows.shape[0], 3), dtype=rows.dtype)
+    rf = rf_words(acc["rf_bytes"], acc["word_bits"])
+    sums = torch.zeros((rows.shape[0], 5), dtype=rows.dtype)
     for index, name in enumerate(DATAFLOWS):
         weight = acc["dataflow"][:, index]
         if not bool((weight > 0).any()):
             continue
-        per_tile = [over_tiles(chosen, lambda p, c, k, i=i, name=name: tile_sram_words(name, layer, rows, cols,
-                                                                                       p, c, k)[i])
-                    for i in range(3)]
-        reads = reads + weight[:, None] * torch.stack(per_tile, dim=1)
-    (Tp1, _, _), (Tc1, _, _), (Tk1, _, _) = chosen  # trips - 1 (then the full and edge sizes)
-    P, Q, Kg = layer["out_h"], layer["out_w"], layer["out_c_per_group"]
-    readback = P * Q * Kg * Tc1  # psums read back at every c tile but the first
-    trips = {"p": Tp1 + 1, "c": Tc1 + 1, "k": Tk1 + 1}
-    changes = {loop: trip > 1 for loop, trip in trips.items()}
+        per_block = over_tiles(chosen, lambda p, q, c, k, name=name: torch.stack(
+            tile_counts(name, layer, rows, cols, p, q, c, k, rf)))  # (5, n)
+        sums = sums + weight[:, None] * per_block.T
+    return sums
+
+
+def mapping_trips(chosen) -> tuple[dict, dict]:
+    """Trips per tiled loop and whether each loop changes (more than one tile), from ``chosen``."""
+    trips = {loop: dims[0] + 1 for loop, dims in zip("pck", chosen)}
+    return trips, {loop: trip > 1 for loop, trip in trips.items()}
+
+
+def buffer_words(layer: dict, acc: dict, chosen, order: torch.Tensor, sums: torch.Tensor | None = None) -> torch.Tensor:
+    """``(n, 3)`` words read or written in the ifmap, filter and ofmap buffers by one mapping.
+
+    The fold model's reads and writes of every tile (ofmap read-backs within tiles included),
+    partial-sum read-backs between ``c`` tiles, and the DRAM traffic (a fill is a buffer
+    write, a write-back a buffer read), as the simulator counts. ``chosen`` as in
+    `over_tiles`; ``order`` ``(n,)`` indices into `LOOP_ORDERS`; ``sums``: `tile_sums` if
+    already computed.
+    """
+    if sums is None:
+        sums = tile_sums(layer, acc, chosen)
+    blocks = layer["batch"] * layer["groups"]
+    trips, changes = mapping_trips(chosen)
+    readback = layer["out_h"] * layer["out_w"] * layer["out_c_per_group"] * (trips["c"] - 1)  # c tiles but the first
     words = sweep_words(layer, chosen[0])
-    single_filter = (trips["c"] == 1) & (trips["k"] == 1)
-    dram = torch.zeros((rows.shape[0], 3), dtype=rows.dtype)
+    dram = torch.zeros((blocks.shape[0], 3), dtype=blocks.dtype)
     for position, loop_order in enumerate(LOOP_ORDERS):
-        sweeps = operand_sweeps(loop_order, trips, changes)
-        ifmap = blocks * sweeps["ifmap"] * words["ifmap"]
-        filters = torch.where(single_filter, layer["groups"], blocks) * sweeps["filter"] * words["filter"]
-        ofmap = blocks * (2 * sweeps["ofmap"] - 1) * words["ofmap"]  # write-backs and psum fills
-        selected = (order == position).to(rows.dtype)[:, None]
-        dram = dram + selected * torch.stack([ifmap, filters, ofmap], dim=1)
-    buffer = reads * blocks[:, None] + dram
-    return buffer + torch.stack([torch.zeros_like(readback), torch.zeros_like(readback), readback * blocks], dim=1)
+        per_operand = dram_operand_words(loop_order, trips, changes, words, layer["batch"], layer["groups"])
+        selected = (order == position).to(blocks.dtype)[:, None]
+        dram = dram + selected * torch.stack([per_operand["ifmap"], per_operand["filter"], per_operand["ofmap"]], dim=1)
+    on_chip = torch.stack([sums[:, 0], sums[:, 1], sums[:, 2] + sums[:, 3] + readback], dim=1) * blocks[:, None]
+    return on_chip + dram
+
+
+def array_hops(layer: dict, acc: dict, chosen, sums: torch.Tensor | None = None) -> torch.Tensor:
+    """``(n,)`` words moved between neighbouring PEs by one mapping (the simulator's ``array_hops``)."""
+    if sums is None:
+        sums = tile_sums(layer, acc, chosen)
+    return sums[:, 4] * layer["batch"] * layer["groups"]
 
 
 # ------------------------------------------------------------------------- area, energy
@@ -289,8 +565,8 @@ def area_mm2(acc: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def energy_components(acc: dict, macs: torch.Tensor, sram_words: torch.Tensor, dram_words_moved: torch.Tensor,
-                      cycles: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The simulator's five energy components (pJ) from access counts and cycles.
+                      cycles: torch.Tensor, hops: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The simulator's six energy components (pJ) from access counts, array hops and cycles.
 
     Parameters
     ----------
@@ -303,12 +579,15 @@ def energy_components(acc: dict, macs: torch.Tensor, sram_words: torch.Tensor, d
         Words moved between DRAM and the chip, both directions.
     cycles : (n,) tensor
         Total cycles (leakage runs for that long).
+    hops : (n,) tensor
+        Words moved between neighbouring PEs (`array_hops`).
 
     Returns
     -------
     tuple of (n,) tensors
-        ``(mac, rf, sram, dram, leak)`` as `energy.dynamic_energy_pj` and
-        `energy.leakage_energy_pj` compute them.
+        ``(mac, rf, array, sram, dram, leak)`` as `energy.dynamic_energy_pj`,
+        `energy.array_hop_energy_pj` and `energy.leakage_energy_pj` compute them
+        (`reference.derived_fields`); `total_energy` sums them.
     """
     bits = acc["word_bits"]
     mac_pj = _per_width(acc, _MAC_PJ)
@@ -316,10 +595,16 @@ def energy_components(acc: dict, macs: torch.Tensor, sram_words: torch.Tensor, d
                      for i, name in enumerate(DATAFLOWS))
     e_mac = macs * mac_pj
     e_rf = macs * rf_per_mac * mac_pj * torch.sqrt(acc["rf_bytes"] / energy.RF_REFERENCE_BYTES)
+    e_array = hops * (_HOP_PJ_PER_BIT * bits)
     per_bit = energy.SRAM_PJ_PER_BIT_8KB * bits
     buffer_pj = torch.stack([torch.sqrt(acc[f"{b}_kb"] / energy.SRAM_REFERENCE_KB) for b in ("ifmap", "filter", "ofmap")],
                             dim=1) * per_bit[:, None]  # (n, 3) pJ per word
     e_sram = (sram_words * buffer_pj).sum(dim=1)
     e_dram = dram_words_moved * energy.DRAM_PJ_PER_BIT * bits
     e_leak = area_mm2(acc) * energy.LEAK_W_PER_MM2 * cycles / (acc["freq_mhz"] * 1e6) * 1e12
-    return e_mac, e_rf, e_sram, e_dram, e_leak
+    return e_mac, e_rf, e_array, e_sram, e_dram, e_leak
+
+
+def total_energy(e_mac, e_rf, e_array, e_sram, e_dram, e_leak) -> torch.Tensor:
+    """The components' sum in `energy.total_energy_pj`'s order: ((((mac + rf) + array) + sram) + dram) + leak."""
+    return ((((e_mac + e_rf) + e_array) + e_sram) + e_dram) + e_leak

@@ -1,4 +1,8 @@
-"""The analytic estimates the network corrects: exact where the model is exact, close elsewhere."""
+"""The analytic estimates the network corrects: exact where the model is exact, close elsewhere.
+
+The accuracy figures quoted in `evaluator.analytic` come from
+``python -m pytest tests/evaluator/test_analytic.py -k close -s`` (it prints them).
+"""
 
 import math
 
@@ -7,7 +11,7 @@ import pandas as pd
 import pytest
 
 from dataset_gen.reader import read_dataset
-from dataset_gen.simulator import simulate
+from dataset_gen.simulator import candidate_mappings, simulate
 from dataset_gen.space import Accelerator, Layer
 from evaluator.features import ACCEL_FEATURES, PAIR_FEATURES, encode_accelerators, encode_layers, pair_features
 
@@ -20,22 +24,55 @@ def estimate(layers, accelerators, name):
     return values if name == "est_feasible" else np.exp2(values)
 
 
-@pytest.mark.parametrize("dataflow", ["ws", "os", "is", "rs"])
-def test_a_layer_with_a_single_mapping_is_estimated_as_the_simulator_runs_it(dataflow):
-    # One output row and one channel per group: every tile ladder is [1], so the mapper has a
-    # single tiling and the estimate follows its exact model (the pipeline up to rounding).
-    layer = Layer(in_h=3, in_w=20, in_c=12, out_c=12, k_h=3, k_w=3, stride=1, pad=0, groups=12, batch=2)
-    accelerator = Accelerator(pe_rows=4, pe_cols=6, dataflow=dataflow, dram_bw=2.0, **BIG_BUFFERS)
+def assert_exact_where_the_model_is_exact(layer, accelerator, tiles):
+    """A pair with one mapping: the estimate follows the simulator's exact model (the pipeline
+    up to rounding; leakage follows the time)."""
     result = simulate(layer, accelerator)
-    assert (result.map_tile_p, result.map_tile_c, result.map_tile_k) == (1, 1, 1)
+    assert (result.map_tile_p, result.map_tile_q, result.map_tile_c, result.map_tile_k) == tiles
+    assert len({(m.tile_p, m.tile_q, m.tile_c, m.tile_k) for m in candidate_mappings(layer, accelerator)}) == 1
     assert estimate([layer], [accelerator], "log2_est_compute_cycles")[0] == pytest.approx(result.compute_cycles, rel=1e-5)
     dram_words = (result.dram_ifmap_reads + result.dram_filter_reads + result.dram_ofmap_reads
                   + result.dram_ofmap_writes)
     assert estimate([layer], [accelerator], "log2_est_dram_words")[0] == pytest.approx(dram_words, rel=1e-5)
     assert estimate([layer], [accelerator], "log2_est_cycles")[0] == pytest.approx(result.total_cycles, rel=0.02)
-    for part in ("mac", "rf", "sram", "dram"):
+    for part in ("mac", "rf", "array", "sram", "dram"):
         assert estimate([layer], [accelerator], f"log2_est_{part}_pj")[0] == pytest.approx(
             getattr(result, f"energy_{part}_pj"), rel=1e-4), part
+    assert estimate([layer], [accelerator], "log2_est_energy_pj")[0] == pytest.approx(result.energy_pj, rel=0.02)
+    return result
+
+
+@pytest.mark.parametrize("dataflow", ["ws", "os", "is", "rs"])
+def test_a_layer_with_a_single_mapping_is_estimated_as_the_simulator_runs_it(dataflow):
+    # One output pixel and one channel per group: every ladder is [1] and there are no width
+    # tiles, so the mapper has a single tiling (register-file blocking merges its row folds).
+    layer = Layer(in_h=3, in_w=5, in_c=12, out_c=12, k_h=3, k_w=5, stride=1, pad=0, groups=12, batch=2)
+    accelerator = Accelerator(pe_rows=4, pe_cols=6, dataflow=dataflow, dram_bw=2.0, **BIG_BUFFERS)
+    result = assert_exact_where_the_model_is_exact(layer, accelerator, (1, 1, 1, 1))
+    assert result.energy_array_pj > 0
+
+
+@pytest.mark.parametrize("dataflow", ["ws", "os", "is", "rs"])
+def test_a_width_tile_is_estimated_as_the_simulator_runs_it(dataflow):
+    # One output row of 16 pixels: output tiles (1, 16), (1, 8), (1, 4); an ifmap buffer of 23
+    # words a half holds only the (1, 4) width tile's 3 x 6 inputs (the others need 3 x 10
+    # and 3 x 18), so the mapper steps 4 segments per row.
+    layer = Layer(in_h=3, in_w=18, in_c=4, out_c=4, k_h=3, k_w=3, groups=4, batch=2)
+    accelerator = Accelerator(pe_rows=4, pe_cols=3, dataflow=dataflow, dram_bw=2.0, word_bits=16,
+                              **dict(BIG_BUFFERS, ifmap_kb=0.09))
+    assert_exact_where_the_model_is_exact(layer, accelerator, (1, 4, 1, 1))
+
+
+@pytest.mark.parametrize("dataflow", ["ws", "os", "is", "rs"])
+def test_halo_reuse_is_estimated_as_the_simulator_runs_it(dataflow):
+    # Eight output rows one pixel wide: the row ladder is [8, 2, 1]; an ifmap buffer of 38
+    # words a half holds only a one-row tile (3 input rows of 11), and each row tile after
+    # the first finds 2 of its 3 input rows on chip: the ifmap comes from DRAM exactly once.
+    layer = Layer(in_h=10, in_w=11, in_c=4, out_c=4, k_h=3, k_w=11, groups=4, batch=2)
+    accelerator = Accelerator(pe_rows=4, pe_cols=3, dataflow=dataflow, dram_bw=2.0, word_bits=8,
+                              **dict(BIG_BUFFERS, ifmap_kb=0.075))
+    result = assert_exact_where_the_model_is_exact(layer, accelerator, (1, 1, 1, 1))
+    assert result.dram_ifmap_reads == layer.batch * layer.in_c * layer.in_h * layer.in_w
 
 
 def test_the_feasibility_flag_agrees_with_the_simulator_on_every_pair(small_dataset):
@@ -48,9 +85,13 @@ def test_the_feasibility_flag_agrees_with_the_simulator_on_every_pair(small_data
 def test_estimates_are_close_to_the_simulator_on_random_pairs(small_dataset):
     frame = read_dataset(small_dataset)
     frame = frame[frame["feasible"]]
-    for name, column in (("log2_est_cycles", "total_cycles"), ("log2_est_energy_pj", "energy_pj")):
+    for name, column in (("log2_est_cycles", "total_cycles"), ("log2_est_compute_cycles", "compute_cycles"),
+                         ("log2_est_energy_pj", "energy_pj")):
         ratio = estimate(frame, frame, name) / frame[column].to_numpy()
-        assert np.mean(np.abs(ratio - 1) <= 0.10) >= 0.9, column
+        within = np.mean(np.abs(ratio - 1) <= 0.10)
+        print(f"{column}: within 10% of the simulator on {within:.1%} of {len(frame)} feasible pairs, "
+              f"median ratio {np.median(ratio):.4f}")
+        assert within >= 0.95, column
         assert np.median(ratio) == pytest.approx(1.0, abs=0.01), column
 
 
