@@ -1,7 +1,8 @@
 """Throughput of the learned evaluator against the simulator, on the same pairs.
 
 Prints batched predictions per second of `Evaluator.predict` (and of its stages: encoding,
-the analytic pair features, the network), of the differentiable forward + backward pass the
+the analytic pair features, the network), of ``predict(..., return_std=True)`` (the deep
+ensemble's calibrated uncertainty), of the differentiable forward + backward pass the
 co-search runs, and of `simulate_batch` (fast engine, mapping search) on the same pairs,
 with the speed-up. Pairs are drawn from the default design space and layer mix
 (conf/space/dance.yaml, conf/layers/mixed.yaml) unless ``--data`` names a dataset.
@@ -10,9 +11,11 @@ Usage::
 
     python benchmarks/evaluator.py [--artifact runs/ev/evaluator.pt] [--data DIR]
                                    [--pairs N] [--batch B] [--repeats R] [--threads T]
+                                   [--ensemble K]
 
-Without ``--artifact`` the default network (conf/model/mlp.yaml) with untrained weights is
-timed: its speed does not depend on the weights. On machines that set OPENBLAS_CORETYPE,
+Without ``--artifact`` the default network (conf/model/mlp.yaml, with ``--ensemble K``
+members instead of its ``ensemble`` if given) with untrained weights is timed: its speed does
+not depend on the weights. On machines that set OPENBLAS_CORETYPE,
 unset it for this command
 (``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python ...``: that setting works around old
 OpenBLAS builds and slows a current numpy; tests and CI leave it alone).
@@ -52,8 +55,9 @@ def default_pairs(count: int, seed: int) -> pd.DataFrame:
     return sample_pairs(space, layers, "uniform", seed, count, count, 0)
 
 
-def load_evaluator(artifact: str | None):
-    """The artifact's evaluator, or the default network untrained (same cost)."""
+def load_evaluator(artifact: str | None, ensemble: int | None = None):
+    """The artifact's evaluator, or the default network untrained (same cost), with ``ensemble``
+    members (default: the config's)."""
     import evaluator
     from evaluator.network import EvaluatorNetwork
     from evaluator.predictor import Evaluator
@@ -65,7 +69,9 @@ def load_evaluator(artifact: str | None):
     config = yaml.safe_load((CONF / "model" / "mlp.yaml").read_text())
     shape = {key: config[key] for key in ("depth", "width", "activation", "norm", "dropout", "residual",
                                           "area_depth", "area_width", "decompose", "linear_skip",
-                                          "analytic_base", "layer_inputs")}
+                                          "analytic_base", "layer_inputs", "ensemble")}
+    if ensemble is not None:
+        shape["ensemble"] = ensemble
     return Evaluator(EvaluatorNetwork(**shape))
 
 
@@ -88,6 +94,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ensemble", type=int, default=None,
+                        help="members of the untrained default network (default: conf/model/mlp.yaml's)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -102,12 +110,15 @@ def main() -> None:
     else:
         pairs = default_pairs(args.pairs, args.seed)
     pairs = pairs[[*LAYER_FIELDS, *ACCELERATOR_FIELDS]]
-    model = load_evaluator(args.artifact)
+    model = load_evaluator(args.artifact, args.ensemble)
     n = len(pairs)
 
     model.predict(pairs.head(256), pairs.head(256))  # warm up
     simulate_batch(pairs.head(256))
     predict_s = best_time(lambda: model.predict(pairs, pairs, batch_size=args.batch), args.repeats)
+    uncertain = model.ensemble > 1
+    std_s = best_time(lambda: model.predict(pairs, pairs, batch_size=args.batch, return_std=True),
+                      args.repeats) if uncertain else float("nan")
     simulate_s = best_time(lambda: simulate_batch(pairs), args.repeats)
 
     layer_x, acc_x = encode_layers(pairs), encode_accelerators(pairs)
@@ -131,13 +142,16 @@ def main() -> None:
 
     rate = lambda seconds: n / seconds  # noqa: E731
     print(f"{n} pairs ({'dataset ' + args.data if args.data else 'default space and layer mix'}), "
-          f"batches of {args.batch}, torch threads {torch.get_num_threads()}, best of {args.repeats}")
+          f"batches of {args.batch}, torch threads {torch.get_num_threads()}, best of {args.repeats}, "
+          f"{model.ensemble}-member evaluator")
     print(f"  simulator (simulate_batch, fast engine): {rate(simulate_s):>10,.0f} pairs/s  ({simulate_s:.2f} s)")
     print(f"  evaluator.predict:                       {rate(predict_s):>10,.0f} pairs/s  ({predict_s:.2f} s)"
           f"  speed-up x{simulate_s / predict_s:.1f}")
+    if uncertain:
+        print(f"  evaluator.predict(return_std=True):      {rate(std_s):>10,.0f} pairs/s  ({std_s:.2f} s)")
     print(f"    encoding                               {rate(encode_s):>10,.0f} pairs/s")
     print(f"    analytic pair features                 {rate(features_s):>10,.0f} pairs/s")
-    print(f"    network (given the features)           {rate(network_s):>10,.0f} pairs/s")
+    print(f"    network (given the features, {model.ensemble} member(s)) {rate(network_s):>8,.0f} pairs/s")
     print(f"  forward + backward w.r.t. the encoding:  {rate(gradient_s):>10,.0f} pairs/s  "
           f"(the simulator has no gradient)")
 

@@ -14,6 +14,17 @@ Public API (a contract with `search`; keep it stable)::
         # layers: DataFrame of layer fields or list of Layer; accelerator: one Accelerator /
         # dict, or a DataFrame / list aligned with the layers. Columns: total_cycles,
         # latency_s, energy_pj, area_mm2, p_feasible (0..1); index: the layers' index.
+    ev.predict(pairs, return_std=True), ev.predict(layers, accelerator, return_std=True)
+        # adds total_cycles_std, latency_s_std, energy_pj_std, area_mm2_std: the CALIBRATED
+        # standard deviation of the natural log of each prediction, i.e. about its relative
+        # error (0.05: +-5% at one sigma; value * exp(+-2 std) is the 2-sigma band). From the
+        # deep ensemble (model.ensemble = K members, default 5): std = scale x the members'
+        # spread (std of their logs), one scale per target fitted after training on the
+        # validation split so that the 2-sigma band holds 95.4% of its pairs, as for a
+        # normal error (calibration: 2sigma in conf/train.yaml; 1sigma, rms: ev.calibration).
+        # A single network (model.ensemble = 1, and every artifact older than ensembles)
+        # has no uncertainty: NaN std, with a NoUncertaintyWarning.
+    ev.ensemble -> int; ev.calibration -> dict   # members; {"scale": {target: s}, ...} or {}
     ev(layer_x, acc_x) -> dict of (n,) tensors     # differentiable w.r.t. layer_x and acc_x
         # layer_x = encode_layers(...) (n, d_layer); acc_x = encode_accelerators(...) or
         # encode_accelerators_soft(...) (n, d_acc) or (1, d_acc) (broadcast). Raw encodings:
@@ -24,6 +35,9 @@ Public API (a contract with `search`; keep it stable)::
         # clock comes from the accelerator encoding itself (a soft encoding gives the
         # geometric mean of the candidate clocks), so it is differentiable too.
         # The evaluator stays in eval mode even when a parent module calls .train().
+        # An ensemble's values are the means of its members' logs (and logits).
+    ev(layer_x, acc_x, return_std=True)             # adds std_log_cycles, std_log_latency_s,
+        # std_log_energy_pj, std_log_area_mm2: the calibrated stds above, differentiable too
     save(ev, path)                                  # one file, torch.load(weights_only=True)
 
 Encoding (`evaluator.features`): layers -> log2 sizes (pad as log2(pad+1)), derived output
@@ -43,11 +57,16 @@ corrections to the analytic estimates of ln total_cycles and ln energy_pj (train
 simulator-feasible pairs) and a feasibility logit; a separate MLP that sees only the
 accelerator corrects the analytic ln area_mm2 (trained on every pair). Inputs are clamped to
 their training range, so unseen sizes do not send the MLP where it was never fitted.
+With ``ensemble = K`` the module holds K independently initialised (trunk, area) members on
+shared features and analytic base, trained together (the loss is the mean of theirs).
 
 Command lines: ``dance-train dataset=DIR out=DIR`` (Hydra, conf/train.yaml) writes
 out/evaluator.pt, out/report.json and out/report.txt (layout: `evaluator.report`), parity
-plots and the resolved config; ``dance-validate artifact=FILE dataset=DIR out=DIR`` reports any
-artifact on a dataset of the same simulator version and design space.
+plots, the calibration plot (observed vs expected coverage of the sigma bands) and the
+resolved config; ``dance-validate artifact=FILE dataset=DIR out=DIR`` reports any artifact on a
+dataset of the same simulator version and design space. Both report, per set and target, the
+shares of simulated values inside the predicted 1- and 2-sigma bands (ideal 68.3% / 95.4%)
+and the Spearman correlation of sigma with the absolute log error.
 
 Figures (default config, the default ``dance-gen`` dataset of 100,000 pairs, 10 epochs on one
 CPU thread): see the final report of the evaluator task; the run prints them and writes them
@@ -55,7 +74,8 @@ to report.txt.
 """
 
 from evaluator.artifact import EvaluatorLoadError, load, save
-from evaluator.predictor import Evaluator
+from evaluator.predictor import STD_COLUMNS, Evaluator, NoUncertaintyWarning
 from evaluator.protocol import PREDICTION_COLUMNS, Predictor
 
-__all__ = ["load", "save", "Evaluator", "EvaluatorLoadError", "PREDICTION_COLUMNS", "Predictor"]
+__all__ = ["load", "save", "Evaluator", "EvaluatorLoadError", "PREDICTION_COLUMNS", "Predictor", "STD_COLUMNS",
+           "NoUncertaintyWarning"]

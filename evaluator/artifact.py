@@ -4,10 +4,15 @@ Layout (a plain dict of tensors, strings, numbers, lists and dicts, so loading n
 code from the file):
 
 ``format``            ``"dance-evaluator"``
-``format_version``    `FORMAT_VERSION`
+``format_version``    `FORMAT_VERSION` (2; version 1 files still load, see below)
 ``package_version``   the writing package's version
-``network_config``    `EvaluatorNetwork` constructor arguments
-``state_dict``        weights and normalisation buffers (``layer_mean`` ... ``target_std``)
+``network_config``    `EvaluatorNetwork` constructor arguments (``ensemble``: K members)
+``state_dict``        weights and normalisation buffers (``layer_mean`` ... ``target_std``);
+                      member i's weights are ``trunks.i.*`` and ``areas.i.*``
+``calibration``       the uncertainty calibration (`evaluator.validate.calibrate`): ``scale``
+                      per target (``latency``, ``energy``, ``area``; the std of ln prediction
+                      is scale x the ensemble's spread), ``method``, ``split``, ``n``, and the
+                      validation coverage it reached; empty for a single network
 ``feature_spec``      `evaluator.features.feature_spec()` at training time
 ``targets``           ``{"latency": "total_cycles", "energy": "energy_pj", "area": "area_mm2"}``
 ``simulator``         the identity of the simulator it imitates (``name``, ``version``,
@@ -16,6 +21,11 @@ code from the file):
 ``dataset_metadata``  the training dataset's metadata (simulator version, space hash, ...)
 ``metrics``           the validation report (`evaluator.report`)
 ``extra``             training config, split definition, anything else JSON-like
+
+Version 1 (before deep ensembles) held one network: its weights are ``trunk.*`` and
+``area.*``, its config has no ``ensemble``, and there is no ``calibration``. `load` reads
+it as an ensemble of one member (``trunk.`` -> ``trunks.0.``, ``area.`` -> ``areas.0.``),
+which predicts exactly as before and has no uncertainty (NaN std).
 """
 
 from __future__ import annotations
@@ -32,11 +42,11 @@ from dataset_gen.common.errors import UserError
 from dataset_gen.common.files import atomic_write, json_safe
 from dataset_gen.reader import installed_simulator_version, simulator_identity
 from evaluator.features import feature_spec
-from evaluator.network import TARGET_COLUMNS, EvaluatorNetwork
+from evaluator.network import TARGET_COLUMNS, EvaluatorNetwork, single_network_names
 from evaluator.predictor import Evaluator
 
 FORMAT = "dance-evaluator"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _REQUIRED_KEYS = ("format", "format_version", "network_config", "state_dict", "feature_spec", "targets")
 
 
@@ -73,6 +83,7 @@ def save(evaluator: Evaluator, path: str | os.PathLike) -> Path:
         "dataset_metadata": json_safe(evaluator.dataset_metadata),
         "metrics": json_safe(evaluator.metrics),
         "extra": json_safe(evaluator.extra),
+        "calibration": json_safe(evaluator.calibration),
     }
     return atomic_write(path, lambda stream: torch.save(payload, stream))
 
@@ -94,7 +105,7 @@ def load(path: str | os.PathLike) -> Evaluator:
     ------
     EvaluatorLoadError
         The file is missing, unreadable, not an evaluator artifact, written by a newer
-        format, encoded with other features (another `ANALYTIC_VERSION` included), trained on
+        format (version 1 files, from before ensembles, load as one member), encoded with other features (another `ANALYTIC_VERSION` included), trained on
         data of another version of its simulator than the installed one (its own adapter's:
         builtin for artifacts older than adapters; an adapter whose tool is not installed
         is not compared, with a `dataset_gen.reader.SimulatorNotInstalledWarning`), or its
@@ -132,6 +143,8 @@ def load(path: str | os.PathLike) -> Evaluator:
     _check_simulator_version(path, metadata)
     if payload["targets"] != dict(TARGET_COLUMNS):
         raise EvaluatorLoadError(f"{path}: unknown targets {payload['targets']!r}, expected {dict(TARGET_COLUMNS)!r}")
+    if payload["format_version"] < 2:
+        payload = _upgrade_v1(payload)
     try:
         network = EvaluatorNetwork(**payload["network_config"])
     except (TypeError, ValueError) as error:
@@ -147,7 +160,25 @@ def load(path: str | os.PathLike) -> Evaluator:
     bad = [name for name, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
     if bad:
         raise EvaluatorLoadError(f"{path}: non-finite values in {bad[:5]}")
-    return Evaluator(network, metadata, payload.get("metrics") or {}, payload.get("extra") or {})
+    calibration = payload.get("calibration") or {}
+    if not isinstance(calibration, dict):
+        raise EvaluatorLoadError(f"{path}: calibration is {type(calibration).__name__}, expected a dict")
+    return Evaluator(network, metadata, payload.get("metrics") or {}, payload.get("extra") or {}, calibration)
+
+
+def _upgrade_v1(payload: dict) -> dict:
+    """A format-1 payload (one network) in format 2's layout: an ensemble of one member.
+
+    The weights are renamed (`evaluator.network.single_network_names`), the config gains
+    ``ensemble = 1``; there is no calibration (one network has no spread to calibrate).
+    """
+    state = payload["state_dict"]
+    if isinstance(state, dict):
+        state = single_network_names(state)
+    config = payload["network_config"]
+    if isinstance(config, dict):
+        config = {**config, "ensemble": 1}
+    return {**payload, "state_dict": state, "network_config": config, "calibration": {}}
 
 
 

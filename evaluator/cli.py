@@ -28,7 +28,7 @@ from dataset_gen.common.run_dir import RunDirGuard
 __all__ = ["train_main", "validate_main", "train_run_dir_guard", "validate_run_dir_guard"]
 
 # What each command writes into its out= folder (what overwrite=true removes first).
-_REPORT_FILES = ("config.yaml", "report.json", "report.txt", "parity_*.png")
+_REPORT_FILES = ("config.yaml", "report.json", "report.txt", "parity_*.png", "calibration.png")
 TRAIN_WRITES = (*_REPORT_FILES, "evaluator.pt", "checkpoints", "logs")
 VALIDATE_WRITES = _REPORT_FILES
 
@@ -76,11 +76,14 @@ def _validation_config(cfg: DictConfig) -> Any:
 
 
 def _train(cfg: DictConfig) -> None:
+    import lightning as L
     from hydra.utils import instantiate
 
+    from evaluator.network import check_ensemble
     from evaluator.train import train
 
     require_settings(cfg)
+    check_ensemble(cfg.model.get("ensemble", 1), "model.ensemble")  # one line, before any work
     out = Path(cfg.out)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     _write_resolved_config(cfg, out)
@@ -91,10 +94,13 @@ def _train(cfg: DictConfig) -> None:
     if not loggers:  # a learning-rate monitor has nowhere to write without a logger
         callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # the initial weights (each ensemble member's own draw) follow from ``seed``
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     model = instantiate(cfg.model)
     datamodule = instantiate(cfg.datamodule)
     train(model, datamodule, trainer, out, ckpt_path=cfg.ckpt_path, seed=int(cfg.seed),
-          validation=_validation_config(cfg.validation), config=resolved, min_steps=int(cfg.min_steps))  # type: ignore[arg-type]
+          validation=_validation_config(cfg.validation), config=resolved, min_steps=int(cfg.min_steps),  # type: ignore[arg-type]
+          calibration=str(cfg.calibration))
 
 
 def _validate(cfg: DictConfig) -> None:

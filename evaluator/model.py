@@ -4,6 +4,13 @@ Losses: a regression loss on the normalised natural logs of cycles and energy ov
 feasible rows only (an infeasible pair has no cycles), on ln area over every row (the
 simulator defines area even for infeasible pairs, and it depends on the accelerator alone),
 and binary cross-entropy on feasibility. AdamW with a one-cycle or cosine schedule.
+
+A deep ensemble (``ensemble = K``) trains its K members together, on the same batches, in one
+optimiser: the loss is the mean of the members' losses (so the learning rate and the
+early-stopping threshold mean the same for any K), and each member's gradient comes from its
+own loss only. Members differ by their initial weights and, with ``bootstrap``, by Poisson(1)
+weights on every training row (online bagging: each member sees its own resampling of the
+data). The logged accuracy monitors measure the ensemble's mean prediction.
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ import lightning as L
 import torch
 from torch.nn import functional as F
 
-from evaluator.network import TARGETS, EvaluatorNetwork
+from dataset_gen.common.errors import UserError
+from evaluator.network import TARGETS, EvaluatorNetwork, check_ensemble, single_network_names
 
 LOSSES = ("mse", "huber", "l1")
 SCHEDULERS = ("onecycle", "cosine", "none")
@@ -44,6 +52,13 @@ class EvaluatorModule(L.LightningModule):
     loss_weights : dict
         Weights of ``latency``, ``energy``, ``area``, ``components`` (the mean over the seven
         component targets, when decomposing) and ``feasible`` in the total loss.
+    ensemble : int
+        Members of the deep ensemble, an integer in [1, 64] (``model.ensemble``): 1 is a single
+        network without uncertainty. The members are initialised in turn from the global torch
+        generator: seed it before building the module (``dance-train`` does, from ``seed``).
+    bootstrap : bool
+        Weight each training row by an independent Poisson(1) draw per member and batch
+        (online bagging), for more diverse members; the validation loss is unweighted.
     """
 
     def __init__(self, depth: int = 4, width: int = 256, activation: str = "silu", norm: str = "none",
@@ -51,8 +66,9 @@ class EvaluatorModule(L.LightningModule):
                  decompose: bool = False, linear_skip: bool = True, analytic_base: bool = True,
                  layer_inputs: bool = False, lr: float = 3e-3, weight_decay: float = 1e-5, scheduler: str = "onecycle",
                  warmup_fraction: float = 0.1, loss: str = "huber", huber_delta: float = 0.05,
-                 loss_weights: dict[str, float] | None = None) -> None:
+                 loss_weights: dict[str, float] | None = None, ensemble: int = 5, bootstrap: bool = False) -> None:
         super().__init__()
+        check_ensemble(ensemble, "model.ensemble")
         if loss not in LOSSES:
             raise ValueError(f"loss = {loss!r}: expected one of {list(LOSSES)}")
         if scheduler not in SCHEDULERS:
@@ -70,7 +86,7 @@ class EvaluatorModule(L.LightningModule):
         self.save_hyperparameters()
         self.loss_weights = weights
         self.network = EvaluatorNetwork(depth, width, activation, norm, dropout, residual, area_depth, area_width,
-                                        decompose, linear_skip, analytic_base, layer_inputs)
+                                        decompose, linear_skip, analytic_base, layer_inputs, ensemble=ensemble)
 
     def set_statistics(self, stats: dict[str, torch.Tensor]) -> None:
         """Normalisation statistics of the training split (see `PairsDataModule.statistics`)."""
@@ -79,6 +95,22 @@ class EvaluatorModule(L.LightningModule):
     def forward(self, layer_x: torch.Tensor, acc_x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.network(layer_x, acc_x)
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resume a checkpoint written before ensembles (one network: ``network.trunk.*``) as one member.
+
+        Raises
+        ------
+        UserError
+            This module has several members: such a checkpoint resumes only with ``model.ensemble=1``.
+        """
+        state = checkpoint.get("state_dict") or {}
+        if not any(name.startswith("network.trunk.") for name in state):
+            return
+        if self.network.ensemble != 1:
+            raise UserError(f"the checkpoint holds a single network (written before deep ensembles), but "
+                            f"model.ensemble = {self.network.ensemble}: resume it with model.ensemble=1")
+        checkpoint["state_dict"] = single_network_names(state, prefix="network.")
+
     def _regression(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.hparams.loss == "mse":
             return F.mse_loss(prediction, target, reduction="none")
@@ -86,29 +118,46 @@ class EvaluatorModule(L.LightningModule):
             return F.l1_loss(prediction, target, reduction="none")
         return F.huber_loss(prediction, target, reduction="none", delta=self.hparams.huber_delta)
 
-    def _losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _losses(self, batch: dict[str, torch.Tensor], bootstrap: bool = False
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The total loss (the mean of the members' losses) and its parts, plus monitors.
+
+        With ``bootstrap``, every (member, row) pair is weighted by a Poisson(1) draw.
+        """
         net = self.network
-        predicted, feasible_logit = net.forward_normalised(batch["layer_x"], batch["acc_x"], batch.get("pair_x"))  # (n, k), (n,)
-        k = predicted.shape[1]
+        # (K, n, k) normalised logs and (K, n) logits of the K members
+        members, logits = net.forward_members(batch["layer_x"], batch["acc_x"], batch.get("pair_x"))
+        n_members, n, k = members.shape
         targets = (batch["targets"][:, :k] - net.target_mean[:k]) / net.target_std[:k]  # NaN where undefined
-        defined = torch.isfinite(targets)
-        per_element = self._regression(predicted, torch.where(defined, targets, predicted.detach()))
-        per_column = (per_element * defined).sum(dim=0) / defined.sum(dim=0).clamp(min=1)  # (k,)
+        defined = torch.isfinite(targets)  # (n, k)
+        weights = (torch.poisson(torch.ones(n_members, n, 1, device=members.device)) if bootstrap
+                   else torch.ones(n_members, n, 1, device=members.device))  # (K, n, 1)
+        filled = torch.where(defined, targets, members.detach())  # (K, n, k): undefined targets cost nothing
+        per_element = self._regression(members, filled) * defined * weights  # (K, n, k)
+        per_column = (per_element.sum(dim=1) / (defined * weights).sum(dim=1).clamp(min=1)).mean(dim=0)  # (k,)
         parts: dict[str, torch.Tensor] = {name: per_column[i] for i, name in enumerate(TARGETS)}
         if k > len(TARGETS):
             parts["components"] = per_column[len(TARGETS):].mean()
-        parts["feasible"] = F.binary_cross_entropy_with_logits(feasible_logit, batch["feasible"])
+        feasible = batch["feasible"].expand(n_members, n)
+        parts["feasible"] = (F.binary_cross_entropy_with_logits(logits, feasible, reduction="none") * weights[:, :, 0]
+                             ).sum(dim=1).div(weights[:, :, 0].sum(dim=1).clamp(min=1)).mean()
         total = sum(self.loss_weights[name] * value for name, value in parts.items())
+        return total, {**{f"loss_{k}": v for k, v in parts.items()},
+                       **self._monitors(members.mean(dim=0), logits.mean(dim=0), targets, defined, batch["feasible"])}
+
+    def _monitors(self, predicted: torch.Tensor, logit: torch.Tensor, targets: torch.Tensor, defined: torch.Tensor,
+                  feasible: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Accuracy of the ensemble's mean prediction: the share of defined rows within 10% per target
+        (in physical units) and the feasibility accuracy."""
         monitors: dict[str, torch.Tensor] = {}
         for i, name in enumerate(TARGETS):
-            # Share of defined rows predicted within 10% (in physical units).
-            ratio_error = torch.expm1(((predicted[:, i] - targets[:, i]) * net.target_std[i]).abs())
+            ratio_error = torch.expm1(((predicted[:, i] - targets[:, i]) * self.network.target_std[i]).abs())
             monitors[f"within_10pct_{name}"] = ((ratio_error <= 0.10) & defined[:, i]).sum() / defined[:, i].sum().clamp(min=1)
-        monitors["feasible_accuracy"] = ((feasible_logit > 0) == (batch["feasible"] > 0.5)).float().mean()
-        return total, {**{f"loss_{k}": v for k, v in parts.items()}, **monitors}
+        monitors["feasible_accuracy"] = ((logit > 0) == (feasible > 0.5)).float().mean()
+        return monitors
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, parts = self._losses(batch)
+        loss, parts = self._losses(batch, bootstrap=bool(self.hparams.bootstrap))
         n = batch["layer_x"].shape[0]
         self.log("train_loss", loss, prog_bar=True, batch_size=n)
         self.log_dict({f"train_{k}": v for k, v in parts.items() if k.startswith("loss_")}, batch_size=n)

@@ -7,16 +7,24 @@ normalised the same way; a logit says whether the pair is feasible.
 
 Area depends only on the accelerator, so it has its own subnetwork that never sees the
 layer: an area prediction cannot vary with the workload, by construction.
+
+A deep ensemble (``ensemble = K``): K independently initialised (trunk, area) member pairs
+share the normalisation, the analytic features and the analytic base; the prediction is the
+members' mean in log space, their spread (standard deviation of the members' natural logs)
+the raw uncertainty that `evaluator.predictor.Evaluator` calibrates. ``K = 1`` is the single
+network of artifacts written before ensembles (no spread: NaN).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import torch
 from torch import nn
 
+from dataset_gen.common.errors import UserError
 from evaluator.analytic import analytic_area
 from evaluator.features import (
     D_ACC,
@@ -32,17 +40,21 @@ TARGETS: tuple[str, ...] = ("latency", "energy", "area")
 # The simulator column each target imitates (natural log of it is what the network fits).
 TARGET_COLUMNS: dict[str, str] = {"latency": "total_cycles", "energy": "energy_pj", "area": "area_mm2"}
 # With ``decompose=True`` the trunk predicts the simulator's own components and the totals
-# are their sums: total_cycles = compute + stall, energy_pj = the five energy terms. Each
+# are their sums: total_cycles = compute + stall, energy_pj = the six energy terms. Each
 # component is a simpler function than the total (MAC and RF energy are nearly linear in the
-# log features), and the sums keep the totals consistent. Stalls can be 0: fitted as ln(1+x).
+# log features), and the sums keep the totals consistent. Stalls and array transfers can be 0
+# (rs with one-row filters; tools that do not model transfers): fitted as ln(1+x).
 COMPONENT_COLUMNS: tuple[str, ...] = (
-    "compute_cycles", "stall_cycles", "energy_mac_pj", "energy_rf_pj", "energy_sram_pj",
+    "compute_cycles", "stall_cycles", "energy_mac_pj", "energy_rf_pj", "energy_array_pj", "energy_sram_pj",
     "energy_dram_pj", "energy_leak_pj",
 )
-LOG1P_COLUMNS: tuple[str, ...] = ("stall_cycles",)
+LOG1P_COLUMNS: tuple[str, ...] = ("stall_cycles", "energy_array_pj")
+_ARRAY = COMPONENT_COLUMNS.index("energy_array_pj")  # its position among the components
 # Columns of the training target matrix (natural logs), in order.
 TARGET_MATRIX_COLUMNS: tuple[str, ...] = (*TARGET_COLUMNS.values(), *COMPONENT_COLUMNS)
 
+# The most members an ensemble may have (each costs one trunk's time, in training and prediction).
+MAX_ENSEMBLE = 64
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU, "tanh": nn.Tanh, "mish": nn.Mish}
 NORMS = ("none", "layer", "batch")
 STATISTICS: tuple[str, ...] = ("layer_mean", "layer_std", "layer_min", "layer_max", "acc_mean", "acc_std",
@@ -131,18 +143,26 @@ class EvaluatorNetwork(nn.Module):
         key corrections to shapes it saw (real networks' first layers, say) that then misfire
         on unseen layers: on AlexNet's 11x11 stride-4 conv1 the corrections cost 24% of
         energy with raw sizes and none without, at equal test accuracy.
+    ensemble : int
+        Members of the deep ensemble, in [1, `MAX_ENSEMBLE`]: K (trunk, area) pairs, each
+        initialised from the global torch generator in turn (seed it for reproducible
+        members). 1, the default, is the single network of artifacts older than ensembles.
     """
 
     def __init__(self, depth: int = 4, width: int = 256, activation: str = "silu", norm: str = "none",
                  dropout: float = 0.0, residual: bool = True, area_depth: int = 2, area_width: int = 64,
                  decompose: bool = False, linear_skip: bool = True, analytic_base: bool = True,
-                 layer_inputs: bool = False, d_layer: int = D_LAYER, d_acc: int = D_ACC, d_pair: int = D_PAIR) -> None:
+                 layer_inputs: bool = False, d_layer: int = D_LAYER, d_acc: int = D_ACC, d_pair: int = D_PAIR,
+                 ensemble: int = 1) -> None:
         super().__init__()
+        check_ensemble(ensemble, "ensemble")
         self.config: dict[str, Any] = dict(
             depth=depth, width=width, activation=activation, norm=norm, dropout=dropout,
             residual=residual, area_depth=area_depth, area_width=area_width, decompose=decompose,
             linear_skip=linear_skip, analytic_base=analytic_base, layer_inputs=layer_inputs, d_layer=d_layer, d_acc=d_acc, d_pair=d_pair,
+            ensemble=ensemble,
         )
+        self.ensemble = int(ensemble)
         self.decompose = bool(decompose)
         self.analytic_base = bool(analytic_base)
         # Trunk outputs (normalised natural logs), then the feasibility logit: the seven
@@ -151,10 +171,14 @@ class EvaluatorNetwork(nn.Module):
         trunk_outputs = (len(COMPONENT_COLUMNS) if self.decompose else 2) + 1
         self.layer_inputs = bool(layer_inputs)
         d_in = d_acc + d_pair + (d_layer if self.layer_inputs else 0)
-        self.trunk = MLP(d_in, trunk_outputs, depth, width, activation, norm, dropout, residual,
-                         linear_skip, zero_output=self.analytic_base)
-        self.area = MLP(d_acc, 1, area_depth, area_width, activation, "none", 0.0, residual, linear_skip,
-                        zero_output=self.analytic_base)
+        # One (trunk, area) pair per member, created in turn: each draws its own initial weights.
+        self.trunks = nn.ModuleList()
+        self.areas = nn.ModuleList()
+        for _ in range(self.ensemble):
+            self.trunks.append(MLP(d_in, trunk_outputs, depth, width, activation, norm, dropout, residual,
+                                   linear_skip, zero_output=self.analytic_base))
+            self.areas.append(MLP(d_acc, 1, area_depth, area_width, activation, "none", 0.0, residual, linear_skip,
+                                  zero_output=self.analytic_base))
         # Identity statistics until `set_statistics` is called with the training split's.
         for name, width in (("layer", d_layer), ("acc", d_acc), ("pair", d_pair)):
             self.register_buffer(f"{name}_mean", torch.zeros(width))
@@ -189,34 +213,44 @@ class EvaluatorNetwork(nn.Module):
         x = torch.maximum(torch.minimum(x, getattr(self, f"{name}_max")), getattr(self, f"{name}_min"))
         return (x - getattr(self, f"{name}_mean")) / getattr(self, f"{name}_std")
 
-    def forward_normalised(self, layer_x: torch.Tensor, acc_x: torch.Tensor,
-                           pair_x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised log predictions and the feasibility logit.
+    def forward_members(self, layer_x: torch.Tensor, acc_x: torch.Tensor,
+                        pair_x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every member's normalised log predictions and feasibility logit.
 
         ``pair_x`` is ``pair_features(layer_x, acc_x)`` when the caller has it already (training
-        precomputes it once per dataset, since it involves no parameter).
+        precomputes it once per dataset, since it involves no parameter). The inputs, their
+        normalisation and the analytic base are computed once and shared by the members.
 
         Returns
         -------
         (torch.Tensor, torch.Tensor)
-            ``(n, k)`` normalised natural logs of `TARGET_MATRIX_COLUMNS`' first ``k`` columns
-            (3 totals, plus the 7 components when decomposing) and the ``(n,)`` logit.
+            ``(K, n, k)`` normalised natural logs of `TARGET_MATRIX_COLUMNS`' first ``k``
+            columns (3 totals, plus the 7 components when decomposing) and the ``(K, n)``
+            logits, K = ``ensemble``.
         """
         if pair_x is None:
             pair_x = pair_features(layer_x, acc_x)
         layer_n = self._normalise(layer_x, "layer")  # (n, d_layer)
         acc_n = self._normalise(acc_x, "acc")  # (n, d_acc)
         pair_n = self._normalise(pair_x, "pair")  # (n, d_pair)
-        parts = [layer_n, acc_n, pair_n] if self.layer_inputs else [acc_n, pair_n]
-        trunk = self.trunk(torch.cat(parts, dim=1))  # (n, outputs + 1)
+        inputs = torch.cat([layer_n, acc_n, pair_n] if self.layer_inputs else [acc_n, pair_n], dim=1)
+        # the analytic estimate of every target column, natural logs (n, 10)
+        base = analytic_base(pair_x, acc_x) if self.analytic_base else None
+        outputs, logits = zip(*(self._member(trunk, area, inputs, acc_n, base)
+                                for trunk, area in zip(self.trunks, self.areas)))
+        return torch.stack(outputs), torch.stack(logits)
+
+    def _member(self, trunk_mlp: MLP, area_mlp: MLP, inputs: torch.Tensor, acc_n: torch.Tensor,
+                base: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One member's ``(n, k)`` normalised logs and ``(n,)`` logit (see `forward_members`)."""
+        trunk = trunk_mlp(inputs)  # (n, outputs + 1)
         logit = trunk[:, -1]
         mean, std = self.target_mean, self.target_std
-        area = self.area(acc_n)[:, 0]  # (n,) normalised ln area (a correction, with a base)
-        if self.analytic_base:
+        area = area_mlp(acc_n)[:, 0]  # (n,) normalised ln area (a correction, with a base)
+        if base is not None:
             # log target = analytic estimate + residual mean + residual std * MLP output: the
             # MLP works at the scale of the residuals (a few percent), so a training step
             # moves a prediction by a few percent of that, not of the target's spread.
-            base = analytic_base(pair_x, acc_x)  # natural logs, (n, len(TARGET_MATRIX_COLUMNS))
             shift, scale = self.residual_mean / std, self.residual_std / std  # in normalised units
 
             def corrected(mlp: torch.Tensor, columns: slice) -> torch.Tensor:
@@ -224,20 +258,35 @@ class EvaluatorNetwork(nn.Module):
 
             area = corrected(area[:, None], slice(2, 3))[:, 0]
         if not self.decompose:
-            totals = corrected(trunk[:, :2], slice(0, 2)) if self.analytic_base else trunk[:, :2]
+            totals = corrected(trunk[:, :2], slice(0, 2)) if base is not None else trunk[:, :2]
             return torch.cat([totals, area[:, None]], dim=1), logit  # (n, 3)
-        components_n = trunk[:, :-1]  # (n, 7)
-        if self.analytic_base:
+        components_n = trunk[:, :-1]  # (n, 8)
+        if base is not None:
             components_n = corrected(components_n, slice(3, None))
         components = components_n * std[3:] + mean[3:]  # natural logs
         compute = torch.exp(components[:, 0])
         stall = torch.clamp(torch.expm1(components[:, 1]), min=0.0)
         log_cycles = torch.log(compute + stall)
-        log_energy = torch.logsumexp(components[:, 2:], dim=1)
+        plain = [i for i in range(2, len(COMPONENT_COLUMNS)) if i != _ARRAY]
+        energy = torch.exp(components[:, plain]).sum(dim=1) + torch.clamp(torch.expm1(components[:, _ARRAY]), min=0.0)
+        log_energy = torch.log(energy)
         totals_n = (torch.stack([log_cycles, log_energy], dim=1) - mean[:2]) / std[:2]  # (n, 2)
-        return torch.cat([totals_n, area[:, None], components_n], dim=1), logit  # (n, 10)
+        return torch.cat([totals_n, area[:, None], components_n], dim=1), logit  # (n, 11)
 
-    def forward(self, layer_x: torch.Tensor, acc_x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward_normalised(self, layer_x: torch.Tensor, acc_x: torch.Tensor,
+                           pair_x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ensemble's normalised log predictions and feasibility logit: the members' means.
+
+        Returns
+        -------
+        (torch.Tensor, torch.Tensor)
+            ``(n, k)`` (see `forward_members`) and ``(n,)``.
+        """
+        members, logits = self.forward_members(layer_x, acc_x, pair_x)
+        return member_mean(members), member_mean(logits)
+
+    def forward(self, layer_x: torch.Tensor, acc_x: torch.Tensor,
+                return_spread: bool = False) -> dict[str, torch.Tensor]:
         """Physical predictions, differentiable w.r.t. both encodings.
 
         Parameters
@@ -247,6 +296,10 @@ class EvaluatorNetwork(nn.Module):
         acc_x : torch.Tensor
             ``(n, d_acc)`` raw accelerator encoding (`encode_accelerators` or the soft one);
             a single row broadcasts against ``n`` layers.
+        return_spread : bool
+            Add the ensemble's raw (uncalibrated) spread: ``spread_log_cycles``,
+            ``spread_log_energy_pj``, ``spread_log_area_mm2``, the standard deviation of the
+            members' natural logs (NaN with one member).
 
         Returns
         -------
@@ -254,7 +307,8 @@ class EvaluatorNetwork(nn.Module):
             ``cycles``, ``latency_s`` (cycles / clock, the clock read from the encoding's
             ``log2_freq_mhz`` slot: ``2**acc_x[:, FREQ_FEATURE_INDEX]`` MHz), ``energy_pj``,
             ``area_mm2``, ``feasible_logit``, and the natural logs ``log_cycles``,
-            ``log_latency_s``, ``log_energy_pj``, ``log_area_mm2`` (better-conditioned costs).
+            ``log_latency_s``, ``log_energy_pj``, ``log_area_mm2`` (better-conditioned costs):
+            with several members, the mean of the members' logs (and of their logits).
         """
         if acc_x.dim() == 1:
             acc_x = acc_x.unsqueeze(0)
@@ -264,34 +318,89 @@ class EvaluatorNetwork(nn.Module):
             acc_x = acc_x.expand(layer_x.shape[0], -1)
         elif layer_x.shape[0] == 1 and acc_x.shape[0] != 1:
             layer_x = layer_x.expand(acc_x.shape[0], -1)
-        normalised, feasible_logit = self.forward_normalised(layer_x, acc_x)
-        logs = normalised[:, :3] * self.target_std[:3] + self.target_mean[:3]  # (n, 3) natural logs
-        log_cycles, log_energy, log_area = logs.unbind(dim=1)
+        members, logits = self.forward_members(layer_x, acc_x)  # (K, n, k), (K, n)
+        member_logs = members[:, :, :3] * self.target_std[:3] + self.target_mean[:3]  # (K, n, 3) natural logs
+        log_cycles, log_energy, log_area = member_mean(member_logs).unbind(dim=1)
         # ln(seconds) = ln(cycles) - ln(MHz * 1e6); the encoding holds log2(MHz).
         log_latency = log_cycles - acc_x[:, FREQ_FEATURE_INDEX] * torch.log(torch.tensor(2.0)) - torch.log(torch.tensor(1e6))
-        return {
+        out = {
             "cycles": torch.exp(log_cycles),
             "latency_s": torch.exp(log_latency),
             "energy_pj": torch.exp(log_energy),
             "area_mm2": torch.exp(log_area),
-            "feasible_logit": feasible_logit,
+            "feasible_logit": member_mean(logits),
             "log_cycles": log_cycles,
             "log_latency_s": log_latency,
             "log_energy_pj": log_energy,
             "log_area_mm2": log_area,
         }
+        if return_spread:
+            spread = member_spread(member_logs)  # (n, 3)
+            for i, name in enumerate(("log_cycles", "log_energy_pj", "log_area_mm2")):
+                out[f"spread_{name}"] = spread[:, i]
+        return out
+
+
+def check_ensemble(value: Any, name: str = "model.ensemble") -> int:
+    """``value`` if it is a valid ensemble size, else a `UserError` (a ValueError) naming ``name``
+    and the allowed range."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ENSEMBLE:
+        raise UserError(f"{name} = {value!r}: expected an integer in [1, {MAX_ENSEMBLE}] (members of the "
+                         "deep ensemble; 1: a single network, no uncertainty)")
+    return value
+
+
+def single_network_names(state: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Weights of a network saved before ensembles, under their names in an ensemble of one.
+
+    Such a network held one trunk and one area subnetwork: ``{prefix}trunk.*`` and
+    ``{prefix}area.*`` become ``{prefix}trunks.0.*`` and ``{prefix}areas.0.*``; other names
+    (the normalisation buffers) are kept.
+    """
+    renamed = {}
+    for name, value in state.items():
+        for old, new in (("trunk.", "trunks.0."), ("area.", "areas.0.")):
+            if name.startswith(prefix + old):
+                name = prefix + new + name[len(prefix + old):]
+                break
+        renamed[name] = value
+    return renamed
+
+
+def member_mean(members: torch.Tensor) -> torch.Tensor:
+    """The mean over members (dimension 0), row by row alike.
+
+    Summed member by member: torch's ``mean(dim=0)`` rounds rows differently depending on
+    where they sit in the batch (by one float32 ulp), so a pair's prediction would depend on
+    the other pairs in its batch.
+    """
+    return functools.reduce(torch.add, members.unbind(dim=0)) / members.shape[0]
+
+
+def member_spread(member_logs: torch.Tensor) -> torch.Tensor:
+    """The ensemble's spread: the standard deviation over members (dimension 0) of their logs.
+
+    The sample standard deviation (divisor K - 1), kept differentiable where the members agree
+    exactly (a tiny floor under the variance); NaN with a single member.
+    """
+    if member_logs.shape[0] < 2:
+        return torch.full_like(member_logs[0], math.nan)
+    return torch.sqrt(member_logs.var(dim=0, correction=1) + 1e-12)
 
 
 _LN2 = math.log(2.0)
 
 
 def analytic_base(pair_x: torch.Tensor, acc_x: torch.Tensor) -> torch.Tensor:
-    """The analytic model's estimate of every target column, as natural logs ``(n, 10)``."""
+    """The analytic model's estimate of every target column, as natural logs ``(n, 11)``
+    (``ln(1 + x)`` for the `LOG1P_COLUMNS`)."""
     def estimate(name: str) -> torch.Tensor:
         return pair_x[:, PAIR_FEATURES.index(name)] * _LN2
 
     cycles, compute = estimate("log2_est_cycles"), estimate("log2_est_compute_cycles")
     stall = torch.log1p(torch.clamp(torch.exp(cycles) - torch.exp(compute), min=0.0))
+    array = torch.log1p(torch.exp(estimate("log2_est_array_pj")))
     columns = [cycles, estimate("log2_est_energy_pj"), analytic_area(decode_accelerators(acc_x)) * _LN2, compute, stall,
-               *(estimate(f"log2_est_{part}_pj") for part in ("mac", "rf", "sram", "dram", "leak"))]
+               estimate("log2_est_mac_pj"), estimate("log2_est_rf_pj"), array,
+               *(estimate(f"log2_est_{part}_pj") for part in ("sram", "dram", "leak"))]
     return torch.stack(columns, dim=1)

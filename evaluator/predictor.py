@@ -5,10 +5,20 @@ eval mode whose parameters never require gradients, while gradients still flow t
 *inputs* (the layer and accelerator encodings). Files are `evaluator.artifact`'s job
 (``evaluator.save(ev, path)``, ``evaluator.load(path)``): the artifact module builds on this
 one, never the other way round.
+
+Uncertainty: an evaluator trained as a deep ensemble (``model.ensemble`` > 1) gives, with
+``predict(..., return_std=True)``, the *calibrated* standard deviation of the natural log of
+each prediction: ``std = scale * spread``, the spread being the members' standard deviation
+in log space and ``scale`` one factor per target fitted after training on the validation
+split (``calibration``, see `evaluator.validate.calibrate`). A std of 0.05 reads as about
++-5% (one sigma, relative). A single network (``model.ensemble = 1``, and every artifact
+written before ensembles) has no uncertainty: its std columns are NaN.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -19,8 +29,20 @@ from torch import nn
 from dataset_gen.reader import simulator_identity
 from dataset_gen.space import ACCELERATOR_FIELDS, Accelerator, SpaceError
 from evaluator.features import encode_accelerators, encode_layers
-from evaluator.network import EvaluatorNetwork
+from evaluator.network import TARGETS, EvaluatorNetwork
 from evaluator.protocol import PREDICTION_COLUMNS, check_pairs
+
+# The std columns `Evaluator.predict(..., return_std=True)` adds: the calibrated standard
+# deviation of the natural log of each figure (latency's equals total_cycles': the clock is exact).
+STD_COLUMNS: tuple[str, ...] = ("total_cycles_std", "latency_s_std", "energy_pj_std", "area_mm2_std")
+# The target whose calibration scale each std column (and forward's std_* key) uses.
+_STD_TARGET = {"total_cycles_std": "latency", "latency_s_std": "latency", "energy_pj_std": "energy",
+               "area_mm2_std": "area"}
+_SPREAD_KEY = {"latency": "spread_log_cycles", "energy": "spread_log_energy_pj", "area": "spread_log_area_mm2"}
+
+
+class NoUncertaintyWarning(UserWarning):
+    """Uncertainty was asked of a single network (``model.ensemble = 1``): the std is NaN."""
 
 
 class Evaluator(nn.Module):
@@ -36,15 +58,22 @@ class Evaluator(nn.Module):
         The validation report (see `evaluator.report`).
     extra : dict, optional
         Anything else worth keeping with the weights (the training config, the split).
+    calibration : dict, optional
+        The uncertainty calibration (`evaluator.validate.calibrate`): ``scale`` maps each
+        target (``latency``, ``energy``, ``area``) to the factor that turns the ensemble's
+        spread into a calibrated standard deviation. Without it the std is the raw spread
+        (scale 1), which is not calibrated.
     """
 
     def __init__(self, network: EvaluatorNetwork, dataset_metadata: dict[str, Any] | None = None,
-                 metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> None:
+                 metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+                 calibration: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.network = network
         self.dataset_metadata: dict[str, Any] = dict(dataset_metadata or {})
         self.metrics: dict[str, Any] = dict(metrics or {})
         self.extra: dict[str, Any] = dict(extra or {})
+        self.calibration: dict[str, Any] = dict(calibration or {})
         self.requires_grad_(False)
         super().train(False)
 
@@ -65,11 +94,26 @@ class Evaluator(nn.Module):
         return simulator_identity(self.dataset_metadata)
 
     @property
+    def ensemble(self) -> int:
+        """Members of the deep ensemble (1: a single network, no uncertainty)."""
+        return self.network.ensemble
+
+    @property
+    def std_scale(self) -> dict[str, float]:
+        """The calibration factor per target (``latency``, ``energy``, ``area``): the std is
+        this times the ensemble's spread. Without a calibration, 1.0 (the raw spread); a target
+        the calibration could not fit (no usable rows) gets NaN."""
+        scale = (self.calibration or {}).get("scale")
+        if not scale:
+            return {target: 1.0 for target in TARGETS}
+        return {target: float(scale[target]) if scale.get(target) is not None else math.nan for target in TARGETS}
+
+    @property
     def space_hash(self) -> str | None:
         """The design-space hash of the training data (None if unknown)."""
         return self.dataset_metadata.get("space_hash")
 
-    def forward(self, layer_x: torch.Tensor, acc_x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, layer_x: torch.Tensor, acc_x: torch.Tensor, return_std: bool = False) -> dict[str, torch.Tensor]:
         """Differentiable predictions from raw encodings; see `EvaluatorNetwork.forward`.
 
         Parameters
@@ -79,17 +123,30 @@ class Evaluator(nn.Module):
         acc_x : torch.Tensor
             ``(n, d_acc)`` or ``(1, d_acc)`` from `encode_accelerators` or
             `encode_accelerators_soft`; the clock for ``latency_s`` is read from it.
+        return_std : bool
+            Add ``std_log_cycles``, ``std_log_latency_s``, ``std_log_energy_pj`` and
+            ``std_log_area_mm2``: the calibrated standard deviation of each natural log
+            (NaN for a single network), differentiable too.
 
         Returns
         -------
         dict of torch.Tensor, each ``(n,)``
             ``cycles``, ``latency_s``, ``energy_pj``, ``area_mm2``, ``feasible_logit`` and the
-            natural logs ``log_cycles``, ``log_latency_s``, ``log_energy_pj``, ``log_area_mm2``.
+            natural logs ``log_cycles``, ``log_latency_s``, ``log_energy_pj``, ``log_area_mm2``
+            (an ensemble's: the mean of its members' logs), and the std keys if asked.
         """
-        return self.network(layer_x, acc_x)
+        out = self.network(layer_x, acc_x, return_spread=return_std)
+        if return_std:
+            scale = self.std_scale
+            out["std_log_cycles"] = out.pop("spread_log_cycles") * scale["latency"]
+            out["std_log_latency_s"] = out["std_log_cycles"]
+            out["std_log_energy_pj"] = out.pop("spread_log_energy_pj") * scale["energy"]
+            out["std_log_area_mm2"] = out.pop("spread_log_area_mm2") * scale["area"]
+        return out
 
     @torch.no_grad()
-    def predict(self, layers: Any, accelerator: Any = None, batch_size: int = 65536) -> pd.DataFrame:
+    def predict(self, layers: Any, accelerator: Any = None, batch_size: int = 65536,
+                return_std: bool = False) -> pd.DataFrame:
         """Predict the simulator's figures for layers on accelerators.
 
         ``predict(pairs)`` with one frame of layer and accelerator columns is the
@@ -104,12 +161,21 @@ class Evaluator(nn.Module):
             One accelerator for every layer, or one per layer (aligned by position).
         batch_size : int
             Pairs per forward pass.
+        return_std : bool
+            Add `STD_COLUMNS`: ``total_cycles_std``, ``latency_s_std``, ``energy_pj_std``,
+            ``area_mm2_std``, the calibrated standard deviation of the natural log of each
+            prediction (about its relative error: 0.05 is +-5% at one sigma; the band
+            ``value * exp(+-2 std)`` held about 95% of the validation split's simulated values
+            at calibration). NaN for a single network (``model.ensemble = 1``), which has no
+            uncertainty.
 
         Returns
         -------
         pandas.DataFrame
             One row per layer (the layers' index when a DataFrame) with ``total_cycles``,
-            ``latency_s`` (s), ``energy_pj``, ``area_mm2`` and ``p_feasible`` (0..1).
+            ``latency_s`` (s), ``energy_pj``, ``area_mm2`` and ``p_feasible`` (0..1), then the
+            std columns if asked. An ensemble's figures are the exponentials of the mean of
+            its members' natural logs (geometric means).
         """
         if accelerator is None:
             accelerator = check_pairs(layers)
@@ -120,14 +186,24 @@ class Evaluator(nn.Module):
             raise SpaceError(f"accelerator: {acc_x.shape[0]} rows for {n} layers; expected 1 or {n}")
         if acc_x.shape[0] == 1:
             acc_x = acc_x.expand(n, -1)
-        columns: dict[str, list[np.ndarray]] = {name: [] for name in PREDICTION_COLUMNS}
+        if return_std and self.ensemble < 2:
+            warnings.warn("this evaluator is a single network (model.ensemble = 1): it has no uncertainty, its "
+                          "*_std columns are NaN; train it with model.ensemble >= 2 for calibrated ones",
+                          NoUncertaintyWarning, stacklevel=3)  # past torch.no_grad's wrapper
+        names = [*PREDICTION_COLUMNS, *(STD_COLUMNS if return_std else ())]
+        columns: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        scale = self.std_scale
         for start in range(0, n, batch_size):
-            out = self.network(layer_x[start:start + batch_size], acc_x[start:start + batch_size])
+            out = self.network(layer_x[start:start + batch_size], acc_x[start:start + batch_size],
+                               return_spread=return_std)
             columns["total_cycles"].append(out["cycles"].double().numpy())
             columns["latency_s"].append(out["latency_s"].double().numpy())
             columns["energy_pj"].append(out["energy_pj"].double().numpy())
             columns["area_mm2"].append(out["area_mm2"].double().numpy())
             columns["p_feasible"].append(torch.sigmoid(out["feasible_logit"]).double().numpy())
+            for name in STD_COLUMNS if return_std else ():
+                target = _STD_TARGET[name]
+                columns[name].append(out[_SPREAD_KEY[target]].double().numpy() * scale[target])
         index = layers.index if isinstance(layers, pd.DataFrame) else pd.RangeIndex(n)
         return pd.DataFrame(
             {name: np.concatenate(parts) if parts else np.empty(0) for name, parts in columns.items()},

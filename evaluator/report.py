@@ -3,10 +3,12 @@
 `report.json` layout (all shares are fractions in 0..1; NaN is written as null)::
 
     {
-      "format": "dance-evaluator-report", "format_version": 1,
+      "format": "dance-evaluator-report", "format_version": 2,
       "simulator": {"name": "builtin", "version": "...", "settings": {...}},  # what it imitates
       "simulator_version": "...", "space_hash": "...", "artifact": "...", "dataset": "...",
       "error_rows": {"test": int, "ood": int},       # simulator failures, left out of the sets
+      "ensemble": int,                               # members of the evaluator's deep ensemble
+      "calibration": {"scale": {"latency": s, ...}, "method": "2sigma", "split": "val", ...},
       "ood_skipped": "...",                          # only when the OOD set could not be simulated
       "goal": {"within_10pct": 0.95, "kendall_tau": 0.95,
                "met": {"test": true, "ood": false}},
@@ -21,10 +23,17 @@
            "feasibility": {"n", "accuracy", "precision", "recall", "share_feasible"},
            "description": "..."}
     TARGET = {"n", "mape", "median_ape", "rmse_log", "within_5pct", "within_10pct",
-              "kendall_tau", "spearman_rho"}
+              "kendall_tau", "spearman_rho",
+              "uncertainty": UNCERTAINTY}                # only for an ensemble (std predicted)
+    UNCERTAINTY = {"n", "coverage_1sigma", "coverage_2sigma", "rms_z", "median_sigma",
+                   "sigma_error_spearman"}            # `evaluator.metrics.uncertainty_metrics`
 
 ``test`` is the held-out random split of the dataset; ``ood`` the layers of real networks
 not used in training, on random accelerators of the dataset's space, simulated fresh.
+``UNCERTAINTY`` says how well the calibrated std (``predict(..., return_std=True)``)
+describes the set's actual log errors: the shares inside the 1- and 2-sigma bands (ideal
+0.683 / 0.954) and the rank correlation of sigma with the absolute log error. Format
+version 2 added ``ensemble``, ``calibration`` and ``uncertainty``; the rest is version 1's.
 """
 
 from __future__ import annotations
@@ -39,7 +48,8 @@ import numpy as np
 import pandas as pd
 
 from dataset_gen.common.files import atomic_write, atomic_write_text, write_json
-from evaluator.metrics import classification_metrics, regression_metrics
+from evaluator.metrics import (NORMAL_COVERAGE, classification_metrics, coverage_curve, log_errors,
+                               regression_metrics, uncertainty_metrics)
 
 REPORT_FORMAT = "dance-evaluator-report"
 # (report target, simulator column, rows it is measured on)
@@ -59,7 +69,8 @@ def evaluate_set(simulated: pd.DataFrame, predicted: pd.DataFrame, description: 
     simulated : pandas.DataFrame
         The simulator's results (``feasible``, ``latency_s``, ``energy_pj``, ``area_mm2``).
     predicted : pandas.DataFrame
-        Aligned predictions (`Evaluator.predict` columns).
+        Aligned predictions (`Evaluator.predict` columns); with the std columns
+        (``return_std=True``), each target also gets its ``uncertainty`` metrics.
     description : str
         What the set is (kept in the report).
 
@@ -78,6 +89,9 @@ def evaluate_set(simulated: pd.DataFrame, predicted: pd.DataFrame, description: 
         mask = feasible.copy() if rows == "feasible" else np.ones(len(truth), dtype=bool)
         mask &= np.isfinite(truth) & (truth > 0)
         result[target] = regression_metrics(truth[mask], guess[mask])
+        if f"{column}_std" in predicted:
+            std = predicted[f"{column}_std"].to_numpy(dtype=np.float64)
+            result[target]["uncertainty"] = uncertainty_metrics(truth[mask], guess[mask], std[mask])
     result["feasibility"] = classification_metrics(feasible, predicted["p_feasible"].to_numpy(dtype=np.float64))
     return result
 
@@ -100,9 +114,13 @@ def _cell(value: Any, percent: bool) -> str:
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """A readable fixed-width table: one line per (model, set, target)."""
+    """A readable fixed-width table: one line per (model, set, target).
+
+    With an ensemble's uncertainty, three more columns: the shares of simulated values inside
+    the predicted 1- and 2-sigma bands and the rank correlation of sigma with the error.
+    """
     header = f"{'model':<24} {'set':<5} {'target':<8} {'n':>7} {'MAPE':>7} {'<=5%':>7} {'<=10%':>7} " \
-             f"{'RMSElog':>8} {'tau':>6} {'rho':>6} {'feas.acc':>8}"
+             f"{'RMSElog':>8} {'tau':>6} {'rho':>6} {'feas.acc':>8} {'in1sig':>7} {'in2sig':>7} {'rho_sig':>7}"
     lines = [header, "-" * len(header)]
     simulator = report.get("simulator")
     if simulator:
@@ -118,15 +136,19 @@ def format_table(report: dict[str, Any]) -> str:
             accuracy = (metrics.get("feasibility") or {}).get("accuracy")
             for target in ("latency", "energy", "area"):
                 m = metrics.get(target) or {}
+                u = m.get("uncertainty") or {}
                 lines.append(
                     f"{model:<24} {set_name:<5} {target:<8} {m.get('n', 0):>7} {_cell(m.get('mape'), True):>7} "
                     f"{_cell(m.get('within_5pct'), True):>7} {_cell(m.get('within_10pct'), True):>7} "
                     f"{_cell(m.get('rmse_log'), False):>8} {_cell(m.get('kendall_tau'), False):>6} "
                     f"{_cell(m.get('spearman_rho'), False):>6} "
-                    f"{_cell(accuracy, True) if target == 'latency' else '':>8}"
+                    f"{_cell(accuracy, True) if target == 'latency' else '':>8} "
+                    f"{_cell(u.get('coverage_1sigma'), True):>7} {_cell(u.get('coverage_2sigma'), True):>7} "
+                    f"{_cell(u.get('sigma_error_spearman'), False):>7}".rstrip()
                 )
     if report.get("ood_skipped"):
         lines.append(report["ood_skipped"])
+    lines += _uncertainty_lines(report)
     goal = report.get("goal")
     if goal:
         met = ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in goal.get("met", {}).items())
@@ -134,6 +156,23 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"goal (latency and energy within 10% for >= {100 * goal['within_10pct']:.0f}% of pairs, "
                      f"Kendall tau >= {goal['kendall_tau']}): {met}")
     return "\n".join(lines) + "\n"
+
+
+def _uncertainty_lines(report: dict[str, Any]) -> list[str]:
+    """What the uncertainty columns mean and how the std was calibrated (nothing without one)."""
+    ensemble = report.get("ensemble")
+    if ensemble is None:
+        return []
+    if ensemble < 2:
+        return ["", "uncertainty: none (a single network, model.ensemble = 1): in1sig, in2sig, rho_sig are -"]
+    calibration = report.get("calibration") or {}
+    scale = ", ".join(f"{target} {_cell(value, False)}" for target, value in (calibration.get("scale") or {}).items())
+    fitted = f"{calibration.get('split', '?')} split ({calibration.get('method', '?')})"
+    return ["", f"uncertainty: {ensemble}-member ensemble; std of ln(prediction) = scale x the members' spread, "
+                f"scale fitted on the {fitted}: {scale}",
+            f"in1sig / in2sig: simulated values inside prediction x exp(+-sigma) / exp(+-2 sigma) (ideal "
+            f"{100 * NORMAL_COVERAGE['1sigma']:.1f}% / {100 * NORMAL_COVERAGE['2sigma']:.1f}%); rho_sig: Spearman "
+            "correlation of sigma with |ln pred - ln sim|"]
 
 
 def parity_plot(simulated: pd.DataFrame, predicted: pd.DataFrame, path: str | os.PathLike, title: str) -> Path:
@@ -165,6 +204,55 @@ def parity_plot(simulated: pd.DataFrame, predicted: pd.DataFrame, path: str | os
         axis.set_title(f"{target} ({column}), n={truth.size}, <=10%: {_cell(within, True)}", fontsize=9)
         axis.set_xlabel("simulated")
         axis.set_ylabel("predicted")
+    figure.suptitle(textwrap.fill(title, width=120), fontsize=10)
+    figure.tight_layout()
+    try:
+        atomic_write(path, lambda stream: figure.savefig(stream, dpi=110, format="png"))
+    finally:
+        plt.close(figure)
+    return path
+
+
+def calibration_plot(sets: dict[str, tuple[pd.DataFrame, pd.DataFrame]], path: str | os.PathLike,
+                     title: str) -> Path:
+    """Observed against expected coverage of the predicted sigma bands, one panel per target (PNG).
+
+    Parameters
+    ----------
+    sets : dict
+        Set name -> (simulated, predicted with the std columns).
+    path : str or PathLike
+    title : str
+
+    The band of expected level ``p`` is ``prediction x exp(+-z std)``, ``z`` the normal quantile
+    of ``(1 + p) / 2``; a calibrated std lies on the diagonal, an overconfident one below it.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: never open a window
+    from matplotlib import pyplot as plt
+
+    path = Path(path)
+    levels = np.linspace(0.0, 0.99, 34)
+    figure, axes = plt.subplots(1, 3, figsize=(13.5, 4.5))
+    for axis, (target, column, rows) in zip(axes, TARGET_COLUMNS):
+        axis.plot([0, 1], [0, 1], color="black", linewidth=0.8, label="calibrated")
+        for name, (simulated, predicted) in sets.items():
+            truth = simulated[column].to_numpy(dtype=np.float64)
+            mask = np.isfinite(truth) & (truth > 0)
+            if rows == "feasible":
+                mask &= simulated["feasible"].to_numpy(dtype=bool)
+            errors = log_errors(truth[mask], predicted[column].to_numpy(dtype=np.float64)[mask])
+            observed = coverage_curve(errors, predicted[f"{column}_std"].to_numpy(dtype=np.float64)[mask], levels)
+            axis.plot(levels, observed, marker=".", markersize=3, label=f"{name} (n={int(mask.sum())})")
+        for expected in NORMAL_COVERAGE.values():
+            axis.axvline(expected, color="grey", linewidth=0.5, linestyle=":")
+        axis.set_xlim(0, 1)
+        axis.set_ylim(0, 1)
+        axis.set_title(f"{target} ({column})", fontsize=9)
+        axis.set_xlabel("expected coverage (normal band)")
+        axis.set_ylabel("observed coverage")
+        axis.legend(loc="upper left", fontsize=8)
     figure.suptitle(textwrap.fill(title, width=120), fontsize=10)
     figure.tight_layout()
     try:

@@ -23,7 +23,7 @@ from evaluator.data import PairsDataModule
 from evaluator.model import EvaluatorModule
 from evaluator.predictor import Evaluator
 from evaluator.report import format_table, write_report
-from evaluator.validate import ValidationConfig, validate
+from evaluator.validate import ValidationConfig, calibrate, validate
 
 
 @dataclass
@@ -67,7 +67,8 @@ def _raise_epochs_to_reach(trainer: L.Trainer, datamodule: PairsDataModule, min_
 
 def train(model: EvaluatorModule, datamodule: PairsDataModule, trainer: L.Trainer, out: str | os.PathLike,
           ckpt_path: str | None = None, seed: int = 0, validation: ValidationConfig | None = None,
-          config: dict[str, Any] | None = None, log: Any = print, min_steps: int = 0) -> TrainResult:
+          config: dict[str, Any] | None = None, log: Any = print, min_steps: int = 0,
+          calibration: str = "2sigma") -> TrainResult:
     """Train, validate and save an evaluator.
 
     Parameters
@@ -90,6 +91,9 @@ def train(model: EvaluatorModule, datamodule: PairsDataModule, trainer: L.Traine
     min_steps : int
         Optimiser steps the schedule must hold at least: on a small dataset (a slow
         simulator's few thousand rows) ``trainer``'s ``max_epochs`` is raised to reach them.
+    calibration : {"2sigma", "1sigma", "rms"}
+        How a deep ensemble's uncertainty is calibrated on the validation split
+        (`evaluator.validate.calibrate`); a single network has none.
 
     Returns
     -------
@@ -120,6 +124,8 @@ def train(model: EvaluatorModule, datamodule: PairsDataModule, trainer: L.Traine
                "hparams": dict(model.hparams), "epochs": int(trainer.current_epoch),
                "train_seconds": round(trained_seconds, 1), "best_checkpoint": best},
     )
+    evaluator.calibration = calibrate(evaluator, datamodule.path, calibration, seed=seed)
+    _log_calibration(evaluator, log)
     validation = validation or ValidationConfig(seed=seed)
     report = validate(evaluator, datamodule.path, out, validation, split="test",
                       artifact=str(out / "evaluator.pt"), log=log)
@@ -139,6 +145,31 @@ def train(model: EvaluatorModule, datamodule: PairsDataModule, trainer: L.Traine
         f"{100 * test.get('energy', {}).get('within_10pct', float('nan')):.1f}%"
         + (f"; OOD: latency {100 * ood['latency']['within_10pct']:.1f}%, energy "
            f"{100 * ood['energy']['within_10pct']:.1f}%" if ood.get("latency") else "")
+        + _coverage_text(report)
         + f". Artifact: {artifact}; report: {paths['json']} and {paths['table']}."
     )
     return TrainResult(evaluator, report, artifact, paths["json"], best, seconds)
+
+
+def _log_calibration(evaluator: Evaluator, log: Any) -> None:
+    """One line on the fitted uncertainty calibration (or on its absence)."""
+    calibration = evaluator.calibration
+    if not calibration:
+        log("uncertainty: none (a single network, model.ensemble = 1)")
+        return
+    parts = ", ".join(f"{target} x{scale:.2f} ({calibration['n'][target]} pairs, 2-sigma band holds "
+                      f"{100 * calibration['coverage_2sigma'][target]:.1f}%)"
+                      for target, scale in calibration["scale"].items())
+    log(f"uncertainty: {evaluator.ensemble}-member ensemble, spread scaled on the {calibration['split']} split "
+        f"({calibration['method']}): {parts}")
+
+
+def _coverage_text(report: dict[str, Any]) -> str:
+    """The test split's 2-sigma coverage of latency and energy, for the final line ('' without one)."""
+    test = report.get("test", {})
+    shares = {target: (test.get(target, {}).get("uncertainty") or {}).get("coverage_2sigma")
+              for target in ("latency", "energy")}
+    if any(share is None for share in shares.values()):
+        return ""
+    return (f"; predicted 2-sigma bands hold {100 * shares['latency']:.1f}% (latency) and "
+            f"{100 * shares['energy']:.1f}% (energy) of the test pairs")

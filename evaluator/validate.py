@@ -7,6 +7,12 @@ adapter), fits the baselines on the training split and writes the report
 failed on (non-empty ``error``) are left out of every set and counted in the report.
 `validate_artifact` does the same for an artifact file and any dataset of the same
 simulator (adapter and version) and design space.
+
+`calibrate` fits the uncertainty of a deep ensemble after training: one factor per target
+that scales the members' spread into a calibrated standard deviation of ln(prediction),
+fitted on the validation split (the split the test metrics never see). The report then says,
+per set and target, how often the simulated value fell inside the predicted 1- and 2-sigma
+bands and how well sigma ranks the actual errors (`evaluator.report`).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
 from dataset_gen.adapters import AdapterError
@@ -26,9 +33,11 @@ from evaluator.artifact import load
 from evaluator.baselines import BASELINES, DEFAULT_MAX_TRAIN_ROWS, baseline_features, fit_baseline
 from evaluator.data import INPUT_FIELDS, RESULT_COLUMNS, SPLITS, drop_error_rows, read_split
 from evaluator.dataset import ForeignDatasetError, check_dataset
+from evaluator.metrics import CALIBRATION_METHODS, calibration_scale, log_errors, uncertainty_metrics
 from evaluator.ood import ood_set
 from evaluator.predictor import Evaluator
-from evaluator.report import GOAL, REPORT_FORMAT, evaluate_set, goal_met, parity_plot, write_report
+from evaluator.report import (GOAL, REPORT_FORMAT, TARGET_COLUMNS, calibration_plot, evaluate_set, goal_met,
+                              parity_plot, write_report)
 
 
 @dataclass
@@ -137,7 +146,7 @@ def validate(evaluator: Evaluator, data: str | os.PathLike, out: str | os.PathLi
                             f"space, simulated by {simulator['name']} {simulator['version']}")
     report: dict[str, Any] = {
         "format": REPORT_FORMAT,
-        "format_version": 1,
+        "format_version": 2,
         "simulator": simulator,
         "simulator_version": evaluator.simulator_version,
         "space_hash": evaluator.space_hash,
@@ -145,14 +154,22 @@ def validate(evaluator: Evaluator, data: str | os.PathLike, out: str | os.PathLi
         "dataset": os.fspath(data),
         # rows the simulator failed on (unknown, not infeasible), left out of each set's metrics
         "error_rows": error_rows,
+        "ensemble": evaluator.ensemble,
+        "calibration": evaluator.calibration,
     }
     if ood_skipped:
         report["ood_skipped"] = ood_skipped
+    uncertain = evaluator.ensemble > 1
+    predictions = {}
     for name, (frame, description) in sets.items():
-        predicted = evaluator.predict(frame)
+        predictions[name] = predicted = evaluator.predict(frame, return_std=uncertain)
         report[name] = evaluate_set(frame, predicted, description)
         if config.plots:
             parity_plot(frame, predicted, out / f"parity_{name}.png", f"evaluator, {name}: {description}")
+    if config.plots and uncertain:
+        calibration_plot({name: (frame, predictions[name]) for name, (frame, _) in sets.items()},
+                         out / "calibration.png", f"{evaluator.ensemble}-member evaluator: coverage of the "
+                         f"predicted sigma bands (std scaled on the {evaluator.calibration.get('split', '?')} split)")
     report["goal"] = {**GOAL, "met": {name: goal_met(report[name]) for name in sets}}
     report["baselines"] = {}
     if config.baselines:
@@ -173,6 +190,63 @@ def validate(evaluator: Evaluator, data: str | os.PathLike, out: str | os.PathLi
     report["seconds"] = round(time.perf_counter() - started, 2)
     write_report(report, out)
     return report
+
+
+def calibrate(evaluator: Evaluator, data: str | os.PathLike, method: str = "2sigma", split: str = "val",
+              max_rows: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """Fit the factor per target that turns the ensemble's spread into a calibrated std.
+
+    Parameters
+    ----------
+    evaluator : Evaluator
+        A trained ensemble (a single network has no spread: the result is empty).
+    data : str or PathLike
+        Its training dataset; the rows of ``split`` (by the split stored with the evaluator)
+        are predicted and compared with the simulator's figures.
+    method : {"2sigma", "1sigma", "rms"}
+        `evaluator.metrics.calibration_scale`: ``2sigma`` (the default) makes the 2-sigma band
+        ``prediction x exp(+-2 std)`` hold 95.4% of the rows, ``1sigma`` makes the 1-sigma band
+        hold 68.3%, ``rms`` gives the z-scores ``|ln sim - ln pred| / std`` unit root mean square.
+        The evaluator's errors are heavy-tailed, which is why the default targets the band the
+        warnings use rather than the RMS (set by the few worst pairs).
+    split : {"val", "train", "test"}
+        The calibration rows: ``val``, whose errors are held-out ones (training never fitted
+        them; only early stopping looked at their loss) and which the test metrics never see.
+    max_rows : int, optional
+        A seeded random subset of at most this many rows.
+    seed : int
+
+    Returns
+    -------
+    dict
+        ``{}`` for a single network, else ``method``, ``split``, ``scale`` (target -> factor),
+        ``n`` (target -> pairs used) and ``coverage_1sigma`` / ``coverage_2sigma`` (target ->
+        the share of the calibration rows inside the calibrated bands), to store in the
+        artifact (`Evaluator.calibration`).
+    """
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"calibration = {method!r}: expected one of {list(CALIBRATION_METHODS)}")
+    if evaluator.ensemble < 2:
+        return {}
+    stored = evaluator.extra.get("split") or {}
+    frame = read_split(data, split, stored.get("fractions", (0.8, 0.1, 0.1)), int(stored.get("salt", 0)),
+                       columns=[*INPUT_FIELDS, *RESULT_COLUMNS, "latency_s"], max_rows=max_rows, seed=seed)
+    raw = Evaluator(evaluator.network).predict(frame, return_std=True)  # no calibration: the raw spread
+    result: dict[str, Any] = {"method": method, "split": split, "scale": {}, "n": {},
+                              "coverage_1sigma": {}, "coverage_2sigma": {}}
+    feasible = frame["feasible"].to_numpy(dtype=bool)
+    for target, column, rows in TARGET_COLUMNS:
+        truth = frame[column].to_numpy(dtype=np.float64)
+        mask = np.isfinite(truth) & (truth > 0) & (feasible if rows == "feasible" else True)
+        guess = raw[column].to_numpy(dtype=np.float64)[mask]
+        spread = raw[f"{column}_std"].to_numpy(dtype=np.float64)[mask]
+        scale = calibration_scale(log_errors(truth[mask], guess), spread, method)
+        check = uncertainty_metrics(truth[mask], guess, spread * scale)
+        result["scale"][target] = scale
+        result["n"][target] = check["n"]
+        result["coverage_1sigma"][target] = check["coverage_1sigma"]
+        result["coverage_2sigma"][target] = check["coverage_2sigma"]
+    return result
 
 
 def validate_artifact(artifact: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike,

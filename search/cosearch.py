@@ -231,16 +231,34 @@ def summary_line(result: Mapping[str, Any]) -> str:
     # the evaluator's simulator first, then each further one, side by side
     columns = [(main, result["simulated"], result["relative_error"])]
     columns += [(name, by, by.get("relative_error") or {}) for name, by in (result.get("simulated_by") or {}).items()]
-    for name, sim, err in columns:
+    for index, (name, sim, err) in enumerate(columns):
         lat = sim.get("latency_s")
         if lat is None or not np.isfinite(lat):
             text += f"simulated by {name}: INFEASIBLE on the derived accelerator; "
         else:
             text += (f"simulated by {name}: latency {lat * 1e3:.3f} ms, energy {sim['energy_pj'] / 1e6:.3f} uJ, "
                      f"area {sim['area_mm2']:.3f} mm^2 (evaluator error {err['latency_s']:+.1%} latency, "
-                     f"{err['energy_pj']:+.1%} energy); ")
+                     f"{err['energy_pj']:+.1%} energy{_sigma_text(result) if index == 0 else ''}); ")
+    warnings = (result.get("uncertainty") or {}).get("warnings") or []
+    if warnings:  # each one was logged in full when the design was verified
+        text += f"{len(warnings)} verification warning(s) (result.json: uncertainty.warnings); "
     text += f"test accuracy {result['test_accuracy']:.2%}; wrote {result.get('path', '')}"
     return text
+
+
+def _sigma_text(result: Mapping[str, Any]) -> str:
+    """The predicted uncertainty next to the evaluator's error ('' for a single-network evaluator)."""
+    sigma = (result.get("uncertainty") or {}).get("sigma")
+    if not sigma:
+        return ""
+    return (f"; its predicted sigma {sigma['latency_s']:.1%} latency, {sigma['energy_pj']:.1%} energy, "
+            f"2-sigma band {'held' if _within(result) else 'MISSED'}")
+
+
+def _within(result: Mapping[str, Any]) -> bool:
+    """Whether the simulated latency and energy lie inside the predicted 2-sigma bands."""
+    within = (result.get("uncertainty") or {}).get("within_2sigma") or {}
+    return all(within.get(key) is not False for key in ("latency_s", "energy_pj"))
 
 
 def _accelerator_text(accelerator: Accelerator) -> str:

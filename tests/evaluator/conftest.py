@@ -37,9 +37,9 @@ def ten_pairs_dataset(tmp_path_factory):
     return make_dataset(tmp_path_factory.mktemp("evaluator-data") / "ten", 10)
 
 
-@pytest.fixture(scope="session")
-def trained(small_dataset, tmp_path_factory):
-    """A tiny evaluator trained for one epoch on the small dataset (no OOD set, no baselines)."""
+def train_tiny(dataset, out, ensemble=None):
+    """A tiny evaluator trained for one epoch (no OOD set, no baselines); ``ensemble``: members
+    (default: EvaluatorModule's, the default config's)."""
     import lightning as L
 
     from evaluator.data import PairsDataModule
@@ -47,10 +47,23 @@ def trained(small_dataset, tmp_path_factory):
     from evaluator.train import train
     from evaluator.validate import ValidationConfig
 
-    out = tmp_path_factory.mktemp("evaluator-run")
+    L.seed_everything(0, verbose=False)  # the members' initial weights
     trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
                         enable_model_summary=False, enable_checkpointing=False)
-    model = EvaluatorModule(depth=2, width=32, area_depth=1, area_width=16)
-    data = PairsDataModule(str(small_dataset), batch_size=256)
+    model = EvaluatorModule(depth=2, width=32, area_depth=1, area_width=16,
+                            **({} if ensemble is None else {"ensemble": ensemble}))
+    data = PairsDataModule(str(dataset), batch_size=256)
     return train(model, data, trainer, out, validation=ValidationConfig(ood_pairs=0, baselines=(), plots=False),
                  log=lambda line: None)
+
+
+@pytest.fixture(scope="session")
+def trained(small_dataset, tmp_path_factory):
+    """A tiny evaluator (the default deep ensemble) trained for one epoch on the small dataset."""
+    return train_tiny(small_dataset, tmp_path_factory.mktemp("evaluator-run"))
+
+
+@pytest.fixture(scope="session")
+def trained_single(small_dataset, tmp_path_factory):
+    """The same, as a single network (``model.ensemble = 1``: no uncertainty)."""
+    return train_tiny(small_dataset, tmp_path_factory.mktemp("evaluator-single"), ensemble=1)

@@ -37,7 +37,7 @@ def test_dance_train_writes_the_artifact_the_report_and_the_resolved_config(run,
     assert str(small_dataset) in config and "${" not in config  # resolved
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert list((run / "logs" / "csv").rglob("metrics.csv")) and list((run / "logs" / "tensorboard").rglob("events.*"))
-    for plot in ("parity_test.png", "parity_ood.png"):
+    for plot in ("parity_test.png", "parity_ood.png", "calibration.png"):
         assert (run / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -54,6 +54,25 @@ def test_the_report_has_every_target_on_both_sets_and_the_baselines(run):
     assert set(report["goal"]["met"]) == {"test", "ood"}
     stored = evaluator.load(run / "evaluator.pt").metrics
     assert stored["test"]["latency"]["mape"] == pytest.approx(report["test"]["latency"]["mape"])
+
+
+def test_the_report_measures_the_default_ensembles_uncertainty_on_both_sets(run):
+    report = json.loads((run / "report.json").read_text())
+    assert report["ensemble"] == 5 and set(report["calibration"]["scale"]) == {"latency", "energy", "area"}
+    for name in ("test", "ood"):
+        for target in ("latency", "energy"):
+            uncertainty = report[name][target]["uncertainty"]
+            assert uncertainty["n"] == report[name][target]["n"]
+            assert 0 <= uncertainty["coverage_1sigma"] <= uncertainty["coverage_2sigma"] <= 1
+    assert "in2sig" in (run / "report.txt").read_text()
+
+
+def test_a_bad_ensemble_size_is_one_line_naming_the_field(small_dataset, tmp_path):
+    done = subprocess.run([str(SCRIPTS / "dance-train"), f"dataset={small_dataset}", f"out={tmp_path / 'run'}",
+                           "model.ensemble=0"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip() == ("dance-train: error: model.ensemble = 0: expected an integer in [1, 64] "
+                                   "(members of the deep ensemble; 1: a single network, no uncertainty)")
 
 
 # Lightning says so on purpose when a run resumes into another folder: the point of this test.
@@ -114,7 +133,9 @@ def test_dance_validate_reports_an_artifact_on_its_dataset(run, small_dataset, t
                     f"out={out}", "validation.ood_pairs=0", "validation.baselines=[k_neighbors]")
     report = json.loads((out / "report.json").read_text())
     original = json.loads((run / "report.json").read_text())
-    assert report["test"]["latency"] == pytest.approx(original["test"]["latency"])  # same split, same numbers
+    latency, again = original["test"]["latency"], report["test"]["latency"]
+    assert again.pop("uncertainty") == pytest.approx(latency.pop("uncertainty"))  # same split, same stored scale
+    assert again == pytest.approx(latency)  # same split, same numbers
     assert "ood" not in report and set(report["baselines"]) == {"k_neighbors"}
 
 

@@ -10,6 +10,7 @@ gives), registered in `dataset_gen.adapters.ADAPTERS` for each test's duration.
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import lightning as L
@@ -265,6 +266,7 @@ def test_validation_names_the_simulator_and_leaves_failed_rows_out_of_every_set(
 
 def test_validation_refuses_a_dataset_of_another_simulator(flaky_trained, small_dataset, tmp_path):
     result, _ = flaky_trained
-    with pytest.raises(ForeignDatasetError, match=r"simulator version '1.0.0', expected 'flaky 2.0'"):
+    with pytest.raises(ForeignDatasetError,
+                       match=rf"simulator version '{re.escape(SIMULATOR_VERSION)}', expected 'flaky 2.0'"):
         validate_artifact(result.artifact, small_dataset, tmp_path / "validate",
                           ValidationConfig(ood_pairs=0, baselines=(), plots=False), log=lambda *_: None)
