@@ -313,7 +313,7 @@ def format_table(results: pd.DataFrame, accelerator: Accelerator, mapping: str, 
     from dataset_gen.simulator import SIMULATOR_VERSION
 
     header = ("layer", "input", "kernel", "output", "MACs", "total_cycles", "compute_cycles",
-              "stall_cycles", "latency_us", "energy_uJ", "util_%", "mapping (order tile_p/c/k)")
+              "stall_cycles", "latency_us", "energy_uJ", "util_%", "mapping (order rows x cols/c/k)")
     rows = []
     for row in results.itertuples(index=False):
         shape = _shape(row)
@@ -323,7 +323,7 @@ def format_table(results: pd.DataFrame, accelerator: Accelerator, mapping: str, 
                          "-", "-", "-", "-", "-", "no mapping fits the buffers / register file"))
             continue
         mapping_text = ("scalesim" if row.map_kind == "scalesim"
-                        else f"{row.map_order} {row.map_tile_p}/{row.map_tile_c}/{row.map_tile_k}")
+                        else f"{row.map_order} {row.map_tile_p}x{row.map_tile_q}/{row.map_tile_c}/{row.map_tile_k}")
         rows.append((row.layer, *shape, _macs(row.macs), str(row.total_cycles), str(row.compute_cycles),
                      str(row.stall_cycles), f"{row.latency_s * 1e6:.2f}", f"{row.energy_pj / 1e6:.3f}",
                      f"{row.utilization * 100:.1f}", mapping_text))
@@ -345,7 +345,7 @@ def format_table(results: pd.DataFrame, accelerator: Accelerator, mapping: str, 
         return "  ".join(cells).rstrip()
 
     rule = "-" * len(render(header))
-    energy = {part: feasible[f"energy_{part}_pj"].sum() for part in ("mac", "rf", "sram", "dram", "leak")}
+    energy = {part: feasible[f"energy_{part}_pj"].sum() for part in ("mac", "rf", "array", "sram", "dram", "leak")}
     energy_total = sum(energy.values())
     split = ", ".join(f"{part.upper()} {value / energy_total * 100:.1f}%" for part, value in energy.items()) \
         if energy_total > 0 else "-"
