@@ -28,8 +28,8 @@ from dataset_gen.adapters import make_adapter  # noqa: E402
 from dataset_gen.reader import read_dataset, simulator_identity  # noqa: E402
 from dataset_gen.space import ACCELERATOR_FIELDS, LAYER_FIELDS  # noqa: E402
 
-FIGURES = ("total_cycles", "energy_pj", "energy_mac_pj", "energy_rf_pj", "energy_array_pj", "energy_sram_pj", "energy_dram_pj",
-           "energy_leak_pj")
+FIGURES = ("total_cycles", "energy_pj", "energy_mac_pj", "energy_rf_pj", "energy_array_pj", "energy_sram_pj",
+           "energy_dram_pj", "energy_leak_pj")
 
 
 def _quantiles(ratio: np.ndarray) -> str:
