@@ -204,13 +204,7 @@ def parity_plot(simulated: pd.DataFrame, predicted: pd.DataFrame, path: str | os
         axis.set_title(f"{target} ({column}), n={truth.size}, <=10%: {_cell(within, True)}", fontsize=9)
         axis.set_xlabel("simulated")
         axis.set_ylabel("predicted")
-    figure.suptitle(textwrap.fill(title, width=120), fontsize=10)
-    figure.tight_layout()
-    try:
-        atomic_write(path, lambda stream: figure.savefig(stream, dpi=110, format="png"))
-    finally:
-        plt.close(figure)
-    return path
+    return _save_figure(figure, title, path)
 
 
 def calibration_plot(sets: dict[str, tuple[pd.DataFrame, pd.DataFrame]], path: str | os.PathLike,
@@ -253,6 +247,13 @@ def calibration_plot(sets: dict[str, tuple[pd.DataFrame, pd.DataFrame]], path: s
         axis.set_xlabel("expected coverage (normal band)")
         axis.set_ylabel("observed coverage")
         axis.legend(loc="upper left", fontsize=8)
+    return _save_figure(figure, title, path)
+
+
+def _save_figure(figure: Any, title: str, path: Path) -> Path:
+    """Title, lay out and write ``figure`` to ``path`` atomically (PNG), then close it."""
+    import matplotlib.pyplot as plt
+
     figure.suptitle(textwrap.fill(title, width=120), fontsize=10)
     figure.tight_layout()
     try:

@@ -162,24 +162,11 @@ def simulate_batch(pairs: pd.DataFrame, mapping: str | Mapping = "search", objec
 
 def simulate(layer: Layer, accelerator: Accelerator, mapping: str | Mapping = "search", objective: str = "latency",
              engine: str = "fast") -> SimResult:
-    """Simulate one layer on one accelerator.
-
-    Parameters
-    ----------
-    layer : Layer
-    accelerator : Accelerator
-    mapping : {"search", "scalesim"} or Mapping
-        ``"search"``: the mapper's best candidate by ``objective``; ``"scalesim"``:
-        SCALE-Sim's fixed mapping (capacities not enforced); a `Mapping`: simulated as given.
-    objective : {"latency", "energy", "edp"}
-        What the mapper minimises (see `mapper`).
-    engine : {"fast", "reference"}
-        Both give the same result; ``reference`` is `reference.simulate`.
-
-    Returns
-    -------
-    SimResult
-        ``feasible=False`` (counts -1, floats NaN, strings "") when nothing maps.
+    """Simulate one layer on one accelerator: `reference.simulate`'s arguments and result
+    (mapping ``"search"``, ``"scalesim"`` or a `Mapping`; objective ``"latency"``,
+    ``"energy"`` or ``"edp"``; ``feasible=False`` when nothing maps), computed by ``engine``
+    (``"fast"`` or ``"reference"``: the same result; the reference's mapping search steps
+    every candidate in Python).
     """
     if engine == "reference":
         return reference.simulate(layer, accelerator, mapping, objective)
