@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from dataset_gen.common.config import CONFIG_PATH, HYDRA_VERSION_BASE, require_settings
 from dataset_gen.common.errors import cli_errors
@@ -47,9 +47,27 @@ SEARCH_WRITES = ("config.yaml", "result.json", "layers.csv", "*.png", "compare.c
 SWEEP_WRITES = ("sweep_summary.csv", "pareto.png", "optimization_results.yaml", "multirun.yaml")
 
 
+def export_needs_no_evaluator(cfg: DictConfig) -> None:
+    """``mode=export`` writes the inputs to train an evaluator for the search space, so it
+    comes before there is one: an ``evaluator`` left at ``???`` becomes null there."""
+    if cfg.get("mode") == "export" and OmegaConf.is_missing(cfg, "evaluator"):
+        with read_write(cfg):
+            cfg.evaluator = None
+
+
+class _SearchRunDirGuard(RunDirGuard):
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        export_needs_no_evaluator(config)
+        super().on_run_start(config, **kwargs)
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        export_needs_no_evaluator(config)
+        super().on_multirun_start(config, **kwargs)
+
+
 def run_dir_guard() -> RunDirGuard:
     """The run-folder rule of ``dance-search`` (a Hydra callback, conf/search.yaml)."""
-    return RunDirGuard("dance-search", SEARCH_WRITES, sweep_writes=SWEEP_WRITES)
+    return _SearchRunDirGuard("dance-search", SEARCH_WRITES, sweep_writes=SWEEP_WRITES)
 
 
 def objective_values(result: Mapping[str, Any], objectives: Sequence[str]) -> float | tuple[float, ...]:
@@ -69,6 +87,7 @@ def _search(cfg: DictConfig) -> Any:
 
     from search.app import run
 
+    export_needs_no_evaluator(cfg)
     require_settings(cfg)
     # Lightning prints through its own handler; Hydra's root handler would print it twice.
     for name in ("lightning.pytorch", "lightning.fabric"):

@@ -88,3 +88,13 @@ def test_optuna_sweep_over_lambda_and_temperature(evaluator_path, tmp_path):
     summary = pd.read_csv(out / "sweep_summary.csv")
     assert len(summary) == 2
     assert (out / "optimization_results.yaml").is_file()
+
+
+def test_export_needs_no_evaluator(tmp_path):
+    # the documented first step of training an evaluator for a search space (docs/search.md)
+    done = dance("dance-search", "mode=export", f"out={tmp_path / 'export'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "export" / "search_layers.csv").is_file()
+    assert (tmp_path / "export" / "space" / "search.yaml").is_file()
+    refused = dance("dance-search", f"out={tmp_path / 'search'}", cwd=tmp_path)  # a search still needs one
+    assert refused.returncode == 2 and "'evaluator' is required" in refused.stderr
