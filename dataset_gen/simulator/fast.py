@@ -770,13 +770,13 @@ def _simulate_chunk(columns: dict[str, np.ndarray], mapping: str | Mapping, obje
             feasible = np.ones((1, 1, 1, pairs.count), dtype=bool)
             orders = (LOOP_ORDERS.index("pck"),)
         else:  # a tile larger than its dimension is the whole dimension
-            tiles = {"p": mapping.tile_p, "q": mapping.tile_q or pairs.out_w, "c": mapping.tile_c,
-                     "k": mapping.tile_k}
+            widths: dict[int, int] = {}  # out_w -> tile columns; raises the reference's SpaceError, row order
+            for out_w in pairs.out_w.tolist():
+                if out_w not in widths:
+                    widths[out_w] = mapping.width_tile(out_w)
+            tiles = {"p": mapping.tile_p, "q": np.array([widths[w] for w in pairs.out_w.tolist()], dtype=np.int64),
+                     "c": mapping.tile_c, "k": mapping.tile_k}
             tiles = {dim: np.minimum(tile, totals[dim]) for dim, tile in tiles.items()}
-            bad = np.flatnonzero((tiles["q"] < pairs.out_w) & ((mapping.tile_p != 1) | (pairs.out_w % tiles["q"] != 0)))
-            if len(bad):
-                mapping.width_tile(int(pairs.out_w[bad[0]]))  # raises the reference's SpaceError
-                raise SpaceError(f"mapping.tile_q = {mapping.tile_q}: not a width tile of out_w")  # unreachable
             tiling = _Tiling(pairs, {dim: np.broadcast_to(tile, (pairs.count,))[None, :].astype(np.int64)
                                      for dim, tile in tiles.items()})
             feasible = tiling.fits(pairs)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from dataset_gen.simulator import RESULT_FIELDS, candidate_mappings, simulate, simulate_batch
-from dataset_gen.space import DATAFLOWS, LOOP_ORDERS, Accelerator, Layer, Mapping
+from dataset_gen.space import DATAFLOWS, LOOP_ORDERS, Accelerator, Layer, Mapping, SpaceError
 
 
 @st.composite
@@ -113,3 +113,26 @@ def test_more_bandwidth_never_slows_a_fixed_mapping():
     for mapping in (Mapping("pck", 3, 4, 6), Mapping("kcp", 4, 2, 8), Mapping("cpk", 1, 8, 3)):
         cycles = simulate_batch(frame, mapping)["total_cycles"].to_numpy()
         assert (cycles > 0).all() and (np.diff(cycles) <= 0).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(LOOP_ORDERS), st.sampled_from([1, 2, 4]), st.integers(1, 5), st.integers(1, 5),
+       st.sampled_from(DATAFLOWS), st.sampled_from([4, 16, 64]))
+def test_width_tiles_are_identical(order, tile_q, tile_c, tile_k, dataflow, rf_bytes):
+    # out_w = 8 and 4 (3x3, pad 1, stride 1): every tile_q above divides both
+    pairs = [(Layer(in_h=h, in_w=w, in_c=5, out_c=6, k_h=3, k_w=3, pad=1, batch=b),
+              Accelerator(pe_rows=3, pe_cols=2, dataflow=dataflow, rf_bytes=rf_bytes, ifmap_kb=1, filter_kb=1,
+                          ofmap_kb=0.25, dram_bw=2.0, word_bits=16))
+             for h, w, b in ((5, 8, 1), (3, 4, 2))]
+    frame = frame_of(pairs)
+    mapping = Mapping(order, 1, tile_c, tile_k, tile_q=tile_q)
+    fast = simulate_batch(frame, mapping)
+    assert_same(simulate_batch(frame, mapping, engine="reference"), fast)
+    assert fast["map_tile_q"].tolist() == [tile_q, tile_q] or not fast["feasible"].any()
+
+
+def test_a_width_tile_that_does_not_divide_a_row_is_refused_by_both_engines():
+    frame = frame_of([(Layer(in_h=4, in_w=6, in_c=2, out_c=2), Accelerator())])
+    for engine in ("fast", "reference"):
+        with pytest.raises(SpaceError, match=r"mapping.tile_q = 4: .*out_w = 6"):
+            simulate_batch(frame, Mapping("pck", 1, 2, 2, tile_q=4), engine=engine)
