@@ -19,6 +19,7 @@ from search.compare import compare
 from search.context import build_context, build_spaces
 from search.cosearch import run_search, summary_line
 from search.export import export_space
+from search.refine import check_refine
 from search.training import use_threads
 
 __all__ = ["MODES", "run", "export_search_space"]
@@ -64,6 +65,7 @@ def run(settings: Mapping[str, Any], out_dir: str | Path, evaluator: Any = None)
     use_threads(settings["threads"])
     if mode == "export":
         return export_search_space(settings, out_dir)
+    check_refine(settings)  # search.refine_rounds: refused before any work
     context = build_context(settings, out_dir, evaluator)
     if mode == "compare":
         return compare(context)

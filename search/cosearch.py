@@ -6,12 +6,15 @@
 3. `finish`: re-simulation, retraining from scratch, ``result.json``, ``layers.csv`` and
    ``search.png`` (every method, baselines included, ends here);
 
-and `run_search`, the three end to end. Settings are read by plain indexing: the defaults
+and `run_search`, the three end to end (with ``search.refine_rounds > 0``, the evaluator is
+refined by simulation where the search ended and the search continued, between 1 and 2:
+`search.refine`). Settings are read by plain indexing: the defaults
 live in ``conf/`` only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import warnings
@@ -32,11 +35,12 @@ from search.generator import pretrain_generator
 from search.hardware import AcceleratorLogits, HardwareGenerator
 from search.module import CoSearchModule
 from search.plots import plot_result
+from search.refine import check_refine, refine_loop, refine_rounds
 from search.supernet import ChildNet, Supernet
 from search.training import make_trainer, train_classifier
 from search.verify import verify_design, write_result
 
-__all__ = ["CoSearchOutcome", "run_cosearch", "design_of", "derive", "retrain", "finish", "run_search",
+__all__ = ["CoSearchOutcome", "run_cosearch", "resume_cosearch", "design_of", "derive", "retrain", "finish", "run_search",
            "summary_line", "loader_workers"]
 
 log = logging.getLogger("search")
@@ -138,6 +142,16 @@ def run_cosearch(context: SearchContext, lambda_cost: float | None = None, hardw
     trainer = make_trainer(context.settings["trainer"], int(search["epochs"]), log_dir, name=name)
     trainer.fit(module, datamodule=datamodule)
     return CoSearchOutcome(module, time.perf_counter() - started, generator_report)
+
+
+def resume_cosearch(context: SearchContext, module: CoSearchModule, epochs: int, name: str, log_dir: Path) -> None:
+    """Fit a co-search ``module`` for ``epochs`` more epochs, from its current state (its
+    schedules as the caller set them: `search.refine.prepare_continuation`)."""
+    task = context.settings["task"]
+    datamodule = CoSearchDataModule(context.data, batch_size=int(task["batch_size"]),
+                                    val_fraction=float(task["val_fraction"]), seed=context.seed,
+                                    num_workers=loader_workers(int(task["num_workers"])))
+    make_trainer(context.settings["trainer"], epochs, log_dir, name=name).fit(module, datamodule=datamodule)
 
 
 def design_of(context: SearchContext, choice: Any, accelerator_index: tuple[int, ...], rank: int = 0) -> DerivedDesign:
@@ -270,12 +284,20 @@ def _accelerator_text(accelerator: Accelerator) -> str:
 def run_search(context: SearchContext, out_dir: Path | None = None, lambda_cost: float | None = None) -> dict[str, Any]:
     """The co-search end to end: search, derive, verify, retrain, write."""
     out_dir = context.out_dir if out_dir is None else Path(out_dir)
+    check_refine(context.settings)
     outcome = run_cosearch(context, lambda_cost=lambda_cost, log_dir=out_dir)
-    design = derive(context, outcome.module)
     extra: dict[str, Any] = {}
+    seconds = outcome.seconds
+    if refine_rounds(context.settings) > 0:  # search.refine_rounds: close the loop (search.refine)
+        started = time.perf_counter()
+        evaluator, extra["refine"] = refine_loop(context, outcome.module, out_dir, derive, resume_cosearch)
+        context = dataclasses.replace(context, evaluator=evaluator)  # derive, verify with the refined one
+        seconds += time.perf_counter() - started
+        extra["refine"]["seconds"] = time.perf_counter() - started
+    design = derive(context, outcome.module)
     if outcome.generator_report is not None:
         extra["generator"] = outcome.generator_report
     probs = outcome.module.accelerator_probabilities()
     extra["accelerator_probabilities"] = {field: [float(p) for p in value] for field, value in probs.items()}
     extra["architecture_probabilities"] = outcome.module.supernet.arch_probs().detach().numpy().round(4).tolist()
-    return finish(context, design, "cosearch", outcome.seconds, out_dir, extra)
+    return finish(context, design, "cosearch", seconds, out_dir, extra)
