@@ -178,10 +178,10 @@ def _zigzag_version() -> str:
 _ADAPTER = []
 
 
-def _init_worker() -> None:
+def _init_worker(settings: dict | None = None) -> None:
     from dataset_gen.adapters import make_adapter
 
-    adapter = make_adapter(ZIGZAG_SETTINGS)
+    adapter = make_adapter(settings or ZIGZAG_SETTINGS)
     adapter.check()  # imports ZigZag now, so that the first pair's time is ZigZag's alone
     _ADAPTER[:] = [adapter]
 
@@ -238,7 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", metavar="REGEX", help="run only the cases whose name matches REGEX")
     parser.add_argument("--list", action="store_true", help="list the cases with a time estimate, run nothing")
     parser.add_argument("--workers", type=int, default=1, help="ZigZag processes at once (default 1)")
+    parser.add_argument("--lpf-limit", type=int, default=ZIGZAG_SETTINGS["lpf_limit"],
+                        help="LOMA's loop-prime-factor limit (the fixture: 6; larger searches finer tilings)")
+    parser.add_argument("--max-orderings", type=int, default=None,
+                        help="LOMA orderings sampled per pair (the fixture: all); for --lpf-limit above 6")
     args = parser.parse_args(argv)
+    settings = {**ZIGZAG_SETTINGS, "lpf_limit": args.lpf_limit, "max_orderings": args.max_orderings}
     if args.workers < 1:
         parser.error("--workers must be >= 1")
 
@@ -259,13 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict | None] = [None] * len(cases)
     start = time.perf_counter()
     if args.workers == 1:
-        _init_worker()
+        _init_worker(settings)
         for index, case in enumerate(cases):
             rows[index] = run_case(case)
             print(_progress(index + 1, len(cases), rows[index]), flush=True)
     else:
         context = multiprocessing.get_context("spawn")
-        with context.Pool(args.workers, initializer=_init_worker) as pool:
+        with context.Pool(args.workers, initializer=_init_worker, initargs=(settings,)) as pool:
             finished = pool.imap_unordered(_indexed_case, list(enumerate(cases)), chunksize=1)
             for done, (index, row) in enumerate(finished, 1):
                 rows[index] = row
