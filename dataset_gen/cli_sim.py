@@ -60,7 +60,14 @@ _ACCELERATOR_FLAGS: tuple[tuple[str, str, type, str], ...] = (
     ("--dram-bw", "dram_bw", float, "DRAM bandwidth, bytes per cycle"),
     ("--word-bits", "word_bits", int, "word width: 8, 16 or 32"),
     ("--freq-mhz", "freq_mhz", float, "clock, MHz"),
+    ("--pe-kind", "pe_kind", str, "fixed (one MAC per PE per cycle at word_bits) or scalable (Bit Fusion-style "
+                                  "lanes for narrower layers)"),
 )
+
+
+# Fields whose default is what every file meant before they existed (native precision, a
+# fixed-precision PE): a file that leaves them out gets no note.
+_QUIET_DEFAULTS = ("pe_kind", "w_bits", "a_bits")
 
 
 class UsageError(UserError):
@@ -93,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-classes", type=int, metavar="N", help="--model classifier outputs (default 1000)")
     parser.add_argument("--batch", type=int, metavar="N",
                         help="batch for every layer (default: the source's, 1 for --model)")
+    parser.add_argument("--w-bits", type=int, metavar="BITS",
+                        help="weight precision of every layer: 2, 4, 8, 16 or 32; 0: the word width "
+                             "(default: the source's; a source without one runs at the word width)")
+    parser.add_argument("--a-bits", type=int, metavar="BITS",
+                        help="activation precision of every layer, as --w-bits")
     hardware = parser.add_argument_group("accelerator (override the config or JSON)")
     for flag, field, kind, text in _ACCELERATOR_FLAGS:
         hardware.add_argument(flag, dest=field, type=kind, metavar=field.upper(),
@@ -166,16 +178,20 @@ def parse_layer_spec(spec: str, name: str = "") -> Layer:
         raise SpaceError(f"{where}: {error}") from None
 
 
-def _with_batch(layers: Sequence[Layer], batch: int | None) -> list[Layer]:
-    if batch is None:
+def _with_batch(layers: Sequence[Layer], batch: int | None, w_bits: int | None = None,
+                a_bits: int | None = None) -> list[Layer]:
+    """The layers with the flags' batch and precision (those given)."""
+    given = {field: value for field, value in (("batch", batch), ("w_bits", w_bits), ("a_bits", a_bits))
+             if value is not None}
+    if not given:
         return list(layers)
-    return [Layer(**{**layer.to_dict(), "batch": batch}, name=layer.name) for layer in layers]
+    return [Layer(**{**layer.to_dict(), **given}, name=layer.name) for layer in layers]
 
 
 def _defaulted_note(source: str, given: Sequence[str], fields: Sequence[str], values: dict[str, Any],
                     key_names: dict[str, str] | None = None) -> str | None:
     """``SOURCE gives no K1, K2: using f1 = v1, f2 = v2 (defaults)`` for the fields it left out."""
-    missing = [field for field in fields if field not in given]
+    missing = [field for field in fields if field not in given and field not in _QUIET_DEFAULTS]
     if not missing:
         return None
     keys = ", ".join((key_names or {}).get(field, field) for field in missing)
@@ -223,7 +239,7 @@ def _layers_and_accelerator(args: argparse.Namespace) -> tuple[list[Layer], Acce
         notes.append(_defaulted_note(f"{args.network}: accelerator", [*given, *flags], ACCELERATOR_FIELDS,
                                      defaults))
     accelerator = Accelerator(**{**defaults, **given, **flags})
-    return _with_batch(layers, args.batch), accelerator, default_mapping, [note for note in notes if note]
+    return _with_batch(layers, args.batch, args.w_bits, args.a_bits), accelerator, default_mapping, [note for note in notes if note]
 
 
 def simulate_network(layers: Sequence[Layer], accelerator: Accelerator, mapping: str = "search",

@@ -39,7 +39,7 @@ from typing import Any, Iterable, Mapping
 from dataset_gen.common.files import atomic_write_text
 from dataset_gen.keys import check_keys, closest, complain
 from dataset_gen.space import (
-    ACCELERATOR_FIELDS, LAYER_DEFAULTS, LAYER_FIELDS, Accelerator, Layer, SpaceError,
+    ACCELERATOR_FIELDS, LAYER_DEFAULTS, LAYER_FIELDS, PRECISION_FIELDS, Accelerator, Layer, SpaceError,
     accelerator_from_mapping, layer_from_mapping,
 )
 
@@ -144,7 +144,8 @@ def network_from_dict(document: Any, source: str = "network JSON", lenient: bool
         raise SpaceError(f"{source}: key 'network' must be a non-empty list of layer objects "
                          f"with {list(LAYER_FIELDS)} (in_h, in_w, in_c, out_c required)")
     layers = []
-    defaulted = {key: 0 for key in LAYER_DEFAULTS}
+    # layers without a precision run at the word width, as every file meant before layers had one
+    defaulted = {key: 0 for key in LAYER_DEFAULTS if key not in PRECISION_FIELDS}
     for index, entry in enumerate(entries):
         where = f"{source}: network[{index}]"
         if not isinstance(entry, dict):

@@ -4,6 +4,7 @@ A space config (``conf/space/*.yaml``) gives, for every layer and accelerator fi
 values a sampler may draw. Each field takes one of these forms::
 
     word_bits: 16                         # fixed value
+    w_bits: [4, 8, 16]                    # a layer's weight bits (0: the word width; optional)
     dataflow: [ws, os, rs]                # a choice list (drawn uniformly)
     dataflow: {choices: [ws, os, rs]}     # the same, spelled out
     pe_rows: {min: 8, max: 24}            # integers drawn uniformly in [min, max]
@@ -36,6 +37,8 @@ from dataset_gen.space import (
     DATAFLOWS,
     LAYER_FIELDS,
     LAYER_LIMITS,
+    PE_KINDS,
+    PRECISION_BITS,
     WORD_BITS,
     SpaceError,
     space_hash,
@@ -47,8 +50,12 @@ LAYER_KINDS: tuple[str, ...] = ("conv", "depthwise", "grouped", "fc")
 PAD_SAME = -1  # how a drawn ``pad: same`` travels in integer arrays until the kernel is known
 
 _INT_ACCELERATOR_FIELDS = ("pe_rows", "pe_cols", "rf_bytes", "word_bits")
-_CATEGORICAL = {"dataflow": DATAFLOWS, "word_bits": WORD_BITS}
-_TIES = {"in_w": "in_h", "k_w": "k_h"}  # field -> the partner it may follow with same_as
+_CATEGORICAL = {"dataflow": DATAFLOWS, "word_bits": WORD_BITS, "pe_kind": PE_KINDS, "w_bits": PRECISION_BITS,
+                "a_bits": PRECISION_BITS}
+_INT_CATEGORICAL = ("word_bits", "w_bits", "a_bits")
+_TIES = {"in_w": "in_h", "k_w": "k_h", "a_bits": "w_bits"}  # field -> the partner it may follow with same_as
+# Fields a space may leave out (spaces written before they existed): their value then.
+_OPTIONAL_FIELDS = {"pe_kind": "fixed", "w_bits": 0, "a_bits": 0}
 _RANGE_KEYS = ("min", "max", "log", "pow2")
 _SPACE_KEYS = ("name", "description", "accelerator", "layer")
 
@@ -202,7 +209,7 @@ def _parse_choices(key: str, field: str, choices: Any, integer: bool, limits: tu
             allowed = _CATEGORICAL[field]
             if isinstance(choice, bool) or choice not in allowed:
                 raise SpaceError(f"{where} = {choice!r}: unknown {field}; expected one of {list(allowed)}")
-            parsed.append(int(choice) if field == "word_bits" else str(choice))
+            parsed.append(int(choice) if field in _INT_CATEGORICAL else str(choice))
         elif field == "pad" and choice == "same":
             parsed.append("same")
         else:
@@ -313,7 +320,8 @@ def parse_space(config: Mapping[str, Any], key: str = "space") -> Space:
         if not isinstance(config.get(part), Mapping):
             raise SpaceError(f"{key}.{part}: missing or not a mapping of field ranges")
 
-    accelerator_config = dict(config["accelerator"])
+    accelerator_config = {**{f: v for f, v in _OPTIONAL_FIELDS.items() if f in ACCELERATOR_FIELDS},
+                          **dict(config["accelerator"])}
     _check_fields(f"{key}.accelerator", accelerator_config, ACCELERATOR_FIELDS)
     accelerator = {}
     for field in ACCELERATOR_FIELDS:
@@ -324,7 +332,7 @@ def parse_space(config: Mapping[str, Any], key: str = "space") -> Space:
             raise SpaceError(f"{key}.accelerator.{field}: same_as is for layer fields only")
         accelerator[field] = parsed
 
-    layer_config = dict(config["layer"])
+    layer_config = {**{f: v for f, v in _OPTIONAL_FIELDS.items() if f in LAYER_FIELDS}, **dict(config["layer"])}
     _check_fields(f"{key}.layer", layer_config, LAYER_FIELDS, extra=("kinds",))
     if "kinds" not in layer_config:
         raise SpaceError(f"{key}.layer.kinds: missing; give the weights of the layer kinds, e.g. {{conv: 1}}")

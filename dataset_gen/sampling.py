@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from dataset_gen.ranges import LAYER_KINDS, PAD_SAME, Space
-from dataset_gen.space import ACCELERATOR_FIELDS, LAYER_FIELDS, Layer, SpaceError, layer_from_mapping
+from dataset_gen.space import ACCELERATOR_FIELDS, LAYER_FIELDS, PRECISION_FIELDS, Layer, SpaceError, layer_from_mapping
 
 __all__ = [
     "SAMPLERS", "LayerPool", "LayerMix", "parse_layers", "shard_bounds", "unit_points",
@@ -192,7 +192,8 @@ def sample_random_layers(space: Space, rng: np.random.Generator, count: int) -> 
     k_h = np.minimum(k_h, in_h + 2 * pad)
     k_w = np.minimum(k_w, in_w + 2 * pad)
     values = {"in_h": in_h, "in_w": in_w, "in_c": in_c, "out_c": out_c, "k_h": k_h, "k_w": k_w,
-              "stride": stride, "pad": pad, "groups": groups, "batch": batch}
+              "stride": stride, "pad": pad, "groups": groups, "batch": batch,
+              "w_bits": raw["w_bits"], "a_bits": raw["a_bits"]}
     return {name: np.asarray(values[name], dtype=np.int64) for name in LAYER_FIELDS}
 
 
@@ -396,7 +397,10 @@ def sample_pairs(space: Space, layers: LayerMix, sampler: str, seed: int, n_samp
         picks = rng.integers(0, len(layers.pool.names), size=count)
         from_pool = ~random_share
         for column, name in enumerate(LAYER_FIELDS):
-            layer_columns[name] = np.where(from_pool, layers.pool.fields[picks, column], layer_columns[name])
+            pooled = layers.pool.fields[picks, column]
+            if name in PRECISION_FIELDS:  # a real layer without a precision takes the sampled one
+                pooled = np.where(pooled == 0, layer_columns[name], pooled)
+            layer_columns[name] = np.where(from_pool, pooled, layer_columns[name])
         names[from_pool] = np.asarray(layers.pool.names, dtype=object)[picks[from_pool]]
     frame = pd.DataFrame({"row_id": np.arange(start, start + count, dtype=np.int64), **layer_columns,
                           "layer_name": names, **accelerators})

@@ -24,15 +24,24 @@ from dataset_gen.common.errors import UserError
 
 DATAFLOWS: tuple[str, ...] = ("ws", "os", "is", "rs")
 WORD_BITS: tuple[int, ...] = (8, 16, 32)
+# A layer's operand precision (bits of its weights, of its activations): a power of two up to
+# the widest word; 0 means "the accelerator's word_bits" (what every layer ran at before
+# layers carried their precision, and what a file without these fields gets).
+PRECISION_BITS: tuple[int, ...] = (0, 2, 4, 8, 16, 32)
+# What the PEs' MACs support: "fixed" runs any precision up to word_bits at word_bits' cost
+# and speed; "scalable" is a Bit Fusion-style array (Sharma et al., ISCA 2018) whose
+# multipliers split into (word_bits / w_bits) * (word_bits / a_bits) narrower lanes.
+PE_KINDS: tuple[str, ...] = ("fixed", "scalable")
 LOOP_ORDERS: tuple[str, ...] = ("pck", "pkc", "cpk", "ckp", "kpc", "kcp")
 MAPPING_KINDS: tuple[str, ...] = ("search", "scalesim")
 
 LAYER_FIELDS: tuple[str, ...] = (
-    "in_h", "in_w", "in_c", "out_c", "k_h", "k_w", "stride", "pad", "groups", "batch",
+    "in_h", "in_w", "in_c", "out_c", "k_h", "k_w", "stride", "pad", "groups", "batch", "w_bits", "a_bits",
 )
+PRECISION_FIELDS: tuple[str, ...] = ("w_bits", "a_bits")
 ACCELERATOR_FIELDS: tuple[str, ...] = (
     "pe_rows", "pe_cols", "dataflow", "rf_bytes", "ifmap_kb", "filter_kb", "ofmap_kb",
-    "dram_bw", "word_bits", "freq_mhz",
+    "dram_bw", "word_bits", "freq_mhz", "pe_kind",
 )
 MAPPING_FIELDS: tuple[str, ...] = ("map_kind", "map_order", "map_tile_p", "map_tile_q", "map_tile_c", "map_tile_k")
 
@@ -41,7 +50,7 @@ MAPPING_FIELDS: tuple[str, ...] = ("map_kind", "map_order", "map_tile_p", "map_t
 LAYER_LIMITS: dict[str, tuple[int, int]] = {
     "in_h": (1, 8192), "in_w": (1, 8192), "in_c": (1, 65536), "out_c": (1, 65536),
     "k_h": (1, 64), "k_w": (1, 64), "stride": (1, 64), "pad": (0, 64),
-    "groups": (1, 65536), "batch": (1, 4096),
+    "groups": (1, 65536), "batch": (1, 4096), "w_bits": (0, 32), "a_bits": (0, 32),
 }
 ACCELERATOR_LIMITS: dict[str, tuple[float, float]] = {
     "pe_rows": (1, 4096), "pe_cols": (1, 4096), "rf_bytes": (1, 1 << 20),
@@ -51,7 +60,8 @@ ACCELERATOR_LIMITS: dict[str, tuple[float, float]] = {
 _ACCELERATOR_INT_FIELDS = ("pe_rows", "pe_cols", "rf_bytes", "word_bits")
 # The one table of the optional layer fields' values when a source leaves them out (a
 # network JSON, a --layer spec, a CSV of layer fields); the first four fields are required.
-LAYER_DEFAULTS: dict[str, int] = {"k_h": 1, "k_w": 1, "stride": 1, "pad": 0, "groups": 1, "batch": 1}
+LAYER_DEFAULTS: dict[str, int] = {"k_h": 1, "k_w": 1, "stride": 1, "pad": 0, "groups": 1, "batch": 1,
+                                  "w_bits": 0, "a_bits": 0}
 
 
 class SpaceError(UserError):
@@ -83,7 +93,10 @@ def _check_float(owner: str, field: str, value: Any, low: float, high: float, wh
 class Layer:
     """A conv2d layer (a fully connected layer is a 1x1 conv on a 1x1 input).
 
-    Sizes are in elements; ``groups = in_c = out_c`` is depthwise.
+    Sizes are in elements; ``groups = in_c = out_c`` is depthwise. ``w_bits`` and
+    ``a_bits`` are the precision of the weights and of the activations (inputs, outputs and
+    partial sums), one of `PRECISION_BITS`; 0 runs the layer at the accelerator's
+    ``word_bits`` (`Layer.bits_on`).
     """
 
     in_h: int
@@ -96,6 +109,8 @@ class Layer:
     pad: int = LAYER_DEFAULTS["pad"]
     groups: int = LAYER_DEFAULTS["groups"]
     batch: int = LAYER_DEFAULTS["batch"]
+    w_bits: int = LAYER_DEFAULTS["w_bits"]
+    a_bits: int = LAYER_DEFAULTS["a_bits"]
     name: str = dataclasses.field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -103,6 +118,10 @@ class Layer:
         for field in LAYER_FIELDS:
             low, high = LAYER_LIMITS[field]
             object.__setattr__(self, field, _check_int("layer", field, getattr(self, field), low, high, where))
+        for field in PRECISION_FIELDS:
+            if getattr(self, field) not in PRECISION_BITS:
+                raise SpaceError(f"layer.{field} = {getattr(self, field)}{where}: expected one of "
+                                 f"{list(PRECISION_BITS)} (0: the accelerator's word_bits)")
         if self.in_c % self.groups or self.out_c % self.groups:
             raise SpaceError(
                 f"layer.groups = {self.groups}{where}: must divide in_c = {self.in_c} and out_c = {self.out_c}"
@@ -141,6 +160,10 @@ class Layer:
         return (self.batch * self.out_h * self.out_w * self.out_c
                 * self.in_c_per_group * self.k_h * self.k_w)
 
+    def bits_on(self, word_bits: int) -> tuple[int, int]:
+        """``(w_bits, a_bits)`` on an accelerator of ``word_bits`` (0 resolved to it)."""
+        return (self.w_bits or int(word_bits), self.a_bits or int(word_bits))
+
     def to_dict(self) -> dict[str, int]:
         return {field: getattr(self, field) for field in LAYER_FIELDS}
 
@@ -151,6 +174,8 @@ class Accelerator:
 
     ``rf_bytes`` is per PE; buffers are in KiB (the whole buffer, both halves of the double
     buffer); ``dram_bw`` is in bytes per cycle; ``freq_mhz`` converts cycles to seconds.
+    ``word_bits`` is the widest precision the MACs take; ``pe_kind`` (`PE_KINDS`) says whether
+    a narrower layer runs faster and cheaper on them ("scalable") or not ("fixed").
     """
 
     pe_rows: int = 16
@@ -163,10 +188,13 @@ class Accelerator:
     dram_bw: float = 16.0
     word_bits: int = 16
     freq_mhz: float = 500.0
+    pe_kind: str = "fixed"
 
     def __post_init__(self) -> None:
         if self.dataflow not in DATAFLOWS:
             raise SpaceError(f"accelerator.dataflow = {self.dataflow!r}: expected one of {list(DATAFLOWS)}")
+        if self.pe_kind not in PE_KINDS:
+            raise SpaceError(f"accelerator.pe_kind = {self.pe_kind!r}: expected one of {list(PE_KINDS)}")
         if self.word_bits not in WORD_BITS and not (
             isinstance(self.word_bits, (int, float)) and int(self.word_bits) in WORD_BITS
         ):

@@ -98,7 +98,7 @@ def shard_schema(result_dtypes: Mapping[str, str]) -> pa.Schema:
     fields += [pa.field(name, pa.int64()) for name in LAYER_FIELDS]
     fields.append(pa.field("layer_name", pa.string()))
     for name in ACCELERATOR_FIELDS:
-        kind = pa.string() if name == "dataflow" else pa.int64() if name in _INT_ACCELERATOR else pa.float64()
+        kind = pa.string() if name in ("dataflow", "pe_kind") else pa.int64() if name in _INT_ACCELERATOR else pa.float64()
         fields.append(pa.field(name, kind))
     for name, dtype in result_dtypes.items():
         fields.append(pa.field(name, _ARROW_TYPES[dtype]))

@@ -52,12 +52,14 @@ from evaluator.rules import (
     area_mm2,
     array_hops,
     buffer_words,
-    dram_words,
+    dram_operand_words,
     energy_components,
     fits_buffers,
     fold_factors,
     ifmap_halo_words,
     ladder_tiles,
+    layer_widths,
+    rf_word_bits,
     rf_words,
     rf_words_required,
     single_tiles,
@@ -66,11 +68,12 @@ from evaluator.rules import (
     tile_sums,
     tile_words,
     total_energy,
+    with_widths,
 )
 
 # Bumped whenever the estimates change: an artifact records it, and one trained on other
 # estimates is refused (its corrections would be to numbers it never saw).
-ANALYTIC_VERSION = 2
+ANALYTIC_VERSION = 3  # 3: layer precision and precision-scalable PEs (simulator 2.1.0)
 TILE_CHOICES = SPATIAL_SLOTS * CHANNEL_SLOTS * CHANNEL_SLOTS  # the coarse pass's grid, per pair
 REFINED = 16  # tile choices (of TILE_CHOICES) the refined pipeline model ranks, per pair
 COARSE_PAIRS = 4096  # pairs per chunk of the coarse pass (keeps its (TILE_CHOICES, pairs) tensors small)
@@ -167,7 +170,7 @@ def _per_dataflow(acc: dict, layer: dict, tiles, compute_fn) -> torch.Tensor:
     """Dataflow-weighted sum of ``compute_fn(factors, pairs_used)`` (shaped ``(..., n)``), each
     dataflow evaluated only on the pairs that give it weight (one per pair for a hard
     encoding, all four when soft)."""
-    rf = rf_words(acc["rf_bytes"], acc["word_bits"])
+    rf = rf_words(acc["rf_bytes"], rf_word_bits(acc))
     total = None
     for index, name in enumerate(DATAFLOWS):
         weight = acc["dataflow"][:, index]
@@ -213,27 +216,66 @@ def _coarse_ranking(layer: dict, acc: dict, tiles) -> tuple[torch.Tensor, torch.
     (tp, tq, tc, tk), (Tp, Tc, Tk) = grid(layer, tiles)
     batch, groups = layer["batch"], layer["groups"]
     ep, ek = tiles[0][2][:, None, None, :], tiles[2][2][None, None, :, :]
-    bandwidth = acc["dram_bw"] / (acc["word_bits"] / 8)  # words per cycle
+    cpw = _cycles_per_word(acc)
     words_of_tile = tile_words(layer, tp, tq, tc, tk)
     compute = _per_dataflow(acc, layer, tiles, lambda factors, used: _compute_cycles(factors, [
         t if used is None else tuple(part[..., used] for part in t) for t in tiles])) * (batch * groups)
     trips = {"p": Tp, "c": Tc, "k": Tk}
     changes = {loop: trip > 1 for loop, trip in trips.items()}
     words_per_sweep = sweep_words(layer, (Tp - 1, tp, ep, tq))
-    least_words = None
+    least_cycles = None
     for order in LOOP_ORDERS:
-        words = dram_words(order, trips, changes, words_per_sweep, batch, groups)
-        least_words = words if least_words is None else torch.minimum(least_words, words)
-    first_load = (words_of_tile["ifmap"] + words_of_tile["filter"]) / bandwidth
-    last_write = ep * tq * ek / bandwidth
-    coarse = (torch.maximum(compute + first_load, least_words / bandwidth) + last_write).reshape(-1, n)
+        per_operand = dram_operand_words(order, trips, changes, words_per_sweep, batch, groups)
+        cycles = sum(per_operand[operand] * cpw[operand] for operand in cpw)
+        least_cycles = cycles if least_cycles is None else torch.minimum(least_cycles, cycles)
+    first_load = words_of_tile["ifmap"] * cpw["ifmap"] + words_of_tile["filter"] * cpw["filter"]
+    last_write = ep * tq * ek * cpw["ofmap"]
+    coarse = (torch.maximum(compute + first_load, least_cycles) + last_write).reshape(-1, n)
     coarse = torch.where(fits, coarse, coarse + torch.finfo(coarse.dtype).max / 16)  # misfits last
     keep = torch.topk(coarse.T, REFINED, dim=1, largest=False).indices.T  # (K, n)
     return keep, fits.gather(0, keep), fits.any(dim=0)
 
 
+def _cycles_per_word(acc: dict) -> dict[str, torch.Tensor]:
+    """DRAM cycles per element of each operand: its (packed) width in bytes over the bandwidth."""
+    return {operand: acc.get(f"{operand}_bits", acc["word_bits"]) / 8 / acc["dram_bw"]
+            for operand in ("ifmap", "filter", "ofmap")}
+
+
 def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tensor]) -> torch.Tensor:
     """``(n, len(ANALYTIC_FEATURES))`` estimates (log2, and a 0/1 feasibility flag).
+
+    The layers' precision (``layer["w_bits"]``, ``layer["a_bits"]``) is applied as the
+    simulator does (`rules.layer_widths`, `rules.with_widths`), for each PE kind of
+    ``acc["pe_kind"]`` ``(n, 2)`` probabilities; a soft encoding gets the probability-weighted
+    mean of the two kinds' estimates. Inputs without these keys run at the word width on
+    fixed-precision PEs. See `_estimates` for the rest.
+    """
+    n = layer["out_h"].shape[0]
+    if n == 0:  # no pairs (an empty split or frame): nothing to rank
+        return torch.zeros((0, len(ANALYTIC_FEATURES)), dtype=layer["out_h"].dtype)
+    layer = {"w_bits": torch.zeros_like(layer["out_h"]), "a_bits": torch.zeros_like(layer["out_h"]), **layer}
+    kinds = acc.get("pe_kind")
+    if kinds is None:
+        kinds = torch.stack([torch.ones_like(layer["out_h"]), torch.zeros_like(layer["out_h"])], dim=1)
+        acc = {**acc, "pe_kind": kinds}
+    total = None
+    for kind in (0, 1):
+        weight = kinds[:, kind]
+        if bool((weight == 1).all()):  # a batch of one kind
+            return _estimates(layer, acc, kind)
+        used = torch.nonzero(weight > 0).squeeze(1)
+        if used.numel() == 0:
+            continue
+        value = weight[used, None] * _estimates({k: v[used] for k, v in layer.items()},
+                                                {k: v[used] for k, v in acc.items()}, kind)
+        total = torch.zeros((n, value.shape[1]), dtype=value.dtype) if total is None else total
+        total = total.index_add(0, used, value)
+    return total
+
+
+def _estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tensor], kind: int) -> torch.Tensor:
+    """`analytic_estimates` of pairs on PEs of one kind (0 fixed, 1 scalable).
 
     Two passes, as the simulator prunes its candidates: a coarse time (perfect overlap of
     compute and DRAM) ranks every tile choice; the `REFINED` best fitting ones get the
@@ -251,12 +293,11 @@ def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tens
         ``word_bits_onehot`` ``(n, 3)`` and ``dataflow`` ``(n, 4)`` probabilities.
     """
     n = layer["out_h"].shape[0]
-    if n == 0:  # no pairs (an empty split or frame): nothing to rank
-        return torch.zeros((0, len(ANALYTIC_FEATURES)), dtype=layer["out_h"].dtype)
+    widths = layer_widths(layer, acc, kind)
+    layer, acc = with_widths(layer, acc, widths)  # the lane-packed layer, operands at their widths
     # p: (full tiles, rows, edge rows, columns); c, k: (full tiles, size, edge size); (S, n) each.
     tiles = [spatial_ladder_tiles(layer["out_h"], layer["out_w"]),
              ladder_tiles(layer["in_c_per_group"]), ladder_tiles(layer["out_c_per_group"])]
-    bits = acc["word_bits"]
     # ---- Coarse pass (a ranking: no gradient flows through it), in chunks of pairs.
     with torch.no_grad():
         ranked = [_coarse_ranking({k: v[pairs] for k, v in layer.items()}, {k: v[pairs] for k, v in acc.items()},
@@ -273,12 +314,15 @@ def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tens
     k_tile_words = tile_words(layer, k_p, k_q, k_c, k_k)
     # The ifmap words a row tile finds on chip when a p step keeps the c tile (none for width tiles).
     k_halo = ifmap_halo_words(layer, k_q, k_c) * (k_q >= layer["out_w"]).to(k_q.dtype)
-    bandwidth = acc["dram_bw"] / (bits / 8)  # words per cycle
+    cpw = _cycles_per_word(acc)
     groups = layer["groups"]
     blocks = layer["batch"] * groups  # (group, image) blocks, each one pass of the tiled nest
     k_sweep_words = sweep_words(layer, (k_Tp, k_p, k_ep, k_q))
-    k_words = torch.stack([dram_words(order, k_trips, k_changes, k_sweep_words, layer["batch"], groups)
-                           for order in LOOP_ORDERS])  # (6, K, n)
+    k_operand_words = [dram_operand_words(order, k_trips, k_changes, k_sweep_words, layer["batch"], groups)
+                       for order in LOOP_ORDERS]
+    k_per_operand = torch.stack([torch.stack(torch.broadcast_tensors(*(words[operand] + 0 * k_p for operand in cpw)))
+                                 for words in k_operand_words])
+    k_words = k_per_operand.sum(dim=1)  # (6, K, n); k_per_operand (6, 3, K, n)
 
     def kinds_before(order: str, level: int) -> tuple[str, str, str]:
         """Tile kinds of the step before the loop at ``level`` of ``order`` advances: that
@@ -299,13 +343,13 @@ def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tens
     step_compute = _per_dataflow(acc, layer, tiles, kept_steps)  # (kinds, K, n)
     step_compute_of = dict(zip(step_kinds, step_compute))
     last_step = step_compute_of[("edge", "edge", "edge")]  # a block's last step
-    k_first_load = (k_tile_words["ifmap"] + k_tile_words["filter"]) / bandwidth
-    k_last_write = k_ep * k_q * k_ek / bandwidth
+    k_first_load = k_tile_words["ifmap"] * cpw["ifmap"] + k_tile_words["filter"] * cpw["filter"]
+    k_last_write = k_ep * k_q * k_ek * cpw["ofmap"]
     # Between blocks the ifmap and ofmap change; the filter too when the group changes
     # (groups - 1 times), and when the image changes (the other blocks - groups times) unless
     # the filter is one tile (then it stays on chip).
-    block_load = (k_tile_words["ifmap"] + k_tile_words["ofmap"]) / bandwidth
-    filter_load = k_tile_words["filter"] / bandwidth
+    block_load = k_tile_words["ifmap"] * cpw["ifmap"] + k_tile_words["ofmap"] * cpw["ofmap"]
+    filter_load = k_tile_words["filter"] * cpw["filter"]
     between_blocks = ((groups - 1) * torch.maximum(last_step, block_load + filter_load)
                       + (blocks - groups) * torch.maximum(last_step, block_load + filter_load * (
                           k_changes["c"] | k_changes["k"]).to(filter_load.dtype)))
@@ -347,9 +391,10 @@ def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tens
                     else:
                         readback = (k_trips["c"] - 1) / k_trips["c"]
                     words_here = words_here * (1 + readback)
-                load = load + (words_here if flag is None else words_here * flag)
+                cycles_here = words_here * cpw[operand]
+                load = load + (cycles_here if flag is None else cycles_here * flag)
             before = step_compute_of[kinds_before(order, level)]
-            time = time + blocks * count * torch.maximum(before, load / bandwidth)
+            time = time + blocks * count * torch.maximum(before, load)
         order_times.append(time + between_blocks)
     # For one tile choice the orders share the compute; where their times tie (stalls hidden
     # behind compute), the simulator's tie-break, energy, picks the least traffic.
@@ -358,10 +403,11 @@ def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tens
     best_order = torch.where(near, k_words, torch.full_like(k_words, torch.inf)).argmin(dim=0, keepdim=True)
     time = times.gather(0, best_order).squeeze(0)  # (K, n)
     order_words = k_words.gather(0, best_order).squeeze(0)
+    order_operand_words = k_per_operand.gather(0, best_order[:, None].expand(1, 3, *best_order.shape[1:])).squeeze(0)
     best_order = best_order.squeeze(0)
 
-    rf_ok = rf_words(acc["rf_bytes"], bits) >= rf_words_required(acc["dataflow"], layer["k_w"]) - 1e-6
-    feasible = any_fit & rf_ok
+    rf_ok = rf_words(acc["rf_bytes"], rf_word_bits(acc)) >= rf_words_required(acc["dataflow"], layer["k_w"]) - 1e-6
+    feasible = any_fit & rf_ok & widths["fits"]
     # The least time wins (the earlier candidate on ties). Pairs with no fitting candidate keep
     # the least-time figures anyway (finite, flagged).
     best = torch.where(k_fits, time, time + torch.finfo(time.dtype).max / 16).argmin(dim=0, keepdim=True)  # (1, n)
@@ -371,7 +417,8 @@ def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tens
 
     est_time, est_words, order = pick(time), pick(order_words), pick(best_order)
     est_compute = pick(step_compute_of[("sum", "sum", "sum")]) * blocks
-    est_dram_cycles = est_words / bandwidth
+    est_operand_words = torch.stack([pick(order_operand_words[i]) for i in range(3)], dim=1)  # (n, 3)
+    est_dram_cycles = sum(est_operand_words[:, i] * cpw[operand] for i, operand in enumerate(cpw))
     est_steps = pick(k_trips["p"] * k_trips["c"] * k_trips["k"]) * blocks
     chosen = [tuple(part.gather(0, position.gather(0, best)).squeeze(0) for part in dim_tiles)
               for dim_tiles, position in zip(tiles, index)]
@@ -379,7 +426,8 @@ def analytic_estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tens
     sram_words = buffer_words(layer, acc, chosen, order, sums)  # (n, 3): ifmap, filter, ofmap buffers
     hops = array_hops(layer, acc, chosen, sums)
 
-    energies = energy_components(acc, layer["macs"], sram_words, est_words, est_time, hops)
+    energies = energy_components(acc, layer["macs"], sram_words, est_operand_words, est_time, hops,
+                                 layer["packed_macs"])
     values = torch.stack([est_time, est_compute, est_dram_cycles, est_words, est_steps], dim=1)
     energies = torch.stack([*energies, total_energy(*energies)], dim=1)
     logs = torch.log2(torch.clamp(torch.cat([values, energies], dim=1), min=1e-3))

@@ -30,7 +30,7 @@ import pyarrow.dataset as pads
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from dataset_gen.space import ACCELERATOR_FIELDS, DATAFLOWS, LAYER_FIELDS, SpaceError
+from dataset_gen.space import ACCELERATOR_FIELDS, DATAFLOWS, LAYER_FIELDS, PE_KINDS, SpaceError
 from dataset_gen.writer import DatasetError, list_shards
 from evaluator.features import (
     D_ACC,
@@ -76,12 +76,15 @@ def pair_hash(pairs: pd.DataFrame, salt: int = 0) -> np.ndarray:
     n = len(pairs)
     state = _splitmix64(np.full(n, np.uint64(salt & 0xFFFFFFFFFFFFFFFF), dtype=np.uint64))
     for position, field in enumerate(INPUT_FIELDS):
-        if field == "dataflow":
-            lookup = {name: i for i, name in enumerate(DATAFLOWS)}
-            codes = pairs[field].map(lookup)
+        if field in ("dataflow", "pe_kind"):
+            names = DATAFLOWS if field == "dataflow" else PE_KINDS
+            lookup = {name: i for i, name in enumerate(names)}
+            # a frame without pe_kind (written before PEs had a kind) means fixed MACs
+            codes = pairs[field].map(lookup) if field in pairs.columns else pd.Series(np.zeros(n))
             if codes.isna().any():
                 row = int(np.flatnonzero(codes.isna().to_numpy())[0])
-                raise SpaceError(f"accelerator.dataflow = {pairs[field].iloc[row]!r} (row {row}): expected one of {list(DATAFLOWS)}")
+                raise SpaceError(f"accelerator.{field} = {pairs[field].iloc[row]!r} (row {row}): expected one of "
+                                 f"{list(names)}")
             bits = codes.to_numpy(dtype=np.uint64)
         else:
             if field in pairs.columns:

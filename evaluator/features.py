@@ -6,14 +6,15 @@ normalises them inside its module with statistics stored in the artifact.
 
 Layer features (`LAYER_FEATURES`, shape ``(n, d_layer)``): log2 of every size field (``pad``
 as ``log2(pad + 1)``), the derived output size, per-group channels, MACs, window, tensor
-sizes (in words) and a depthwise flag. Layers from the search are discrete, so nothing here
+sizes (in words), a depthwise flag, and the precision: ``log2`` of ``w_bits`` and ``a_bits``
+with a flag for 0 ("the accelerator's word width", resolved in `pair_features`). Layers from the search are discrete, so nothing here
 needs to be differentiable w.r.t. them; float tensors still flow through torch ops.
 
 Accelerator features (`ACCEL_FEATURES`, shape ``(n, d_acc)``): each feature depends on one
 accelerator field only, so that `encode_accelerators_soft` can mix candidate values field by
-field. Numeric fields are log2-scaled; ``dataflow`` is one-hot over `DATAFLOWS` and
-``word_bits`` one-hot over `WORD_BITS` (both categorical: the soft encoding uses their
-probabilities as they are).
+field. Numeric fields are log2-scaled; ``dataflow`` is one-hot over `DATAFLOWS`, ``word_bits``
+one-hot over `WORD_BITS` and ``pe_kind`` one-hot over `PE_KINDS` (categorical: the soft
+encoding uses their probabilities as they are).
 """
 
 from __future__ import annotations
@@ -31,13 +32,16 @@ from dataset_gen.space import (
     LAYER_DEFAULTS,
     LAYER_FIELDS,
     LAYER_LIMITS,
+    PE_KINDS,
+    PRECISION_BITS,
+    PRECISION_FIELDS,
     WORD_BITS,
     Accelerator,
     Layer,
     SpaceError,
 )
 from evaluator.analytic import ANALYTIC_FEATURES, ANALYTIC_VERSION, analytic_estimates
-from evaluator.rules import ceil_st, fold_factors, fold_product
+from evaluator.rules import ceil_st, fold_factors, fold_product, layer_widths
 
 
 LAYER_FEATURES: tuple[str, ...] = (
@@ -46,18 +50,23 @@ LAYER_FEATURES: tuple[str, ...] = (
     "log2_out_h", "log2_out_w", "log2_in_c_per_group", "log2_out_c_per_group",
     "log2_window", "log2_out_pixels", "log2_macs",
     "log2_ifmap_words", "log2_filter_words", "log2_ofmap_words", "depthwise",
+    "log2_w_bits", "w_bits_native", "log2_a_bits", "a_bits_native",
 )
 
 # Numeric accelerator fields and their log2 feature, in ACCEL_FEATURES order.
 ACCEL_NUMERIC_FIELDS: tuple[str, ...] = (
     "pe_rows", "pe_cols", "rf_bytes", "ifmap_kb", "filter_kb", "ofmap_kb", "dram_bw", "freq_mhz",
 )
-ACCEL_CATEGORICAL_FIELDS: dict[str, tuple[Any, ...]] = {"dataflow": DATAFLOWS, "word_bits": WORD_BITS}
+ACCEL_CATEGORICAL_FIELDS: dict[str, tuple[Any, ...]] = {"dataflow": DATAFLOWS, "word_bits": WORD_BITS,
+                                                         "pe_kind": PE_KINDS}
 ACCEL_FEATURES: tuple[str, ...] = (
     *(f"log2_{field}" for field in ACCEL_NUMERIC_FIELDS),
     *(f"dataflow_{name}" for name in DATAFLOWS),
     *(f"word_bits_{bits}" for bits in WORD_BITS),
+    *(f"pe_kind_{name}" for name in PE_KINDS),
 )
+# Accelerator fields a caller may leave out (frames written before they existed): their value.
+ACCEL_OPTIONAL: dict[str, Any] = {"pe_kind": "fixed"}
 FREQ_FEATURE_INDEX: int = ACCEL_FEATURES.index("log2_freq_mhz")
 
 D_LAYER: int = len(LAYER_FEATURES)
@@ -77,6 +86,7 @@ PAIR_FEATURES: tuple[str, ...] = (
     *(f"log2_folds_{dim}_on_{side}" for dim in _FOLD_DIMS for side in _ARRAY_SIDES),
     *(f"log2_untiled_cycles_{dataflow}" for dataflow in DATAFLOWS),
     "log2_untiled_cycles", "log2_compute_bound_cycles", "log2_dram_bound_cycles", "log2_roofline_cycles",
+    "log2_w_bits_on_acc", "log2_a_bits_on_acc", "log2_lanes",
     *ANALYTIC_FEATURES,
 )
 D_PAIR: int = len(PAIR_FEATURES)
@@ -96,6 +106,7 @@ def feature_spec() -> dict[str, Any]:
         "analytic_version": ANALYTIC_VERSION,
         "dataflows": list(DATAFLOWS),
         "word_bits": list(WORD_BITS),
+        "pe_kinds": list(PE_KINDS),
     }
 
 
@@ -152,6 +163,12 @@ def _check_layer_ranges(columns: Mapping[str, torch.Tensor]) -> None:
             continue
         low, high = LAYER_LIMITS[field]
         bad = torch.isnan(values) | (values < low) | (values > high)
+        if field in PRECISION_FIELDS:
+            bad = bad | ~torch.isin(values, torch.tensor(PRECISION_BITS, dtype=values.dtype))
+            if bool(bad.any()):
+                row = int(torch.nonzero(bad)[0, 0])
+                raise SpaceError(f"layer.{field} = {values[row].item()!r} (row {row}): expected one of "
+                                 f"{list(PRECISION_BITS)} (0: the accelerator's word_bits)")
         if bool(bad.any()):
             row = int(torch.nonzero(bad)[0, 0])
             raise SpaceError(
@@ -201,6 +218,7 @@ def encode_layers(layers: Any) -> torch.Tensor:
     ofmap_words = c["batch"] * pixels * c["out_c"]
     depthwise = ((c["groups"] == c["in_c"]) & (c["groups"] == c["out_c"]) & (c["groups"] > 1)).to(torch.float64)
     log2 = torch.log2
+    native = {field: (c[field] == 0).to(torch.float64) for field in PRECISION_FIELDS}
     features = torch.stack(
         [
             log2(c["in_h"]), log2(c["in_w"]), log2(c["in_c"]), log2(c["out_c"]),
@@ -209,6 +227,8 @@ def encode_layers(layers: Any) -> torch.Tensor:
             log2(out_h), log2(out_w), log2(in_cg), log2(out_cg),
             log2(window), log2(pixels), log2(macs),
             log2(ifmap_words), log2(filter_words), log2(ofmap_words), depthwise,
+            log2(torch.clamp(c["w_bits"], min=1.0)), native["w_bits"],
+            log2(torch.clamp(c["a_bits"], min=1.0)), native["a_bits"],
         ],
         dim=1,
     )  # (n, d_layer)
@@ -260,6 +280,9 @@ def _accelerator_columns(accels: Any) -> dict[str, Any]:
     ):
         accels = [accels]
     if isinstance(accels, pd.DataFrame):
+        absent = {f: v for f, v in ACCEL_OPTIONAL.items() if f not in accels.columns}
+        if absent:
+            accels = accels.assign(**absent)
         missing = [f for f in ACCELERATOR_FIELDS if f not in accels.columns]
         if missing:
             raise SpaceError(f"accelerators: missing column(s) {missing}; required: {list(ACCELERATOR_FIELDS)}")
@@ -272,6 +295,7 @@ def _accelerator_columns(accels: Any) -> dict[str, Any]:
                 columns[field] = torch.tensor(numbers)
         return columns
     if isinstance(accels, Mapping):
+        accels = {**ACCEL_OPTIONAL, **accels}
         missing = [f for f in ACCELERATOR_FIELDS if f not in accels]
         if missing:
             raise SpaceError(f"accelerators: missing field(s) {missing}; required: {list(ACCELERATOR_FIELDS)}")
@@ -291,7 +315,7 @@ def _accelerator_columns(accels: Any) -> dict[str, Any]:
                 columns[field] = tensor.expand(n) if tensor.numel() == 1 else tensor
         return columns
     if isinstance(accels, Iterable) and not isinstance(accels, (str, bytes)):
-        rows = [a.to_dict() if isinstance(a, Accelerator) else dict(a) for a in accels]
+        rows = [a.to_dict() if isinstance(a, Accelerator) else {**ACCEL_OPTIONAL, **dict(a)} for a in accels]
         for i, row in enumerate(rows):
             missing = [f for f in ACCELERATOR_FIELDS if f not in row]
             if missing:
@@ -355,6 +379,7 @@ def encode_accelerators_soft(choices: Mapping[str, tuple[Sequence[Any], torch.Te
     torch.Tensor
         ``(batch, len(ACCEL_FEATURES))`` float32, differentiable w.r.t. every ``probs``.
     """
+    choices = {**{f: ([v], torch.ones(1)) for f, v in ACCEL_OPTIONAL.items()}, **choices}
     missing = [f for f in ACCELERATOR_FIELDS if f not in choices]
     unknown = [f for f in choices if f not in ACCELERATOR_FIELDS]
     if missing or unknown:
@@ -446,20 +471,29 @@ def pair_features(layer_x: torch.Tensor, acc_x: torch.Tensor) -> torch.Tensor:
     dataflow = acc_x[:, [ACCEL_FEATURES.index(f"dataflow_{name}") for name in DATAFLOWS]]  # (n, 4)
     chosen = (untiled * dataflow).sum(dim=1)
     compute = layer("log2_macs") - acc("log2_pe_rows") - acc("log2_pe_cols")
-    word_bits = sum(acc(f"word_bits_{bits}") * bits for bits in WORD_BITS)  # expected bits when soft
-    words = torch.exp2(layer("log2_ifmap_words")) + torch.exp2(layer("log2_filter_words")) + torch.exp2(layer("log2_ofmap_words"))
-    dram = torch.log2(words) + torch.log2(word_bits / 8) - acc("log2_dram_bw")
+    decoded_layer, decoded_acc = decode_layers(layer_x), decode_accelerators(acc_x)
+    widths = layer_widths(decoded_layer, decoded_acc)  # expected over the PE kinds when soft
+    bits = (torch.exp2(layer("log2_ifmap_words")) * widths["a_bits"] + torch.exp2(layer("log2_filter_words"))
+            * widths["w_bits"] + torch.exp2(layer("log2_ofmap_words")) * widths["a_bits"])
+    dram = torch.log2(bits / 8) - acc("log2_dram_bw")
     roofline = torch.maximum(chosen, dram)
-    estimates = analytic_estimates(decode_layers(layer_x), decode_accelerators(acc_x))  # (n, len(ANALYTIC_FEATURES))
+    precision = torch.stack([torch.log2(widths["w_bits"]), torch.log2(widths["a_bits"]), torch.log2(widths["lanes"])],
+                            dim=1)
+    estimates = analytic_estimates(decoded_layer, decoded_acc)  # (n, len(ANALYTIC_FEATURES))
     return torch.cat([torch.stack(columns, dim=1), untiled,
-                      torch.stack([chosen, compute, dram, roofline], dim=1), estimates], dim=1)  # (n, d_pair)
+                      torch.stack([chosen, compute, dram, roofline], dim=1), precision, estimates], dim=1)  # (n, d_pair)
 
 
 def decode_layers(layer_x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Exact layer sizes back from the log2 encoding (layers are discrete: rounded)."""
     names = ("in_h", "in_w", "out_h", "out_w", "in_c_per_group", "out_c_per_group", "k_h", "k_w",
              "stride", "groups", "batch", "macs")
-    return {name: torch.round(torch.exp2(layer_x[:, LAYER_FEATURES.index(f"log2_{name}")])) for name in names}
+    decoded = {name: torch.round(torch.exp2(layer_x[:, LAYER_FEATURES.index(f"log2_{name}")])) for name in names}
+    for field in PRECISION_FIELDS:  # 0 where the layer runs at the accelerator's word width
+        bits = torch.round(torch.exp2(layer_x[:, LAYER_FEATURES.index(f"log2_{field}")]))
+        decoded[field] = torch.where(layer_x[:, LAYER_FEATURES.index(f"{field}_native")] > 0.5,
+                                     torch.zeros_like(bits), bits)
+    return decoded
 
 
 def decode_accelerators(acc_x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -469,6 +503,7 @@ def decode_accelerators(acc_x: torch.Tensor) -> dict[str, torch.Tensor]:
     decoded["word_bits_onehot"] = bits
     decoded["word_bits"] = bits @ torch.tensor([float(b) for b in WORD_BITS], dtype=acc_x.dtype)
     decoded["dataflow"] = acc_x[:, [ACCEL_FEATURES.index(f"dataflow_{d}") for d in DATAFLOWS]]
+    decoded["pe_kind"] = acc_x[:, [ACCEL_FEATURES.index(f"pe_kind_{k}") for k in PE_KINDS]]
     return decoded
 
 

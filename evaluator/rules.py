@@ -179,10 +179,11 @@ def single_tiles(layer: dict, trips_p, trips_c, trips_k) -> dict[str, torch.Tens
 def fits_buffers(words: dict, single: dict, acc: dict) -> torch.Tensor:
     """Whether every operand's tile fits its buffer (`mapper.fits_buffer`): half of it, or all
     of it for an operand with a single tile. ``words`` as `tile_words`, ``single`` as
-    `single_tiles`."""
-    bits = acc["word_bits"]
+    `single_tiles`; an operand's element width is ``acc["<operand>_bits"]`` when given
+    (`with_widths`), else the word width."""
     ok = None
     for operand in ("ifmap", "filter", "ofmap"):
+        bits = acc.get(f"{operand}_bits", acc["word_bits"])
         kb = acc[f"{operand}_kb"]
         limit = torch.where(single[operand], buffer_capacity_words(kb, bits), half_buffer_words(kb, bits))
         fit = words[operand] <= limit
@@ -193,6 +194,51 @@ def fits_buffers(words: dict, single: dict, acc: dict) -> torch.Tensor:
 def rf_words(rf_bytes: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
     """Words one PE's register file holds (`mapper.rf_words`)."""
     return floor_st(rf_bytes * 8 / bits)
+
+
+def rf_word_bits(acc: dict) -> torch.Tensor:
+    """Bits of one register-file word: the widest packed operand (`with_widths`), else the word width."""
+    return acc.get("rf_word_bits", acc["word_bits"])
+
+
+def layer_widths(layer: dict, acc: dict, kind: int | None = None) -> dict[str, torch.Tensor]:
+    """The layers' precision on the accelerators (`precision.resolve`), in torch.
+
+    ``layer`` holds ``w_bits``, ``a_bits`` (0: the word width) and ``in_c_per_group``;
+    ``acc`` ``word_bits`` (expected bits when soft), ``word_bits_onehot`` and ``pe_kind``
+    ``(n, 2)`` probabilities. ``kind`` 0 (fixed) or 1 (scalable) evaluates that PE kind;
+    None the expectation over ``acc["pe_kind"]`` (lanes and MAC energy mixed linearly).
+    Returns ``w_bits``, ``a_bits`` (resolved), ``lanes``, ``packed_cg``, the packed operands'
+    ``ifmap_bits``, ``filter_bits``, ``ofmap_bits``, ``rf_word_bits``, ``rf_access_bits``,
+    ``mac_pj`` (per real MAC) and ``fits`` (both widths within the word).
+    """
+    word = acc["word_bits"]
+    w = torch.where(layer["w_bits"] == 0, word, layer["w_bits"].to(word.dtype))
+    a = torch.where(layer["a_bits"] == 0, word, layer["a_bits"].to(word.dtype))
+    fits = (w <= word + 1e-6) & (a <= word + 1e-6)
+    full_mac = _per_width(acc, _MAC_PJ)
+    scalable_lanes = torch.clamp(torch.floor(word / w + 1e-6) * torch.floor(word / a + 1e-6), min=1.0)
+    scalable_mac = full_mac * energy.FUSION_ENERGY_OVERHEAD * (w * a) / (word * word)
+    p_scalable = acc["pe_kind"][:, 1] if kind is None else torch.full_like(word, float(kind))
+    lanes = 1.0 + p_scalable * (scalable_lanes - 1.0)
+    cg = layer["in_c_per_group"]
+    packed_cg = ceil_st(cg / lanes)
+    lanes = ceil_st(cg / packed_cg)  # spread evenly over the packed channels
+    ifmap_bits, filter_bits, ofmap_bits = lanes * a, lanes * w, a
+    return {"w_bits": w, "a_bits": a, "lanes": lanes, "packed_cg": packed_cg, "ifmap_bits": ifmap_bits,
+            "filter_bits": filter_bits, "ofmap_bits": ofmap_bits,
+            "rf_word_bits": torch.maximum(torch.maximum(ifmap_bits, filter_bits), ofmap_bits),
+            "rf_access_bits": (ifmap_bits + filter_bits + ofmap_bits) / 3.0,
+            "mac_pj": full_mac + p_scalable * (scalable_mac - full_mac), "fits": fits}
+
+
+def with_widths(layer: dict, acc: dict, widths: dict) -> tuple[dict, dict]:
+    """The lane-packed layer (``in_c_per_group`` in packed channels, ``packed_macs``) and the
+    accelerator dict with the operand widths, as the simulator runs them (`precision.pack`)."""
+    packed = {**layer, "in_c_per_group": widths["packed_cg"],
+              "packed_macs": layer["macs"] * widths["packed_cg"] / layer["in_c_per_group"]}
+    return packed, {**acc, **{name: widths[name] for name in (
+        "ifmap_bits", "filter_bits", "ofmap_bits", "rf_word_bits", "rf_access_bits", "mac_pj")}}
 
 
 def rf_words_required(dataflow: torch.Tensor, k_w: torch.Tensor) -> torch.Tensor:
@@ -500,7 +546,7 @@ def tile_sums(layer: dict, acc: dict, chosen) -> torch.Tensor:
     """``(n, 5)`` `tile_counts` summed over the tiles of one (group, image), dataflow-weighted:
     ifmap reads, filter reads, ofmap writes, ofmap reads within tiles, array hops."""
     rows, cols = acc["pe_rows"], acc["pe_cols"]
-    rf = rf_words(acc["rf_bytes"], acc["word_bits"])
+    rf = rf_words(acc["rf_bytes"], rf_word_bits(acc))
     sums = torch.zeros((rows.shape[0], 5), dtype=rows.dtype)
     for index, name in enumerate(DATAFLOWS):
         weight = acc["dataflow"][:, index]
@@ -559,13 +605,17 @@ def _per_width(acc: dict, table: dict[int, float]) -> torch.Tensor:
 
 def area_mm2(acc: dict[str, torch.Tensor]) -> torch.Tensor:
     """``(n,)`` chip area as `energy.area_mm2` computes it: PEs (MAC + RF) plus the three buffers."""
-    pe_um2 = _per_width(acc, _MAC_UM2) + acc["rf_bytes"] * 8 * energy.RF_UM2_PER_BIT
+    mac_um2 = _per_width(acc, _MAC_UM2)
+    if "pe_kind" in acc:  # a precision-scalable MAC is FUSION_AREA_OVERHEAD larger
+        mac_um2 = mac_um2 * (1.0 + acc["pe_kind"][:, 1] * (energy.FUSION_AREA_OVERHEAD - 1.0))
+    pe_um2 = mac_um2 + acc["rf_bytes"] * 8 * energy.RF_UM2_PER_BIT
     buffers_kb = acc["ifmap_kb"] + acc["filter_kb"] + acc["ofmap_kb"]
     return (acc["pe_rows"] * acc["pe_cols"] * pe_um2 + buffers_kb * energy.BITS_PER_KB * energy.SRAM_UM2_PER_BIT) * 1e-6
 
 
 def energy_components(acc: dict, macs: torch.Tensor, sram_words: torch.Tensor, dram_words_moved: torch.Tensor,
-                      cycles: torch.Tensor, hops: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                      cycles: torch.Tensor, hops: torch.Tensor,
+                      packed_macs: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """The simulator's six energy components (pJ) from access counts, array hops and cycles.
 
     Parameters
@@ -573,10 +623,13 @@ def energy_components(acc: dict, macs: torch.Tensor, sram_words: torch.Tensor, d
     acc : dict of tensors
         Decoded accelerator (`evaluator.features.decode_accelerators`).
     macs : (n,) tensor
+        Real MACs (``packed_macs``: those of the lane-packed layer, which set the register
+        accesses; default ``macs``).
     sram_words : (n, 3) tensor
         Words read or written in the ifmap, filter and ofmap buffers (`buffer_words`).
-    dram_words_moved : (n,) tensor
-        Words moved between DRAM and the chip, both directions.
+    dram_words_moved : (n,) or (n, 3) tensor
+        Words moved between DRAM and the chip, both directions: in all, at the word width, or
+        per operand (ifmap, filter, ofmap) at the operands' widths (`with_widths`).
     cycles : (n,) tensor
         Total cycles (leakage runs for that long).
     hops : (n,) tensor
@@ -590,17 +643,23 @@ def energy_components(acc: dict, macs: torch.Tensor, sram_words: torch.Tensor, d
         (`reference.derived_fields`); `total_energy` sums them.
     """
     bits = acc["word_bits"]
-    mac_pj = _per_width(acc, _MAC_PJ)
+    operand_bits = torch.stack([acc.get(f"{b}_bits", bits) for b in ("ifmap", "filter", "ofmap")], dim=1)  # (n, 3)
+    access_bits = acc.get("rf_access_bits", bits)
+    full_mac_pj = _per_width(acc, _MAC_PJ)
     rf_per_mac = sum(acc["dataflow"][:, i] * int(RF_ACCESSES_PER_MAC[DATAFLOW_CODES[name]])
                      for i, name in enumerate(DATAFLOWS))
-    e_mac = macs * mac_pj
-    e_rf = macs * rf_per_mac * mac_pj * torch.sqrt(acc["rf_bytes"] / energy.RF_REFERENCE_BYTES)
-    e_array = hops * (_HOP_PJ_PER_BIT * bits)
-    per_bit = energy.SRAM_PJ_PER_BIT_8KB * bits
+    e_mac = macs * acc.get("mac_pj", full_mac_pj)
+    rf_macs = packed_macs if packed_macs is not None else macs  # one register access per packed operand
+    e_rf = (rf_macs * rf_per_mac * full_mac_pj * torch.sqrt(acc["rf_bytes"] / energy.RF_REFERENCE_BYTES)
+            * (access_bits / bits))
+    e_array = hops * (_HOP_PJ_PER_BIT * access_bits)
     buffer_pj = torch.stack([torch.sqrt(acc[f"{b}_kb"] / energy.SRAM_REFERENCE_KB) for b in ("ifmap", "filter", "ofmap")],
-                            dim=1) * per_bit[:, None]  # (n, 3) pJ per word
+                            dim=1) * (energy.SRAM_PJ_PER_BIT_8KB * operand_bits)  # (n, 3) pJ per word
     e_sram = (sram_words * buffer_pj).sum(dim=1)
-    e_dram = dram_words_moved * energy.DRAM_PJ_PER_BIT * bits
+    if dram_words_moved.dim() == 2:
+        e_dram = (dram_words_moved * operand_bits).sum(dim=1) * energy.DRAM_PJ_PER_BIT
+    else:
+        e_dram = dram_words_moved * energy.DRAM_PJ_PER_BIT * bits
     e_leak = area_mm2(acc) * energy.LEAK_W_PER_MM2 * cycles / (acc["freq_mhz"] * 1e6) * 1e12
     return e_mac, e_rf, e_array, e_sram, e_dram, e_leak
 

@@ -100,7 +100,10 @@ RESULT_COLUMNS = (
     "sram_filter_reads", "sram_ofmap_reads", "sram_ofmap_writes", "dram_ifmap_reads", "dram_filter_reads",
     "dram_ofmap_reads", "dram_ofmap_writes", "map_order", "error",
 )
-COLUMNS = (("case", "set", "network", "layer_name", "accelerator_id") + LAYER_FIELDS + ACCELERATOR_FIELDS
+# The pair fields the fixture holds: every pair runs at the word width on fixed-precision MACs
+# (the adapter models no other), so the precision and PE-kind fields are left to their defaults.
+PAIR_FIELDS = tuple(f for f in LAYER_FIELDS + ACCELERATOR_FIELDS if f not in ("w_bits", "a_bits", "pe_kind"))
+COLUMNS = (("case", "set", "network", "layer_name", "accelerator_id") + PAIR_FIELDS
            + RESULT_COLUMNS + ("zigzag_seconds", "zigzag_cpu_seconds", "zigzag_version"))
 #: --list's estimate for a pair the committed fixture does not hold (CPU seconds, measured median)
 DEFAULT_ESTIMATE_S = 2.9
@@ -190,7 +193,7 @@ def run_case(case: dict) -> dict:
     """ZigZag on one pair through the adapter: the fixture row (with the time it took)."""
     if not _ADAPTER:
         _init_worker()
-    pairs = pd.DataFrame([{field: case[field] for field in LAYER_FIELDS + ACCELERATOR_FIELDS}])
+    pairs = pd.DataFrame([{field: case[field] for field in PAIR_FIELDS}])
     start, start_cpu = time.perf_counter(), time.process_time()
     result = _ADAPTER[0].simulate(pairs).iloc[0]
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu

@@ -28,7 +28,7 @@ import pandas as pd
 
 from dataset_gen.common.errors import UserError
 from dataset_gen.simulator import RESULT_DTYPES
-from dataset_gen.space import ACCELERATOR_FIELDS, LAYER_FIELDS
+from dataset_gen.space import ACCELERATOR_FIELDS, LAYER_DEFAULTS, LAYER_FIELDS, Accelerator
 
 __all__ = ["ERROR_COLUMN", "AdapterError", "PairTimeout", "SimulatorAdapter", "PairwiseAdapter", "empty_results",
            "result_columns", "pair_key"]
@@ -36,6 +36,22 @@ __all__ = ["ERROR_COLUMN", "AdapterError", "PairTimeout", "SimulatorAdapter", "P
 ERROR_COLUMN = "error"
 PAIR_FIELDS: tuple[str, ...] = LAYER_FIELDS + ACCELERATOR_FIELDS
 _MISSING = {"bool": False, "int64": -1, "float64": float("nan"), "str": ""}
+_PAIR_DEFAULTS = {**LAYER_DEFAULTS, **Accelerator().to_dict()}
+
+
+def native_precision_refusal(pair: Mapping[str, Any], tool: str) -> str:
+    """Why a tool that models one word width cannot simulate ``pair`` ("" when it can): a
+    layer precision other than the word width, or a precision-scalable PE array."""
+    word_bits = int(pair.get("word_bits", _PAIR_DEFAULTS["word_bits"]))
+    for field in ("w_bits", "a_bits"):
+        bits = int(pair.get(field, 0))
+        if bits not in (0, word_bits):
+            return (f"{field} = {bits}: {tool} models every operand at the word width (word_bits = {word_bits}); "
+                    f"only 0 or {word_bits} (the builtin simulator models layer precision)")
+    if pair.get("pe_kind", "fixed") != "fixed":
+        return (f"pe_kind = {pair['pe_kind']!r}: {tool} models fixed-precision MACs only "
+                "(the builtin simulator models precision-scalable arrays)")
+    return ""
 
 
 class AdapterError(UserError):
@@ -194,7 +210,9 @@ class PairwiseAdapter(SimulatorAdapter):
                                                           if self.retries else "")}
 
     def simulate(self, pairs: pd.DataFrame) -> pd.DataFrame:
-        records = pairs[list(PAIR_FIELDS)].to_dict("records")
+        # optional fields a caller may leave out (the precision, the PE kind) take their defaults
+        missing = {field: _PAIR_DEFAULTS[field] for field in PAIR_FIELDS if field not in pairs.columns}
+        records = pairs.assign(**missing)[list(PAIR_FIELDS)].to_dict("records")
         identity = self.identity()
         keys = [pair_key(identity, record) for record in records]
         known = self.cache.get_many(set(keys)) if self.cache is not None else {}

@@ -52,7 +52,7 @@ import weakref
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from dataset_gen.adapters.base import AdapterError, PairwiseAdapter, as_python
+from dataset_gen.adapters.base import AdapterError, PairwiseAdapter, as_python, native_precision_refusal
 from dataset_gen.simulator import RESULT_DTYPES, energy
 from dataset_gen.simulator.dataflows import DATAFLOW_CODES, RF_ACCESSES_PER_MAC
 from dataset_gen.simulator.reference import derived_fields
@@ -161,6 +161,9 @@ def matrix_entries(pair: Mapping[str, Any]) -> int:
 
 def refusal(pair: Mapping[str, Any], max_matrix_entries: int | None = None) -> str:
     """Why SCALE-Sim cannot simulate ``pair`` ("" when it can)."""
+    precision = native_precision_refusal(pair, f"SCALE-Sim {SCALESIM_VERSION}")
+    if precision:
+        return precision
     if pair["dataflow"] not in SCALESIM_DATAFLOWS:
         return (f"SCALE-Sim {SCALESIM_VERSION} has no {pair['dataflow']} dataflow (it models "
                 f"{', '.join(SCALESIM_DATAFLOWS)} systolic arrays only)")

@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from dataset_gen.adapters.base import AdapterError, PairwiseAdapter
+from dataset_gen.adapters.base import AdapterError, PairwiseAdapter, native_precision_refusal
 from dataset_gen.simulator import energy as ours
 
 __all__ = ["ZigZagAdapter", "ADAPTER_REVISION", "DATAFLOW_UNROLLING", "RF_OPERANDS", "hardware_description",
@@ -425,6 +425,9 @@ class ZigZagAdapter(PairwiseAdapter):
         return answers[0][0]
 
     def simulate_pair(self, pair: Mapping[str, Any]) -> dict[str, Any]:
+        why = native_precision_refusal(pair, "this ZigZag adapter")
+        if why:
+            raise ValueError(why)
         cme = self.evaluate(pair)
         area = float(ours.area_mm2(pair["pe_rows"], pair["pe_cols"], pair["rf_bytes"], pair["ifmap_kb"],
                                    pair["filter_kb"], pair["ofmap_kb"], pair["word_bits"]))

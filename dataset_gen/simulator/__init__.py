@@ -19,14 +19,14 @@ import numpy as np
 import pandas as pd
 
 from ..space import (ACCELERATOR_FIELDS, ACCELERATOR_LIMITS, DATAFLOWS, LAYER_DEFAULTS, LAYER_FIELDS, LAYER_LIMITS,
-                     WORD_BITS, Accelerator, Layer, Mapping, SpaceError, accelerator_from_mapping,
+                     PE_KINDS, PRECISION_BITS, PRECISION_FIELDS, WORD_BITS, Accelerator, Layer, Mapping, SpaceError, accelerator_from_mapping,
                      layer_from_mapping)
 from . import fast
 from .mapper import OBJECTIVES, candidate_mappings, check_objective
 from . import reference
 from .reference import RESULT_DTYPES, RESULT_FIELDS, SimResult
 
-SIMULATOR_VERSION = "2.0.0"
+SIMULATOR_VERSION = "2.1.0"
 ENGINES: tuple[str, ...] = ("fast", "reference")
 
 __all__ = ["SIMULATOR_VERSION", "RESULT_FIELDS", "RESULT_DTYPES", "OBJECTIVES", "ENGINES", "SimResult",
@@ -34,6 +34,7 @@ __all__ = ["SIMULATOR_VERSION", "RESULT_FIELDS", "RESULT_DTYPES", "OBJECTIVES", 
 
 _ACCELERATOR_DEFAULTS = Accelerator().to_dict()
 _INT_ACCELERATOR_FIELDS = ("pe_rows", "pe_cols", "rf_bytes", "word_bits")
+_CATEGORICAL = {"dataflow": DATAFLOWS, "pe_kind": PE_KINDS}  # string columns, simulated as their codes
 
 
 def _row_error(pairs: pd.DataFrame, position: int) -> SpaceError:
@@ -61,7 +62,7 @@ def _validated_columns(pairs: pd.DataFrame) -> dict[str, np.ndarray]:
     bad = np.zeros(count, dtype=bool)
     try:
         for field in LAYER_FIELDS + ACCELERATOR_FIELDS:
-            if field == "dataflow":
+            if field in _CATEGORICAL:
                 continue
             if field in pairs.columns:
                 values = pairs[field].to_numpy(dtype=np.float64)
@@ -85,16 +86,19 @@ def _validated_columns(pairs: pd.DataFrame) -> dict[str, np.ndarray]:
         bad[:] = True  # a non-numeric entry somewhere: let the row-wise check find it
         columns = {}
     if not bad.any():
-        if "dataflow" in pairs.columns:
-            dataflow = pairs["dataflow"].astype(object).to_numpy()
-        else:
-            dataflow = np.full(count, _ACCELERATOR_DEFAULTS["dataflow"], dtype=object)
-        codes = np.full(count, -1, dtype=np.int64)
-        for code, name in enumerate(DATAFLOWS):
-            codes[dataflow == name] = code
-        bad |= codes < 0
-        columns["dataflow"] = codes
+        for field, names in _CATEGORICAL.items():
+            if field in pairs.columns:
+                values = pairs[field].astype(object).to_numpy()
+            else:
+                values = np.full(count, _ACCELERATOR_DEFAULTS[field], dtype=object)
+            codes = np.full(count, -1, dtype=np.int64)
+            for code, name in enumerate(names):
+                codes[values == name] = code
+            bad |= codes < 0
+            columns[field] = codes
         bad |= ~np.isin(columns["word_bits"], WORD_BITS)
+        for field in PRECISION_FIELDS:
+            bad |= ~np.isin(columns[field], PRECISION_BITS)
         bad |= (columns["in_c"] % columns["groups"] != 0) | (columns["out_c"] % columns["groups"] != 0)
         bad |= columns["k_h"] > columns["in_h"] + 2 * columns["pad"]
         bad |= columns["k_w"] > columns["in_w"] + 2 * columns["pad"]
@@ -148,7 +152,8 @@ def simulate_batch(pairs: pd.DataFrame, mapping: str | Mapping = "search", objec
         for position in range(len(pairs)):
             values = {field: columns[field][position] for field in LAYER_FIELDS}
             accelerator_values = {field: columns[field][position] for field in ACCELERATOR_FIELDS}
-            accelerator_values["dataflow"] = DATAFLOWS[int(columns["dataflow"][position])]
+            for field, names in _CATEGORICAL.items():
+                accelerator_values[field] = names[int(columns[field][position])]
             for field in _INT_ACCELERATOR_FIELDS:
                 accelerator_values[field] = int(accelerator_values[field])
             rows.append(reference.simulate(Layer(**values), Accelerator(**accelerator_values), mapping, objective))

@@ -33,6 +33,12 @@ DRAM_PJ_PER_BIT = 20.0
 # to its neighbour at ~2x a MAC. Their figure is normalised to a 16-bit MAC, so ours is twice
 # our 16-bit MAC, per bit (a wire's energy grows with the bits it carries).
 ARRAY_HOP_MAC_RATIO = 2.0
+# Precision-scalable MACs (Bit Fusion, Sharma et al., ISCA 2018): a fusion unit's overhead over a
+# fixed MAC of the same widest precision (shift-add tree, operand steering), for its energy per
+# MAC at full precision and for its area. Assumptions: Bit Fusion reports whole-chip gains
+# against Eyeriss, not per-unit costs (docs/simulator.md, "Precision").
+FUSION_ENERGY_OVERHEAD = 1.2
+FUSION_AREA_OVERHEAD = 1.3
 # Leakage: 20 mW per mm^2 of area, a documented 45 nm assumption (no single source).
 LEAK_W_PER_MM2 = 0.02
 # Area: latch-based register file 2.5 um^2/bit (assumption); SRAM 0.6 um^2/bit including
@@ -66,12 +72,18 @@ for _bits in (8, 16, 32):
     _MAC_UM2[_bits] = mac_area_um2(_bits)
 
 
+def mac_pj_table(word_bits):
+    """Energy of one full-width MAC of ``word_bits`` (pJ; looked up, vectorised)."""
+    return _MAC_PJ[np.asarray(word_bits, dtype=np.int64)]
+
+
 def array_hop_energy_pj(word_bits):
-    """Energy of moving one word from a PE to its neighbour (pJ)."""
+    """Energy of moving one word of ``word_bits`` bits (may be fractional: a mean) from a PE
+    to its neighbour (pJ)."""
     return ARRAY_HOP_MAC_RATIO * (_MAC_PJ[16] / 16.0) * np.asarray(word_bits, dtype=np.float64)
 
 
-def area_mm2(pe_rows, pe_cols, rf_bytes, ifmap_kb, filter_kb, ofmap_kb, word_bits):
+def area_mm2(pe_rows, pe_cols, rf_bytes, ifmap_kb, filter_kb, ofmap_kb, word_bits, pe_kind=0):
     """Chip area: PEs (MAC + register file) plus the three buffers.
 
     Parameters
@@ -80,6 +92,8 @@ def area_mm2(pe_rows, pe_cols, rf_bytes, ifmap_kb, filter_kb, ofmap_kb, word_bit
         Array shape, register-file bytes per PE, word width in bits.
     ifmap_kb, filter_kb, ofmap_kb : float or array of float
         Buffer sizes in KiB.
+    pe_kind : int or array of int
+        0 fixed-precision MACs, 1 precision-scalable (`FUSION_AREA_OVERHEAD` larger).
 
     Returns
     -------
@@ -88,7 +102,8 @@ def area_mm2(pe_rows, pe_cols, rf_bytes, ifmap_kb, filter_kb, ofmap_kb, word_bit
     """
     word_bits = np.asarray(word_bits, dtype=np.int64)
     pes = np.asarray(pe_rows, dtype=np.float64) * np.asarray(pe_cols, dtype=np.float64)
-    pe_um2 = _MAC_UM2[word_bits] + np.asarray(rf_bytes, dtype=np.float64) * (8.0 * RF_UM2_PER_BIT)
+    mac_um2 = np.where(np.asarray(pe_kind) == 1, _MAC_UM2[word_bits] * FUSION_AREA_OVERHEAD, _MAC_UM2[word_bits])
+    pe_um2 = mac_um2 + np.asarray(rf_bytes, dtype=np.float64) * (8.0 * RF_UM2_PER_BIT)
     buffer_kb = (np.asarray(ifmap_kb, dtype=np.float64) + np.asarray(filter_kb, dtype=np.float64)
                  + np.asarray(ofmap_kb, dtype=np.float64))
     return (pes * pe_um2 + buffer_kb * (BITS_PER_KB * SRAM_UM2_PER_BIT)) * 1e-6
@@ -100,10 +115,14 @@ def sram_energy_per_word_pj(size_kb, word_bits):
             * np.asarray(word_bits, dtype=np.float64))
 
 
-def rf_energy_per_access_pj(rf_bytes, word_bits):
-    """Energy of one register-file access of one word (pJ)."""
-    return _MAC_PJ[np.asarray(word_bits, dtype=np.int64)] * np.sqrt(
+def rf_energy_per_access_pj(rf_bytes, word_bits, access_bits=None):
+    """Energy of one register-file access (pJ): of one ``word_bits`` word, or of
+    ``access_bits`` bits (that fraction of a word's energy; may be fractional: a mean)."""
+    full = _MAC_PJ[np.asarray(word_bits, dtype=np.int64)] * np.sqrt(
         np.asarray(rf_bytes, dtype=np.float64) / RF_REFERENCE_BYTES)
+    if access_bits is None:
+        return full
+    return full * (np.asarray(access_bits, dtype=np.float64) / np.asarray(word_bits, dtype=np.float64))
 
 
 def latency_seconds(total_cycles, freq_mhz):
@@ -112,19 +131,23 @@ def latency_seconds(total_cycles, freq_mhz):
 
 
 def dynamic_energy_pj(macs, rf_accesses, sram_ifmap_words, sram_filter_words, sram_ofmap_words,
-                      dram_words, rf_bytes, ifmap_kb, filter_kb, ofmap_kb, word_bits):
+                      dram_ifmap_words, dram_filter_words, dram_ofmap_words, rf_bytes, ifmap_kb, filter_kb,
+                      ofmap_kb, word_bits, widths=None):
     """The four access-driven energy components (pJ), independent of time.
 
     Parameters
     ----------
     macs, rf_accesses : int arrays
-        MACs and register-file accesses.
+        MACs (real multiply-accumulates) and register-file accesses.
     sram_ifmap_words, sram_filter_words, sram_ofmap_words : int arrays
-        Every word read or written in each buffer, DRAM fills and write-backs included.
-    dram_words : int array
-        Words moved between DRAM and the chip, both directions.
+        Every element read or written in each buffer, DRAM fills and write-backs included.
+    dram_ifmap_words, dram_filter_words, dram_ofmap_words : int arrays
+        Elements of each operand moved between DRAM and the chip (both directions).
     rf_bytes, ifmap_kb, filter_kb, ofmap_kb, word_bits : arrays
         Accelerator parameters.
+    widths : precision.Widths, optional
+        The layers' operand widths (`precision.resolve`); None: every operand at
+        ``word_bits``, a full-width MAC.
 
     Returns
     -------
@@ -133,12 +156,19 @@ def dynamic_energy_pj(macs, rf_accesses, sram_ifmap_words, sram_filter_words, sr
     """
     word_bits = np.asarray(word_bits, dtype=np.int64)
     f64 = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731
-    energy_mac = f64(macs) * _MAC_PJ[word_bits]
-    energy_rf = f64(rf_accesses) * rf_energy_per_access_pj(rf_bytes, word_bits)
-    energy_sram = (f64(sram_ifmap_words) * sram_energy_per_word_pj(ifmap_kb, word_bits)
-                   + f64(sram_filter_words) * sram_energy_per_word_pj(filter_kb, word_bits)
-                   + f64(sram_ofmap_words) * sram_energy_per_word_pj(ofmap_kb, word_bits))
-    energy_dram = f64(dram_words) * (DRAM_PJ_PER_BIT * word_bits.astype(np.float64))
+    if widths is None:
+        bits = {"ifmap": word_bits, "filter": word_bits, "ofmap": word_bits}
+        mac_pj, access_bits = _MAC_PJ[word_bits], None
+    else:
+        bits = {"ifmap": widths.ifmap_bits, "filter": widths.filter_bits, "ofmap": widths.ofmap_bits}
+        mac_pj, access_bits = widths.mac_pj, widths.rf_access_bits
+    energy_mac = f64(macs) * mac_pj
+    energy_rf = f64(rf_accesses) * rf_energy_per_access_pj(rf_bytes, word_bits, access_bits)
+    energy_sram = (f64(sram_ifmap_words) * sram_energy_per_word_pj(ifmap_kb, bits["ifmap"])
+                   + f64(sram_filter_words) * sram_energy_per_word_pj(filter_kb, bits["filter"])
+                   + f64(sram_ofmap_words) * sram_energy_per_word_pj(ofmap_kb, bits["ofmap"]))
+    energy_dram = (f64(dram_ifmap_words) * f64(bits["ifmap"]) + f64(dram_filter_words) * f64(bits["filter"])
+                   + f64(dram_ofmap_words) * f64(bits["ofmap"])) * DRAM_PJ_PER_BIT
     return energy_mac, energy_rf, energy_sram, energy_dram
 
 

@@ -57,7 +57,7 @@ import numpy as np
 from functools import lru_cache
 
 from ..space import LOOP_ORDERS, Mapping, SpaceError
-from . import energy, mapper, reference
+from . import energy, mapper, precision, reference
 from .dataflows import RF_ACCESSES_PER_MAC, RS, rf_words_required, tile_costs
 
 CHUNK_PAIRS = 1024
@@ -69,6 +69,11 @@ _DIMS = ("p", "c", "k")
 # Loop orders in which c lies outside p: a p step keeps the c tile, so the next row tile finds
 # its halo rows on chip (when c has one tile, every order does).
 _C_OUTSIDE_P = np.array([order.index("c") < order.index("p") for order in LOOP_ORDERS])
+
+
+# The per-pair columns `simulate_columns` adds from `precision.resolve`, in `precision.Widths` order.
+_WIDTH_COLUMNS = ("fits", "lanes", "packed_cg", "ifmap_bits", "filter_bits", "ofmap_bits", "rf_word_bits",
+                  "rf_access_bits", "mac_pj")
 
 
 def _ceil_div(a, b):
@@ -87,32 +92,39 @@ class _Pairs:
         self.kg = self.out_c // self.groups
         self.images = self.groups * self.batch
         self.ofmap_total = self.images * self.out_h * self.out_w * self.kg
-        self.macs = self.batch * self.out_h * self.out_w * self.out_c * self.cg * self.k_h * self.k_w
-        self.rf_accesses = self.macs * RF_ACCESSES_PER_MAC[self.dataflow]
+        # The columns are of the lane-packed layers (`simulate_columns`): these are packed MACs.
+        packed_macs = self.batch * self.out_h * self.out_w * self.out_c * self.cg * self.k_h * self.k_w
+        self.rf_accesses = packed_macs * RF_ACCESSES_PER_MAC[self.dataflow]
+        self.widths = precision.Widths(*(columns[name] for name in _WIDTH_COLUMNS))
         self.area = energy.area_mm2(self.pe_rows, self.pe_cols, self.rf_bytes, self.ifmap_kb,
-                                    self.filter_kb, self.ofmap_kb, self.word_bits)
-        self.rf_words = mapper.rf_words(self.rf_bytes, self.word_bits)
-        self.rf_ok = self.rf_words >= rf_words_required(self.dataflow, self.k_w)
-        self.half_ifmap = mapper.half_buffer_words(self.ifmap_kb, self.word_bits)
-        self.half_filter = mapper.half_buffer_words(self.filter_kb, self.word_bits)
-        self.half_ofmap = mapper.half_buffer_words(self.ofmap_kb, self.word_bits)
-        self.full_ifmap = mapper.buffer_words(self.ifmap_kb, self.word_bits)
-        self.full_filter = mapper.buffer_words(self.filter_kb, self.word_bits)
-        self.full_ofmap = mapper.buffer_words(self.ofmap_kb, self.word_bits)
-        # DRAM cycles per word, shrunk so that words * it never exceeds the exact figure.
-        self.dram_cycles_per_word = self.word_bits / 8.0 / self.dram_bw * (1.0 - 1e-12)
+                                    self.filter_kb, self.ofmap_kb, self.word_bits, self.pe_kind)
+        self.rf_words = mapper.rf_words(self.rf_bytes, self.rf_word_bits)
+        self.rf_ok = (self.rf_words >= rf_words_required(self.dataflow, self.k_w)) & self.fits
+        self.half_ifmap = mapper.half_buffer_words(self.ifmap_kb, self.ifmap_bits)
+        self.half_filter = mapper.half_buffer_words(self.filter_kb, self.filter_bits)
+        self.half_ofmap = mapper.half_buffer_words(self.ofmap_kb, self.ofmap_bits)
+        self.full_ifmap = mapper.buffer_words(self.ifmap_kb, self.ifmap_bits)
+        self.full_filter = mapper.buffer_words(self.filter_kb, self.filter_bits)
+        self.full_ofmap = mapper.buffer_words(self.ofmap_kb, self.ofmap_bits)
+        # DRAM cycles per bit, shrunk so that bits * it never exceeds the exact figure.
+        self.dram_cycles_per_bit = 1.0 / 8.0 / self.dram_bw * (1.0 - 1e-12)
+
+    def widths_of(self, pair: np.ndarray) -> precision.Widths:
+        """The operand widths of pairs ``pair``."""
+        return precision.Widths(*(values[pair] for values in self.widths))
 
     def energy_coefficients(self) -> dict[str, np.ndarray]:
         """Per-access energies for the bounds (pJ; bounds only, never reported)."""
-        e_mac, e_rf, _, _ = energy.dynamic_energy_pj(self.macs, self.rf_accesses, 0, 0, 0, 0, self.rf_bytes,
+        e_mac, e_rf, _, _ = energy.dynamic_energy_pj(self.macs, self.rf_accesses, 0, 0, 0, 0, 0, 0, self.rf_bytes,
                                                      self.ifmap_kb, self.filter_kb, self.ofmap_kb,
-                                                     self.word_bits)
-        dram = energy.DRAM_PJ_PER_BIT * self.word_bits.astype(np.float64)
-        return {"fixed": e_mac + e_rf, "hop": energy.array_hop_energy_pj(self.word_bits),
-                "ifmap": energy.sram_energy_per_word_pj(self.ifmap_kb, self.word_bits),
-                "filter": energy.sram_energy_per_word_pj(self.filter_kb, self.word_bits),
-                "ofmap": energy.sram_energy_per_word_pj(self.ofmap_kb, self.word_bits),
-                "dram": dram,
+                                                     self.word_bits, self.widths)
+        dram = lambda bits: energy.DRAM_PJ_PER_BIT * bits.astype(np.float64)  # noqa: E731
+        return {"fixed": e_mac + e_rf, "hop": energy.array_hop_energy_pj(self.rf_access_bits),
+                "ifmap": energy.sram_energy_per_word_pj(self.ifmap_kb, self.ifmap_bits),
+                "filter": energy.sram_energy_per_word_pj(self.filter_kb, self.filter_bits),
+                "ofmap": energy.sram_energy_per_word_pj(self.ofmap_kb, self.ofmap_bits),
+                "dram_ifmap": dram(self.ifmap_bits), "dram_filter": dram(self.filter_bits),
+                "dram_ofmap": dram(self.ofmap_bits),
                 "leak": self.area * (energy.LEAK_W_PER_MM2 * 1e12) / (self.freq_mhz * 1e6)}
 
 
@@ -260,7 +272,7 @@ class _Combos:
 
     _PER_COMBO = ("pair", "slot_p", "slot_c", "slot_k", "count_p", "count_c", "count_k", "groups", "batch",
                   "ifmap_total", "halo_total", "filter_total", "ofmap_total", "last_writeback_words",
-                  "last_writeback", "dram_cycles_per_word")
+                  "last_writeback", "dram_cycles_per_bit", "ifmap_bits", "filter_bits", "ofmap_bits")
 
     def __init__(self, pairs: _Pairs | None, tiling: _Tiling | None, feasible: np.ndarray | None):
         if pairs is None:  # an empty shell for `restrict`
@@ -282,9 +294,10 @@ class _Combos:
         self.ofmap_total = pairs.ofmap_total[pair]
         # The last step's ofmap tile is the edge tile in p and k.
         self.last_writeback_words = tiling.ofmap_words.ravel()[((s + slot_p) * width + s + slot_k) * count + pair]
-        self.last_writeback = reference.dram_cycles(self.last_writeback_words, pairs.word_bits[pair],
-                                                    pairs.dram_bw[pair])
-        self.dram_cycles_per_word = pairs.dram_cycles_per_word[pair]
+        self.ifmap_bits, self.filter_bits = pairs.ifmap_bits[pair], pairs.filter_bits[pair]
+        self.ofmap_bits = pairs.ofmap_bits[pair]
+        self.last_writeback = reference.dram_cycles(self.last_writeback_words, self.ofmap_bits, pairs.dram_bw[pair])
+        self.dram_cycles_per_bit = pairs.dram_cycles_per_bit[pair]
 
     def __len__(self) -> int:
         return len(self.pair)
@@ -343,12 +356,12 @@ def _dram_counts(cmb: _Combos, sweeps: dict[str, np.ndarray], combo, row) -> dic
 def _traffic_cycles(cmb: _Combos, sweeps: dict[str, np.ndarray]) -> np.ndarray:
     """(orders, M) lower bound on the DRAM cycles of all loads and write-backs but the last.
 
-    The channel is serial and sum(ceil(x_i)) >= sum(x_i); `_Pairs.dram_cycles_per_word`
+    The channel is serial and sum(ceil(x_i)) >= sum(x_i); `_Pairs.dram_cycles_per_bit`
     carries the rounding margin.
     """
-    words = (sweeps["ifmap_words"] + sweeps["filter"] * cmb.filter_total
-             + (2 * sweeps["ofmap"] - 1) * cmb.ofmap_total - cmb.last_writeback_words)
-    return np.floor(words * cmb.dram_cycles_per_word).astype(np.int64)
+    bits = (sweeps["ifmap_words"] * cmb.ifmap_bits + sweeps["filter"] * (cmb.filter_total * cmb.filter_bits)
+            + ((2 * sweeps["ofmap"] - 1) * cmb.ofmap_total - cmb.last_writeback_words) * cmb.ofmap_bits)
+    return np.floor(bits * cmb.dram_cycles_per_bit).astype(np.int64)
 
 
 class _Folds:
@@ -380,10 +393,10 @@ class _Folds:
         # Partial sums read back: within tiles (the fold model's), and at every tile with c
         # index > 0 ((n_c - 1) sweeps of the ofmap).
         self.sram_ofmap_reads = (cmb.count_c - 1) * cmb.ofmap_total + self.sums(4)
-        self.first_load = reference.dram_cycles(
-            tiling.ifmap_words.ravel()[(cmb.slot_p * width + cmb.slot_c) * count + pair]
-            + tiling.filter_words.ravel()[(cmb.slot_c * width + cmb.slot_k) * count + pair],
-            pairs.word_bits[pair], pairs.dram_bw[pair])
+        self.first_load = reference.dram_cycles_bits(
+            tiling.ifmap_words.ravel()[(cmb.slot_p * width + cmb.slot_c) * count + pair] * cmb.ifmap_bits
+            + tiling.filter_words.ravel()[(cmb.slot_c * width + cmb.slot_k) * count + pair] * cmb.filter_bits,
+            pairs.dram_bw[pair])
 
     def sums(self, cost: int) -> np.ndarray:
         """One fold cost summed over the layer's tiles, per combination.
@@ -559,7 +572,9 @@ class _StallView:
         self.filter_words = lookup(tiling.filter_words, "c", "k")
         self.ofmap_words = lookup(tiling.ofmap_words, "p", "k")
         self.shape_cycles = folds.costs[0][folds.shape.ravel()[np.take(_DIM_CELL.T, code, axis=1) * len(cmb) + combo]]
-        self.word_bits, self.dram_bw = pairs.word_bits[pair], pairs.dram_bw[pair]
+        self.ifmap_bits, self.filter_bits, self.ofmap_bits = (
+            cmb.ifmap_bits[combo], cmb.filter_bits[combo], cmb.ofmap_bits[combo])
+        self.dram_bw = pairs.dram_bw[pair]
         by_dim = np.stack([cmb.count_p[combo], cmb.count_c[combo], cmb.count_k[combo]])
         self.count = np.concatenate([cmb.groups[combo][None], cmb.batch[combo][None],
                                      np.take_along_axis(by_dim, np.take(_LEVEL_DIM.T, code, axis=1), axis=0)])
@@ -584,8 +599,8 @@ def _stall(view: _StallView) -> np.ndarray:
     stall = np.zeros(len(view.code), dtype=np.int64)
     for lam, mult_spec, now, before, c_positive in _LEVEL_CLASSES:
         if before is None:  # the first step loads everything, nothing before it
-            words = view.ifmap_words[now] + view.filter_words[now]
-            stall = stall + reference.dram_cycles(words, view.word_bits, view.dram_bw)
+            bits = view.ifmap_words[now] * view.ifmap_bits + view.filter_words[now] * view.filter_bits
+            stall = stall + reference.dram_cycles_bits(bits, view.dram_bw)
             continue
         if not advancing[lam]:  # no candidate has such a step
             continue
@@ -594,14 +609,15 @@ def _stall(view: _StallView) -> np.ndarray:
                 factor = _factor(view.count[mult_spec[end - 1][0]], mult_spec[end - 1][1])
                 steps[mult_spec[:end]] = factor if end == 1 else steps[mult_spec[:end - 1]] * factor
         ofmap_change = view.changes["ofmap"][lam]
-        words = ((view.ifmap_words[now] - view.ifmap_halo[now] * view.halo_at[lam]) * view.changes["ifmap"][lam]
-                 + view.filter_words[now] * view.changes["filter"][lam]
-                 + view.ofmap_words[before] * ofmap_change)
+        ofmap_words = view.ofmap_words[before] * ofmap_change
         if c_positive is not False:  # the step reads partial sums back
             if c_positive is not True:
                 ofmap_change = ofmap_change & c_positive[view.code]
-            words = words + view.ofmap_words[now] * ofmap_change
-        load_cycles = reference.dram_cycles(words, view.word_bits, view.dram_bw)
+            ofmap_words = ofmap_words + view.ofmap_words[now] * ofmap_change
+        bits = ((view.ifmap_words[now] - view.ifmap_halo[now] * view.halo_at[lam]) * view.changes["ifmap"][lam]
+                * view.ifmap_bits + view.filter_words[now] * view.changes["filter"][lam] * view.filter_bits
+                + ofmap_words * view.ofmap_bits)
+        load_cycles = reference.dram_cycles_bits(bits, view.dram_bw)
         stall = stall + steps[mult_spec] * np.maximum(load_cycles - view.shape_cycles[before], 0)
     return stall
 
@@ -645,7 +661,7 @@ class _Evaluator:
         floats = reference.derived_fields(
             p.macs[pair], p.rf_accesses[pair], counts, total, p.pe_rows[pair], p.pe_cols[pair], p.rf_bytes[pair],
             p.ifmap_kb[pair], p.filter_kb[pair], p.ofmap_kb[pair], p.word_bits[pair], p.freq_mhz[pair],
-            p.area[pair])
+            p.area[pair], p.widths_of(pair))
         return _Evaluated(combo, row, total, counts, floats)
 
     def primary(self, objective: str, combo: np.ndarray, row: np.ndarray) -> np.ndarray:
@@ -664,14 +680,15 @@ def _energy_bound(coef: dict[str, np.ndarray], cmb: _Combos, sweeps: dict[str, n
     they count as zero).
     """
     pair = cmb.pair
-    dram, ofmap = coef["dram"][pair], coef["ofmap"][pair]
+    ofmap = coef["ofmap"][pair]
     base = coef["fixed"][pair] + ofmap * ((cmb.count_c - 1) * cmb.ofmap_total)
     if fold_words is not None:
         base = base + (coef["ifmap"][pair] * fold_words[0] + coef["filter"][pair] * fold_words[1]
                        + ofmap * fold_words[2] + coef["hop"][pair] * fold_words[3])
-    per_filter = (coef["filter"][pair] + dram) * cmb.filter_total
-    per_ofmap = (ofmap + dram) * cmb.ofmap_total
-    value = (base + (coef["ifmap"][pair] + dram) * sweeps["ifmap_words"] + per_filter * sweeps["filter"]
+    per_filter = (coef["filter"][pair] + coef["dram_filter"][pair]) * cmb.filter_total
+    per_ofmap = (ofmap + coef["dram_ofmap"][pair]) * cmb.ofmap_total
+    value = (base + (coef["ifmap"][pair] + coef["dram_ifmap"][pair]) * sweeps["ifmap_words"]
+             + per_filter * sweeps["filter"]
              + per_ofmap * (2 * sweeps["ofmap"] - 1) + coef["leak"][pair] * cycles)
     return value * (1.0 - BOUND_MARGIN)
 
@@ -767,7 +784,7 @@ def _simulate_chunk(columns: dict[str, np.ndarray], mapping: str | Mapping, obje
         totals = {"p": pairs.out_h, "q": pairs.out_w, "c": pairs.cg, "k": pairs.kg}
         if mapping == "scalesim":  # the whole layer, capacities not enforced, no RF blocking
             tiling = _Tiling(pairs, {dim: total[None, :] for dim, total in totals.items()}, blocking=False)
-            feasible = np.ones((1, 1, 1, pairs.count), dtype=bool)
+            feasible = pairs.fits.reshape(1, 1, 1, pairs.count).copy()
             orders = (LOOP_ORDERS.index("pck"),)
         else:  # a tile larger than its dimension is the whole dimension
             widths: dict[int, int] = {}  # out_w -> tile columns; raises the reference's SpaceError, row order
@@ -823,6 +840,24 @@ def _simulate_chunk(columns: dict[str, np.ndarray], mapping: str | Mapping, obje
     return out
 
 
+def _packed_columns(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The columns of the lane-packed layers (`precision.pack`), plus their widths
+    (`_WIDTH_COLUMNS`) and ``macs``, the real layers' MACs."""
+    columns = dict(columns)
+    cg = columns["in_c"] // columns["groups"]
+    widths = precision.resolve(columns["w_bits"], columns["a_bits"], columns["word_bits"], columns["pe_kind"], cg)
+    columns["macs"] = (columns["batch"] * _out_size(columns, "h") * _out_size(columns, "w") * columns["out_c"] * cg
+                       * columns["k_h"] * columns["k_w"])
+    columns["in_c"] = columns["groups"] * widths.packed_cg
+    for name, values in zip(_WIDTH_COLUMNS, widths):
+        columns[name] = np.broadcast_to(values, (len(cg),))
+    return columns
+
+
+def _out_size(columns: dict[str, np.ndarray], axis: str) -> np.ndarray:
+    return (columns["in_" + axis] + 2 * columns["pad"] - columns["k_" + axis]) // columns["stride"] + 1
+
+
 def simulate_columns(columns: dict[str, np.ndarray], mapping: str | Mapping, objective: str) -> dict[str, Any]:
     """Simulate validated pair columns (see `simulate_batch`); returns RESULT_FIELDS arrays.
 
@@ -845,6 +880,7 @@ def simulate_columns(columns: dict[str, np.ndarray], mapping: str | Mapping, obj
         for size, kernel in (("in_h", "k_h"), ("in_w", "k_w")):
             columns[size] = columns[size] + reference.scalesim_overhang(
                 columns[size], columns[kernel], columns["stride"], columns["pad"])
+    columns = _packed_columns(columns)
     out = _empty_result(count)
     table = _KeyTable()
     for start in range(0, count, CHUNK_PAIRS):

@@ -141,20 +141,33 @@ def single_tiles(images, groups, count_p, count_c, count_k):
     return one(images, count_p, count_c), one(groups, count_c, count_k), one(images, count_p, count_k)
 
 
-def fits(layer: Layer, accelerator: Accelerator, tile_p: int, tile_q: int, tile_c: int, tile_k: int) -> bool:
+def fits(layer: Layer, accelerator: Accelerator, tile_p: int, tile_q: int, tile_c: int, tile_k: int,
+         widths=None) -> bool:
     """Whether full-size tiles fit their buffers (`fits_buffer`) and the RF holds what the
-    dataflow needs."""
-    a, word_bits = accelerator, accelerator.word_bits
-    if rf_words(a.rf_bytes, word_bits) < rf_words_required(DATAFLOW_CODES[a.dataflow], layer.k_w):
+    dataflow needs.
+
+    ``layer`` is the lane-packed layer and ``widths`` its `precision.Widths`
+    (`precision.pack`); None: every operand at the accelerator's ``word_bits``.
+    """
+    a = accelerator
+    if widths is None:
+        bits = {"ifmap": a.word_bits, "filter": a.word_bits, "ofmap": a.word_bits, "rf": a.word_bits}
+    else:
+        if not widths.fits:
+            return False
+        bits = {"ifmap": widths.ifmap_bits, "filter": widths.filter_bits, "ofmap": widths.ofmap_bits,
+                "rf": widths.rf_word_bits}
+    if rf_words(a.rf_bytes, bits["rf"]) < rf_words_required(DATAFLOW_CODES[a.dataflow], layer.k_w):
         return False
     spatial = layer.out_h * (layer.out_w // tile_q) if tile_q < layer.out_w else -(-layer.out_h // tile_p)
     single = single_tiles(layer.groups * layer.batch, layer.groups, spatial, -(-layer.in_c_per_group // tile_c),
                           -(-layer.out_c_per_group // tile_k))
     return bool(
         fits_buffer(ifmap_tile_words(tile_p, tile_q, tile_c, layer.in_h, layer.in_w, layer.stride, layer.k_h,
-                                     layer.k_w), a.ifmap_kb, word_bits, single[0])
-        and fits_buffer(filter_tile_words(tile_c, tile_k, layer.k_h, layer.k_w), a.filter_kb, word_bits, single[1])
-        and fits_buffer(ofmap_tile_words(tile_p, tile_q, tile_k), a.ofmap_kb, word_bits, single[2]))
+                                     layer.k_w), a.ifmap_kb, bits["ifmap"], single[0])
+        and fits_buffer(filter_tile_words(tile_c, tile_k, layer.k_h, layer.k_w), a.filter_kb, bits["filter"],
+                        single[1])
+        and fits_buffer(ofmap_tile_words(tile_p, tile_q, tile_k), a.ofmap_kb, bits["ofmap"], single[2]))
 
 
 def all_mappings(layer: Layer) -> list[Mapping]:
@@ -180,9 +193,14 @@ def candidate_mappings(layer: Layer, accelerator: Accelerator) -> list[Mapping]:
     Returns
     -------
     list of Mapping
-        Capacity-feasible candidates; empty when the pair is unmappable.
+        Capacity-feasible candidates; empty when the pair is unmappable. Their ``tile_c``
+        counts the lane-packed channels of a precision-scalable accelerator (`precision.pack`).
     """
-    return [m for m in all_mappings(layer) if fits(layer, accelerator, m.tile_p, m.tile_q, m.tile_c, m.tile_k)]
+    from .precision import pack
+
+    packed, widths = pack(layer, accelerator)
+    return [m for m in all_mappings(packed)
+            if fits(packed, accelerator, m.tile_p, m.tile_q, m.tile_c, m.tile_k, widths)]
 
 
 def check_objective(objective: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..space import Accelerator, Layer, Mapping, SpaceError
-from . import energy, mapper
+from . import energy, mapper, precision
 from .dataflows import DATAFLOW_CODES, RF_ACCESSES_PER_MAC, ofmap_readback_words, tile_costs
 
 RESULT_DTYPES: dict[str, str] = {
@@ -97,8 +97,13 @@ def infeasible_values(area: float) -> dict[str, Any]:
 
 def dram_cycles(words, word_bits, dram_bw):
     """Cycles to move ``words`` words over the DRAM channel: ``ceil(bytes / dram_bw)``."""
-    return np.ceil(np.asarray(words, dtype=np.int64) * np.asarray(word_bits, dtype=np.int64)
-                   / 8.0 / np.asarray(dram_bw, dtype=np.float64)).astype(np.int64)
+    return dram_cycles_bits(np.asarray(words, dtype=np.int64) * np.asarray(word_bits, dtype=np.int64), dram_bw)
+
+
+def dram_cycles_bits(bits, dram_bw):
+    """Cycles to move ``bits`` bits (of operands of any widths) over the DRAM channel:
+    ``ceil(bits / 8 / dram_bw)``."""
+    return np.ceil(np.asarray(bits, dtype=np.int64) / 8.0 / np.asarray(dram_bw, dtype=np.float64)).astype(np.int64)
 
 
 def utilization(macs, total_cycles, pe_rows, pe_cols):
@@ -111,28 +116,29 @@ def utilization(macs, total_cycles, pe_rows, pe_cols):
 def accelerator_area(accelerator: Accelerator) -> float:
     a = accelerator
     return float(energy.area_mm2(a.pe_rows, a.pe_cols, a.rf_bytes, a.ifmap_kb, a.filter_kb,
-                                 a.ofmap_kb, a.word_bits))
+                                 a.ofmap_kb, a.word_bits, precision.PE_KIND_CODES[a.pe_kind]))
 
 
 def derived_fields(macs, rf_accesses, counts: dict[str, Any], total_cycles, pe_rows, pe_cols, rf_bytes,
-                   ifmap_kb, filter_kb, ofmap_kb, word_bits, freq_mhz, area) -> dict[str, np.ndarray]:
+                   ifmap_kb, filter_kb, ofmap_kb, word_bits, freq_mhz, area, widths=None) -> dict[str, np.ndarray]:
     """Energy, latency and utilization from access counts and cycles (vectorised).
 
     Both engines call this one function, so their floats agree bit for bit. SRAM energy
     counts every buffer access: array reads and writes, plus DRAM fills (written into a
     buffer) and write-backs (read out of the ofmap buffer). ``counts["array_hops"]``: words
-    moved between neighbouring PEs.
+    moved between neighbouring PEs. ``macs``: real MACs; ``widths``: the layers' operand
+    widths (`precision.resolve`; None: all at ``word_bits``).
     """
     sram_ifmap_words = counts["sram_ifmap_reads"] + counts["dram_ifmap_reads"]
     sram_filter_words = counts["sram_filter_reads"] + counts["dram_filter_reads"]
     sram_ofmap_words = (counts["sram_ofmap_reads"] + counts["sram_ofmap_writes"]
                         + counts["dram_ofmap_reads"] + counts["dram_ofmap_writes"])
-    dram_words = (counts["dram_ifmap_reads"] + counts["dram_filter_reads"]
-                  + counts["dram_ofmap_reads"] + counts["dram_ofmap_writes"])
     e_mac, e_rf, e_sram, e_dram = energy.dynamic_energy_pj(
-        macs, rf_accesses, sram_ifmap_words, sram_filter_words, sram_ofmap_words, dram_words,
-        rf_bytes, ifmap_kb, filter_kb, ofmap_kb, word_bits)
-    e_array = np.asarray(counts["array_hops"], dtype=np.float64) * energy.array_hop_energy_pj(word_bits)
+        macs, rf_accesses, sram_ifmap_words, sram_filter_words, sram_ofmap_words, counts["dram_ifmap_reads"],
+        counts["dram_filter_reads"], counts["dram_ofmap_reads"] + counts["dram_ofmap_writes"],
+        rf_bytes, ifmap_kb, filter_kb, ofmap_kb, word_bits, widths)
+    hop_bits = word_bits if widths is None else widths.rf_access_bits
+    e_array = np.asarray(counts["array_hops"], dtype=np.float64) * energy.array_hop_energy_pj(hop_bits)
     e_leak = energy.leakage_energy_pj(area, total_cycles, freq_mhz)
     return {
         "latency_s": energy.latency_seconds(total_cycles, freq_mhz),
@@ -148,11 +154,16 @@ COUNT_FIELDS: tuple[str, ...] = (
     "dram_ifmap_reads", "dram_filter_reads", "dram_ofmap_reads", "dram_ofmap_writes")
 
 
-def finish(layer: Layer, accelerator: Accelerator, counts: dict[str, int], mapping: Mapping) -> dict[str, Any]:
-    """Turn a mapping's counts and cycles into all result fields (energy, latency, ...)."""
+def finish(layer: Layer, accelerator: Accelerator, counts: dict[str, int], mapping: Mapping,
+           widths: precision.Widths, packed: Layer) -> dict[str, Any]:
+    """Turn a mapping's counts and cycles into all result fields (energy, latency, ...).
+
+    ``layer``: the real layer (its MACs are reported); ``packed``: the lane-packed layer the
+    counts are of (its MACs make the register-file accesses).
+    """
     a = accelerator
     macs = layer.macs
-    rf_accesses = macs * int(RF_ACCESSES_PER_MAC[DATAFLOW_CODES[a.dataflow]])
+    rf_accesses = packed.macs * int(RF_ACCESSES_PER_MAC[DATAFLOW_CODES[a.dataflow]])
     area = accelerator_area(a)
     result: dict[str, Any] = {
         "feasible": True,
@@ -162,7 +173,8 @@ def finish(layer: Layer, accelerator: Accelerator, counts: dict[str, int], mappi
         "area_mm2": area, "macs": macs, "rf_accesses": rf_accesses,
     }
     floats = derived_fields(macs, rf_accesses, counts, counts["total_cycles"], a.pe_rows, a.pe_cols,
-                            a.rf_bytes, a.ifmap_kb, a.filter_kb, a.ofmap_kb, a.word_bits, a.freq_mhz, area)
+                            a.rf_bytes, a.ifmap_kb, a.filter_kb, a.ofmap_kb, a.word_bits, a.freq_mhz, area,
+                            widths)
     result.update({name: float(value) for name, value in floats.items()})
     for name in COUNT_FIELDS:
         result[name] = int(counts[name])
@@ -186,10 +198,13 @@ def spatial_loop(layer: Layer, mapping: Mapping) -> tuple[int, int, int, int]:
     return tp, tq, count, layer.out_h - (count - 1) * tp
 
 
-def step_schedule(layer: Layer, accelerator: Accelerator, mapping: Mapping) -> dict[str, int]:
+def step_schedule(layer: Layer, accelerator: Accelerator, mapping: Mapping,
+                  widths: precision.Widths | None = None) -> dict[str, int]:
     """Step the loop nest of one mapping; return its cycles, access counts and array hops.
 
-    Capacity is not checked here (see `mapper.fits`).
+    ``layer`` is the lane-packed layer and ``widths`` its operand widths (`precision.pack`;
+    None: all at the accelerator's ``word_bits``). Capacity is not checked here (see
+    `mapper.fits`).
     """
     a = accelerator
     tp_full, tq, count_p, tp_edge = spatial_loop(layer, mapping)
@@ -206,7 +221,10 @@ def step_schedule(layer: Layer, accelerator: Accelerator, mapping: Mapping) -> d
         return min(tiles[dim], dims[dim] - index * tiles[dim])
 
     code = DATAFLOW_CODES[a.dataflow]
-    rf = int(mapper.rf_words(a.rf_bytes, a.word_bits))
+    if widths is None:
+        widths = precision.resolve(0, 0, a.word_bits, precision.PE_KIND_CODES["fixed"], layer.in_c_per_group)
+    bits = {"ifmap": int(widths.ifmap_bits), "filter": int(widths.filter_bits), "ofmap": int(widths.ofmap_bits)}
+    rf = int(mapper.rf_words(a.rf_bytes, widths.rf_word_bits))
     blocking = mapping.kind != "scalesim"
     cost_cache: dict[tuple[int, int, int], tuple[int, ...]] = {}
 
@@ -224,10 +242,10 @@ def step_schedule(layer: Layer, accelerator: Accelerator, mapping: Mapping) -> d
 
     dram_cache: dict[int, int] = {}
 
-    def dram(words: int) -> int:
-        if words not in dram_cache:
-            dram_cache[words] = int(dram_cycles(words, a.word_bits, a.dram_bw))
-        return dram_cache[words]
+    def dram(load_bits: int) -> int:
+        if load_bits not in dram_cache:
+            dram_cache[load_bits] = int(dram_cycles_bits(load_bits, a.dram_bw))
+        return dram_cache[load_bits]
 
     total = dict.fromkeys(("compute_cycles", "sram_ifmap_reads", "sram_filter_reads", "sram_ofmap_reads",
                            "sram_ofmap_writes", "dram_ifmap_reads", "dram_filter_reads",
@@ -241,20 +259,20 @@ def step_schedule(layer: Layer, accelerator: Accelerator, mapping: Mapping) -> d
         tp, tc, tk = size("p", index["p"]), size("c", index["c"]), size("k", index["k"])
         (cycles, sram_ifmap, sram_filter, sram_ofmap_writes, sram_ofmap_reads, hops,
          ifmap_words, filter_words, ofmap_words, halo_words) = costs(tp, tc, tk)
-        load_words = 0
+        load_bits = 0
         ifmap_changed = changed & OPERAND_LOOPS["ifmap"]
         if ifmap_changed:
             if row_tiles and ifmap_changed == {"p"} and index["p"] == previous["p"] + 1:
                 ifmap_words -= halo_words  # the rows shared with the previous row tile stay on chip
-            load_words += ifmap_words
+            load_bits += ifmap_words * bits["ifmap"]
             total["dram_ifmap_reads"] += ifmap_words
         if changed & OPERAND_LOOPS["filter"]:
-            load_words += filter_words
+            load_bits += filter_words * bits["filter"]
             total["dram_filter_reads"] += filter_words
         writeback_words = 0
         if changed & OPERAND_LOOPS["ofmap"]:
             if index["c"] > 0:  # partial sums of an earlier c tile come back from DRAM
-                load_words += ofmap_words
+                load_bits += ofmap_words * bits["ofmap"]
                 total["dram_ofmap_reads"] += ofmap_words
             if previous is not None:  # the previous ofmap tile leaves before this one arrives
                 writeback_words = previous_ofmap_words
@@ -267,25 +285,35 @@ def step_schedule(layer: Layer, accelerator: Accelerator, mapping: Mapping) -> d
         total["array_hops"] += hops
         if index["c"] > 0:
             total["sram_ofmap_reads"] += int(ofmap_readback_words(tp, tq, tk, True))
-        dram_step = dram(load_words + writeback_words)
+        dram_step = dram(load_bits + writeback_words * bits["ofmap"])
         # The double-buffered pipeline (docs/simulator.md, "Memory stalls").
         new_load_end = max(load_end, compute_end_before) + dram_step
         new_compute_end = max(compute_end, new_load_end) + cycles
         load_end, compute_end_before, compute_end = new_load_end, compute_end, new_compute_end
         previous, previous_ofmap_words = index, ofmap_words
     total["dram_ofmap_writes"] += previous_ofmap_words  # the last tile is written back at the end
-    total["total_cycles"] = compute_end + dram(previous_ofmap_words)
+    total["total_cycles"] = compute_end + dram(previous_ofmap_words * bits["ofmap"])
     return total
 
 
-def simulate_mapping(layer: Layer, accelerator: Accelerator, mapping: Mapping) -> dict[str, Any]:
-    """All result fields of one mapping (infeasible values when it breaks a capacity)."""
-    # A tile larger than its dimension is the whole dimension (capacity checked on that).
-    tp, tq, _, _ = spatial_loop(layer, mapping)
-    tiles = (tp, tq, min(mapping.tile_c, layer.in_c_per_group), min(mapping.tile_k, layer.out_c_per_group))
-    if mapping.kind != "scalesim" and not mapper.fits(layer, accelerator, *tiles):
+def simulate_mapping(layer: Layer, accelerator: Accelerator, mapping: Mapping, packed: Layer | None = None,
+                     widths: precision.Widths | None = None) -> dict[str, Any]:
+    """All result fields of one mapping (infeasible values when it breaks a capacity or the
+    layer is wider than the accelerator's word).
+
+    ``packed``, ``widths``: `precision.pack` of the pair, when the caller has them; the
+    mapping's ``tile_c`` counts packed channels.
+    """
+    if packed is None or widths is None:
+        packed, widths = precision.pack(layer, accelerator)
+    if not widths.fits:
         return infeasible_values(accelerator_area(accelerator))
-    return finish(layer, accelerator, step_schedule(layer, accelerator, mapping), mapping)
+    # A tile larger than its dimension is the whole dimension (capacity checked on that).
+    tp, tq, _, _ = spatial_loop(packed, mapping)
+    tiles = (tp, tq, min(mapping.tile_c, packed.in_c_per_group), min(mapping.tile_k, packed.out_c_per_group))
+    if mapping.kind != "scalesim" and not mapper.fits(packed, accelerator, *tiles, widths):
+        return infeasible_values(accelerator_area(accelerator))
+    return finish(layer, accelerator, step_schedule(packed, accelerator, mapping, widths), mapping, widths, packed)
 
 
 def scalesim_overhang(in_size, kernel, stride, pad):
@@ -342,13 +370,15 @@ def simulate(layer: Layer, accelerator: Accelerator, mapping: str | Mapping = "s
         return SimResult(**simulate_mapping(layer, accelerator, mapping))
     if mapping == "scalesim":
         layer = scalesim_layer(layer)
-        return SimResult(**simulate_mapping(layer, accelerator, scalesim_mapping(layer)))
+        packed, widths = precision.pack(layer, accelerator)
+        return SimResult(**simulate_mapping(layer, accelerator, scalesim_mapping(packed), packed, widths))
     if mapping != "search":
         raise SpaceError(f"mapping = {mapping!r}: expected 'search', 'scalesim' or a Mapping")
     best: dict[str, Any] | None = None
     best_key: tuple | None = None
+    packed, widths = precision.pack(layer, accelerator)
     for index, candidate in enumerate(mapper.candidate_mappings(layer, accelerator)):
-        result = simulate_mapping(layer, accelerator, candidate)
+        result = simulate_mapping(layer, accelerator, candidate, packed, widths)
         primary, secondary = mapper.objective_keys(objective, result["total_cycles"], result["energy_pj"])
         key = (primary.item(), secondary.item(), index)
         if best_key is None or key < best_key:

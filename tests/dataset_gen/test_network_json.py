@@ -32,7 +32,8 @@ def test_optional_layer_fields_and_accelerator_take_defaults_and_say_which():
     design = network_from_dict({"network": [{"in_h": 7, "in_w": 7, "in_c": 8, "out_c": 4, "macs": 1568}]})
     assert design.layers == (Layer(7, 7, 8, 4),)  # "macs" is a derived figure: checked, not used
     assert design.accelerator is None
-    assert design.layers_defaulted == {field: 1 for field in LAYER_DEFAULTS}
+    # a layer without a precision runs at the word width, as before layers had one: no note
+    assert design.layers_defaulted == {field: 1 for field in LAYER_DEFAULTS if field not in ("w_bits", "a_bits")}
     partial = network_from_dict({"network": [{"in_h": 1, "in_w": 1, "in_c": 2, "out_c": 2}],
                                  "accelerator": {"dataflow": "os"}})
     assert partial.accelerator == Accelerator(dataflow="os")

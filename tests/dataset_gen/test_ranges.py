@@ -29,7 +29,7 @@ def test_every_shipped_space_parses_and_varies_the_fields_it_names():
         assert space.accelerator_dims, path.name
     dance = parse_space(DANCE)
     assert dance.accelerator_dims == ("pe_rows", "pe_cols", "dataflow", "rf_bytes", "ifmap_kb", "filter_kb",
-                                      "ofmap_kb")
+                                      "ofmap_kb", "pe_kind")
 
 
 def test_dance_space_matches_dance_accelerator_choices():

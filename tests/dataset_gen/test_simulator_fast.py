@@ -8,14 +8,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from dataset_gen.simulator import RESULT_FIELDS, candidate_mappings, simulate, simulate_batch
-from dataset_gen.space import DATAFLOWS, LOOP_ORDERS, Accelerator, Layer, Mapping, SpaceError
+from dataset_gen.space import PE_KINDS, DATAFLOWS, LOOP_ORDERS, Accelerator, Layer, Mapping, SpaceError
 
 
 @st.composite
 def small_pairs(draw) -> tuple[Layer, Accelerator]:
     """Small layers and accelerators where tiling, edge tiles, stalls and infeasibility occur."""
     groups = draw(st.sampled_from([1, 1, 2, 3]))
-    in_c = groups * draw(st.integers(1, 4))
+    in_c = groups * draw(st.sampled_from([1, 2, 3, 4, 5, 9, 17]))  # 5, 9, 17: uneven lane packing
     out_c = groups * draw(st.integers(1, 4))
     if draw(st.booleans()) and draw(st.booleans()):  # depthwise
         groups, out_c = in_c, in_c
@@ -24,14 +24,17 @@ def small_pairs(draw) -> tuple[Layer, Accelerator]:
     in_h = draw(st.integers(max(1, k_h - 2 * pad), 9))
     in_w = draw(st.integers(max(1, k_w - 2 * pad), 7))
     layer = Layer(in_h=in_h, in_w=in_w, in_c=in_c, out_c=out_c, k_h=k_h, k_w=k_w,
-                  stride=draw(st.integers(1, 3)), pad=pad, groups=groups, batch=draw(st.integers(1, 3)))
+                  stride=draw(st.integers(1, 3)), pad=pad, groups=groups, batch=draw(st.integers(1, 3)),
+                  w_bits=draw(st.sampled_from([0, 0, 2, 4, 8, 16, 32])),
+                  a_bits=draw(st.sampled_from([0, 0, 2, 4, 8, 16, 32])))
     buffer_kb = st.sampled_from([0.0625, 0.125, 0.25, 0.5, 2.0])
     accelerator = Accelerator(
         pe_rows=draw(st.integers(1, 6)), pe_cols=draw(st.integers(1, 6)),
         dataflow=draw(st.sampled_from(DATAFLOWS)), rf_bytes=draw(st.sampled_from([2, 4, 7, 8, 16, 64])),
         ifmap_kb=draw(buffer_kb), filter_kb=draw(buffer_kb), ofmap_kb=draw(buffer_kb),
         dram_bw=draw(st.sampled_from([0.01, 0.3, 1.0, 2.5, 8.0, 64.0])),
-        word_bits=draw(st.sampled_from([8, 16, 32])), freq_mhz=draw(st.sampled_from([100.0, 733.0])))
+        word_bits=draw(st.sampled_from([8, 16, 32])), freq_mhz=draw(st.sampled_from([100.0, 733.0])),
+        pe_kind=draw(st.sampled_from(PE_KINDS)))
     return layer, accelerator
 
 

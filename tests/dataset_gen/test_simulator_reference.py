@@ -23,7 +23,7 @@ TINY_ARRAY = Accelerator(pe_rows=1, pe_cols=1, dataflow="rs", rf_bytes=4, ifmap_
 
 
 def test_version_and_fields_are_the_documented_contract():
-    assert SIMULATOR_VERSION == "2.0.0"
+    assert SIMULATOR_VERSION == "2.1.0"
     assert RESULT_FIELDS[:5] == ("feasible", "total_cycles", "compute_cycles", "stall_cycles", "latency_s")
     assert RESULT_FIELDS[-6:] == ("map_kind", "map_order", "map_tile_p", "map_tile_q", "map_tile_c", "map_tile_k")
     assert "energy_array_pj" in RESULT_FIELDS
