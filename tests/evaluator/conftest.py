@@ -67,3 +67,11 @@ def trained(small_dataset, tmp_path_factory):
 def trained_single(small_dataset, tmp_path_factory):
     """The same, as a single network (``model.ensemble = 1``: no uncertainty)."""
     return train_tiny(small_dataset, tmp_path_factory.mktemp("evaluator-single"), ensemble=1)
+
+
+@pytest.fixture(scope="session")
+def precision_dataset(tmp_path_factory):
+    """1500 pairs of the small space with sampled layer precision and PE kind."""
+    return make_dataset(tmp_path_factory.mktemp("evaluator-data") / "precision", 1500,
+                        "+space.layer.w_bits=[4,8,16]", "+space.layer.a_bits=[4,8,16]",
+                        "+space.accelerator.pe_kind=[fixed,scalable]")

@@ -111,3 +111,18 @@ def test_a_register_file_too_small_for_row_stationary_is_unmappable():
     assert not simulate(layer, small_rf).feasible  # 4 words per PE, rs needs 2*5 + 1
     assert estimate([layer], [small_rf], "est_feasible")[0] == 0
     assert estimate(pd.DataFrame([layer.to_dict()]), [Accelerator(dataflow="ws", rf_bytes=8)], "est_feasible")[0] == 1
+
+
+def test_estimates_follow_layer_precision_and_scalable_pes(precision_dataset):
+    """The analytic model applies the simulator's precision rules (lane packing, operand widths)."""
+    frame = read_dataset(precision_dataset)
+    assert set(frame["pe_kind"]) == {"fixed", "scalable"} and set(frame["w_bits"]) == {4, 8, 16}
+    assert (estimate(frame, frame, "est_feasible") == frame["feasible"].to_numpy()).all()
+    frame = frame[frame["feasible"]]
+    for name, column in (("log2_est_cycles", "total_cycles"), ("log2_est_energy_pj", "energy_pj")):
+        ratio = estimate(frame, frame, name) / frame[column].to_numpy()
+        for kind in ("fixed", "scalable"):
+            mask = (frame["pe_kind"] == kind).to_numpy()
+            within = np.mean(np.abs(ratio[mask] - 1) <= 0.10)
+            print(f"{column} on {kind} PEs: within 10% on {within:.1%} of {mask.sum()} feasible pairs")
+            assert within >= 0.95, (column, kind)
