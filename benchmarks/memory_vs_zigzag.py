@@ -17,6 +17,10 @@ objective="energy")``) and prints, ratio = ours / ZigZag:
   does?
 - ``rf_sweep``: for each (layer, accelerator) series, each tool's energy at every
   ``rf_bytes``, and how many series get cheaper from 4 B to 64 B;
+- ``precision``: for each (layer, accelerator) series at (w_bits, a_bits) = 16/16, 8/8, 4/8,
+  8/4, 4/4 on fixed-precision MACs, each tool's energy relative to its own 16/16 energy (what
+  lowering precision saves), our DRAM words over ZigZag's, and Kendall's tau of the two tools'
+  energies across the five precisions;
 - the pairs feasible in one tool only; the grid pairs where our DRAM traffic exceeds
   ZigZag's most, with both tools' mappings.
 
@@ -233,6 +237,41 @@ def compare(fixture: pd.DataFrame, ours: pd.DataFrame | None = None, worst: int 
         "zigzag_falls_count": sum(1 for s in series if s["zigzag_falls"]),
     }
 
+    # precision sweep: what lowering precision saves in each tool
+    precision = (fixture["set"] == "precision").to_numpy(bool) if "w_bits" in fixture else np.zeros(len(fixture), bool)
+    precision_series = []
+    for (layer, accelerator), rows in fixture[precision].groupby(
+            [layer_key[precision], fixture.loc[precision, "accelerator_id"]], sort=False):
+        index = rows.index
+        ok = both[index]
+        labels = [f"{int(w)}/{int(a)}" for w, a in zip(rows["w_bits"], rows["a_bits"])]
+        ours_energy = ours.loc[index, "energy_pj"].to_numpy(float)
+        zz_energy = rows["energy_pj"].to_numpy(float)
+        base = labels.index("16/16")
+        dram = _ratio(_sum(ours.loc[index], DRAM_OPERANDS["total"]), _sum(rows, DRAM_OPERANDS["total"]))
+        precision_series.append({
+            "layer": layer, "accelerator_id": accelerator, "precisions": labels,
+            "ours_relative_energy": [float(v / ours_energy[base]) if ok[i] else None for i, v in enumerate(ours_energy)],
+            "zigzag_relative_energy": [float(v / zz_energy[base]) if ok[i] else None for i, v in enumerate(zz_energy)],
+            "dram_ratio": [float(v) if ok[i] else None for i, v in enumerate(dram)],
+            "energy_tau": kendall_tau_b(ours_energy[ok], zz_energy[ok]) if ok.sum() >= 3 else float("nan"),
+        })
+    by_precision: dict[str, Any] = {}
+    for entry in precision_series:
+        for i, label in enumerate(entry["precisions"]):
+            slot = by_precision.setdefault(label, {"ours": [], "zigzag": [], "dram_ratio": []})
+            for key, source in (("ours", "ours_relative_energy"), ("zigzag", "zigzag_relative_energy"),
+                                ("dram_ratio", "dram_ratio")):
+                if entry[source][i] is not None:
+                    slot[key].append(entry[source][i])
+    taus = np.array([e["energy_tau"] for e in precision_series if np.isfinite(e["energy_tau"])])
+    summary["precision"] = {
+        "series": precision_series, "series_count": len(precision_series),
+        "median": {label: {key: float(np.median(values)) if values else float("nan") for key, values in slot.items()}
+                   for label, slot in by_precision.items()},
+        "energy_tau_median": float(np.median(taus)) if len(taus) else float("nan"),
+    }
+
     # the grid pairs where ours moves the most DRAM words over ZigZag's, with both mappings
     mask = grid & both
     ratio = _ratio(_sum(ours, DRAM_OPERANDS["total"]), _sum(fixture, DRAM_OPERANDS["total"]))
@@ -302,6 +341,15 @@ def report(summary: dict[str, Any]) -> str:
         lines.append(f"   ZigZag {fmt(entry['zigzag_energy_pj'])}   falls 4->64 B: {entry['zigzag_falls']}")
     lines.append(f"series cheaper at 64 B than at 4 B: ours {sweep['ours_falls_count']}/{sweep['series_count']}, "
                  f"ZigZag {sweep['zigzag_falls_count']}/{sweep['series_count']}")
+    lines.append("")
+    precision = summary["precision"]
+    lines.append(f"== precision: energy relative to 16/16 bits (medians over {precision['series_count']} series), "
+                 "and our DRAM words / ZigZag's ==")
+    lines.append(f"{'w/a bits':<10}{'ours':>8}{'ZigZag':>8}{'DRAM ratio':>12}")
+    for label, medians in precision["median"].items():
+        lines.append(f"{label:<10}{medians['ours']:8.3f}{medians['zigzag']:8.3f}{medians['dram_ratio']:12.3f}")
+    lines.append(f"Kendall tau of the two tools' energies across the precisions, median over series: "
+                 f"{precision['energy_tau_median']:.3f}")
     lines.append("")
     lines.append("== feasibility disagreements ==")
     for kind, label in (("zigzag_only", "feasible in ZigZag only"), ("ours_only", "feasible in ours only")):

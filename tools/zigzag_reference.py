@@ -83,6 +83,10 @@ RF_SWEEP_LAYERS: tuple[tuple[str, str], ...] = (
     ("resnet18", "layer4.1.conv1"),
 )
 RF_SWEEP_BYTES: tuple[int, ...] = (4, 8, 16, 32, 64)
+#: the precision sweep: the rf_sweep's layers and accelerators (16-byte register files) at these
+#: (w_bits, a_bits), fixed-precision MACs: storage and traffic at the operands' widths
+PRECISIONS: tuple[tuple[int, int], ...] = ((16, 16), (8, 8), (4, 8), (8, 4), (4, 4))
+PRECISION_RF_BYTES = 16
 
 SEED = 2024
 ACCELERATORS_PER_DATAFLOW = 6
@@ -100,9 +104,9 @@ RESULT_COLUMNS = (
     "sram_filter_reads", "sram_ofmap_reads", "sram_ofmap_writes", "dram_ifmap_reads", "dram_filter_reads",
     "dram_ofmap_reads", "dram_ofmap_writes", "map_order", "error",
 )
-# The pair fields the fixture holds: every pair runs at the word width on fixed-precision MACs
-# (the adapter models no other), so the precision and PE-kind fields are left to their defaults.
-PAIR_FIELDS = tuple(f for f in LAYER_FIELDS + ACCELERATOR_FIELDS if f not in ("w_bits", "a_bits", "pe_kind"))
+# The pair fields the fixture holds: every pair runs on fixed-precision MACs (the adapter models
+# no other), so the PE kind is left to its default.
+PAIR_FIELDS = tuple(f for f in LAYER_FIELDS + ACCELERATOR_FIELDS if f != "pe_kind")
 COLUMNS = (("case", "set", "network", "layer_name", "accelerator_id") + PAIR_FIELDS
            + RESULT_COLUMNS + ("zigzag_seconds", "zigzag_cpu_seconds", "zigzag_version"))
 #: --list's estimate for a pair the committed fixture does not hold (CPU seconds, measured median)
@@ -156,7 +160,7 @@ def sweep_accelerators() -> list[dict]:
 
 
 def expand_cases(pattern: str = "") -> list[dict]:
-    """Every pair, in fixture order (grid then rf_sweep), filtered by ``pattern`` on the case."""
+    """Every pair, in fixture order (grid, rf_sweep, precision), filtered by ``pattern`` on the case."""
     cases = []
     for network, name in LAYERS:
         layer = _layer(network, name)
@@ -169,6 +173,13 @@ def expand_cases(pattern: str = "") -> list[dict]:
             for rf in RF_SWEEP_BYTES:
                 cases.append({"case": f"{network}/{name}/{accelerator['accelerator_id']}_rf{rf}", "set": "rf_sweep",
                               "network": network, "layer_name": name, **layer, **accelerator, "rf_bytes": rf})
+    for network, name in RF_SWEEP_LAYERS:
+        layer = _layer(network, name)
+        for accelerator in sweep_accelerators():
+            for w_bits, a_bits in PRECISIONS:
+                cases.append({"case": f"{network}/{name}/{accelerator['accelerator_id']}_w{w_bits}a{a_bits}",
+                              "set": "precision", "network": network, "layer_name": name, **layer, **accelerator,
+                              "rf_bytes": PRECISION_RF_BYTES, "w_bits": w_bits, "a_bits": a_bits})
     return [case for case in cases if not pattern or re.search(pattern, case["case"])]
 
 

@@ -201,11 +201,19 @@ def layer_sizes(layer: Mapping[str, Any]) -> dict[str, int]:
             "FX": int(layer["k_w"])}
 
 
+def operand_bits(layer: Mapping[str, Any], word_bits: int) -> dict[str, int]:
+    """ZigZag's operand precisions of our layer: weights ``w_bits``; inputs, partial sums and
+    outputs ``a_bits`` (0: the word width), as our simulator stores and moves them."""
+    w = int(layer.get("w_bits", 0)) or int(word_bits)
+    a = int(layer.get("a_bits", 0)) or int(word_bits)
+    return {"I": a, "W": w, "O": a, "O_final": a}
+
+
 def workload_description(layer: Mapping[str, Any], word_bits: int) -> list[dict[str, Any]]:
     """ZigZag's workload (its workload YAML, as a list of one layer) of our layer.
 
-    Every operand, partial sums included, is ``word_bits`` wide, as in our simulator (its
-    ofmap buffer and DRAM traffic count ``word_bits`` words).
+    Operands at the layer's precision (`operand_bits`; at the word width by default), as in
+    our simulator: partial sums at the activations' width.
     """
     sizes = layer_sizes(layer)
     stride, pad = int(layer["stride"]), int(layer["pad"])
@@ -214,7 +222,7 @@ def workload_description(layer: Mapping[str, Any], word_bits: int) -> list[dict[
         "equation": "O[b][g][k][oy][ox]+=W[g][k][c][fy][fx]*I[b][g][c][iy][ix]",
         "dimension_relations": [f"ix={stride}*ox+1*fx", f"iy={stride}*oy+1*fy"],
         "loop_dims": list(sizes), "loop_sizes": list(sizes.values()),
-        "operand_precision": {"I": word_bits, "W": word_bits, "O": word_bits, "O_final": word_bits},
+        "operand_precision": operand_bits(layer, word_bits),
         "operand_source": {"I": 0, "W": 0},
         "pr_loop_dims": ["IX", "IY"], "pr_loop_sizes": [int(layer["in_w"]), int(layer["in_h"])],
         "padding": [[pad, pad], [pad, pad]],
@@ -425,12 +433,13 @@ class ZigZagAdapter(PairwiseAdapter):
         return answers[0][0]
 
     def simulate_pair(self, pair: Mapping[str, Any]) -> dict[str, Any]:
-        why = native_precision_refusal(pair, "this ZigZag adapter")
-        if why:
-            raise ValueError(why)
-        cme = self.evaluate(pair)
+        if pair.get("pe_kind", "fixed") != "fixed":
+            raise ValueError(native_precision_refusal(pair, "this ZigZag adapter"))
         area = float(ours.area_mm2(pair["pe_rows"], pair["pe_cols"], pair["rf_bytes"], pair["ifmap_kb"],
                                    pair["filter_kb"], pair["ofmap_kb"], pair["word_bits"]))
+        if max(operand_bits(pair, pair["word_bits"]).values()) > int(pair["word_bits"]):
+            return {"feasible": False, "area_mm2": area}  # wider than the MACs: as our simulator
+        cme = self.evaluate(pair)
         if cme is None:
             return {"feasible": False, "area_mm2": area}
         return _results(cme, pair, area, self.mapping)
@@ -450,7 +459,7 @@ def _results(cme: Any, pair: Mapping[str, Any], area: float, mapping: str) -> di
     from zigzag.datatypes import LayerOperand
     from zigzag.mapping.data_movement import DataDirection
 
-    bits = int(pair["word_bits"])
+    precision = operand_bits(pair, pair["word_bits"])
     width = {}
     accesses: dict[tuple[str, str], dict[str, int]] = {}  # (operand, level name) -> direction -> words
     energies: dict[str, float] = {"rf": 0.0, "buffer": 0.0, "dram": 0.0}
@@ -465,7 +474,7 @@ def _results(cme: Any, pair: Mapping[str, Any], area: float, mapping: str) -> di
             words = {}
             for direction in DataDirection:
                 bandwidth = level.get_max_bandwidth(mem_op, direction) or 0
-                words[direction.name] = int(round(counts.get(direction) * bandwidth / bits))
+                words[direction.name] = int(round(counts.get(direction) * bandwidth / precision[operand]))
             accesses[(operand, kind)] = words
             width[(operand, kind)] = level
     macs = int(cme.layer.total_mac_count)

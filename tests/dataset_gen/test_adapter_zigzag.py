@@ -168,3 +168,25 @@ def test_check_says_how_to_install_zigzag_when_the_package_is_missing(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ("simulator zigzag: the Python package zigzag-dse is not installed; "
                                    "pip install '.[zigzag]' (zigzag-dse==3.9.1 and six)")
+
+
+def test_layer_precision_reaches_zigzag_and_a_scalable_array_is_refused():
+    from dataclasses import replace
+
+    from dataset_gen.adapters.zigzag import workload_description
+
+    assert workload_description(replace(CONV, w_bits=4, a_bits=8).to_dict(), 16)[0]["operand_precision"] == {
+        "I": 8, "W": 4, "O": 8, "O_final": 8}
+    assert workload_description(CONV.to_dict(), 16)[0]["operand_precision"]["W"] == 16  # 0: the word width
+    accelerator = Accelerator(pe_rows=8, pe_cols=8, dataflow="os", rf_bytes=16)
+    pairs = pairs_of((replace(CONV, w_bits=8, a_bits=8), accelerator), (CONV, accelerator),
+                     (replace(CONV, w_bits=16, a_bits=16), Accelerator(word_bits=8)),
+                     (CONV, replace(accelerator, pe_kind="scalable")))
+    results = ZigZagAdapter(SETTINGS).simulate(pairs).to_dict("records")
+    narrow, full, too_wide, scalable = results
+    # 8-bit operands: the same elements move (or fewer: bigger tiles fit), at half the bits
+    dram = ("dram_ifmap_reads", "dram_filter_reads", "dram_ofmap_reads", "dram_ofmap_writes")
+    assert sum(narrow[c] for c in dram) <= sum(full[c] for c in dram)
+    assert narrow["energy_dram_pj"] < 0.6 * full["energy_dram_pj"]
+    assert not too_wide["feasible"] and too_wide["error"] == ""  # wider than the MACs, as our simulator
+    assert not scalable["feasible"] and "pe_kind = 'scalable'" in scalable["error"]

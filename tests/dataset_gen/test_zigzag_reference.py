@@ -43,6 +43,9 @@ MIN_LATENCY_TAU_MEDIAN = 0.49
 ENERGY_MEDIAN_RANGE = (0.87, 1.2)
 #: rf_sweep series (of 8) where our energy at 64 B is below our energy at 4 B (today 7)
 MIN_RF_SERIES_CHEAPER = 6
+# precision sweep (measured: relative energies within 0.02 of ZigZag's, tau 1.000)
+MAX_PRECISION_SAVING_GAP = 0.05  # |ours - ZigZag| of the median energy relative to 16/16 bits
+MIN_PRECISION_TAU = 0.9
 
 
 def _load(name: str, path: Path):
@@ -73,7 +76,7 @@ def test_fixture_shape(fixture, bench):
     assert set(grid["dataflow"]) >= {"ws", "os"}
     assert grid["case"].is_unique and fixture["case"].is_unique
     assert (fixture["error"] == "").all(), fixture.loc[fixture["error"] != "", ["case", "error"]]
-    assert set(LAYER_FIELDS + ACCELERATOR_FIELDS) - {"w_bits", "a_bits", "pe_kind"} <= set(fixture.columns)
+    assert set(LAYER_FIELDS + ACCELERATOR_FIELDS) - {"pe_kind"} <= set(fixture.columns)
     # 12 layers x 12 accelerators, every pair once
     assert grid.groupby(["network", "layer_name"]).size().eq(12).all()
     assert grid["network"].nunique() >= 4
@@ -83,6 +86,10 @@ def test_fixture_shape(fixture, bench):
     sweep = fixture[fixture["set"] == "rf_sweep"]
     assert sorted(sweep["rf_bytes"].unique()) == [4, 8, 16, 32, 64]
     assert len(sweep) == 40
+    precision = fixture[fixture["set"] == "precision"]
+    assert len(precision) == 40 and set(zip(precision["w_bits"], precision["a_bits"])) == {
+        (16, 16), (8, 8), (4, 8), (8, 4), (4, 4)}
+    assert (fixture.loc[fixture["set"] != "precision", ["w_bits", "a_bits"]] == 0).all().all()
 
 
 def test_fixture_matches_the_tool():
@@ -143,3 +150,7 @@ def test_regression_guards(summary):
     assert low <= summary["grid"]["all"]["energy"]["total"]["median"] <= high
     # a larger register file buys reuse (issue "memory side": it used to only cost energy)
     assert summary["rf_sweep"]["ours_falls_count"] >= MIN_RF_SERIES_CHEAPER
+    for label, medians in summary["precision"]["median"].items():
+        assert abs(medians["ours"] - medians["zigzag"]) <= MAX_PRECISION_SAVING_GAP, label
+    assert summary["precision"]["median"]["4/4"]["ours"] < 0.5  # lower precision saves energy in both
+    assert summary["precision"]["energy_tau_median"] >= MIN_PRECISION_TAU
