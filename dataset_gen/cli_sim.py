@@ -293,6 +293,11 @@ def format_json_lines(results: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _bits(row: Any, word_bits: int) -> str:
+    """``"8/8"``: the layer's weight / activation bits (0 shown as the word width)."""
+    return f"{int(row.w_bits) or word_bits}/{int(row.a_bits) or word_bits}"
+
+
 def _shape(row: Any) -> tuple[str, str, str]:
     out_h = (row.in_h + 2 * row.pad - row.k_h) // row.stride + 1
     out_w = (row.in_w + 2 * row.pad - row.k_w) // row.stride + 1
@@ -328,11 +333,11 @@ def format_table(results: pd.DataFrame, accelerator: Accelerator, mapping: str, 
     """
     from dataset_gen.simulator import SIMULATOR_VERSION
 
-    header = ("layer", "input", "kernel", "output", "MACs", "total_cycles", "compute_cycles",
+    header = ("layer", "input", "kernel", "output", "bits w/a", "MACs", "total_cycles", "compute_cycles",
               "stall_cycles", "latency_us", "energy_uJ", "util_%", "mapping (order rows x cols/c/k)")
     rows = []
     for row in results.itertuples(index=False):
-        shape = _shape(row)
+        shape = (*_shape(row), _bits(row, accelerator.word_bits))
         if not row.feasible:
             layer_macs = Layer(**{field: getattr(row, field) for field in LAYER_FIELDS}).macs
             rows.append((row.layer, *shape, _macs(layer_macs), "infeasible",
@@ -349,10 +354,10 @@ def format_table(results: pd.DataFrame, accelerator: Accelerator, mapping: str, 
     total_cycles = int(feasible["total_cycles"].sum())
     macs = int(feasible["macs"].sum())
     utilization = f"{macs / (total_cycles * accelerator.num_pes) * 100:.1f}" if total_cycles else "-"
-    total = (label, "", "", "", _macs(macs), str(total_cycles), str(int(feasible["compute_cycles"].sum())),
+    total = (label, "", "", "", "", _macs(macs), str(total_cycles), str(int(feasible["compute_cycles"].sum())),
              str(int(feasible["stall_cycles"].sum())), f"{feasible['latency_s'].sum() * 1e6:.2f}",
              f"{feasible['energy_pj'].sum() / 1e6:.3f}", utilization, "")
-    left = {0, 1, 2, 3, 11}  # text columns left-aligned, numbers right-aligned
+    left = {0, 1, 2, 3, 4, 12}  # text columns left-aligned, numbers right-aligned
     widths = [max(len(str(line[column])) for line in [header, total, *rows]) for column in range(len(header))]
 
     def render(line):
@@ -371,6 +376,7 @@ def format_table(results: pd.DataFrame, accelerator: Accelerator, mapping: str, 
              f"RF {accelerator.rf_bytes} B/PE, SRAM ifmap/filter/ofmap "
              f"{accelerator.ifmap_kb:g}/{accelerator.filter_kb:g}/{accelerator.ofmap_kb:g} KiB, "
              f"DRAM {accelerator.dram_bw:g} B/cycle, {accelerator.word_bits}-bit words, "
+             f"{'precision-scalable' if accelerator.pe_kind == 'scalable' else 'fixed-precision'} MACs, "
              f"{accelerator.freq_mhz:g} MHz; area {area:.3f} mm2",
              f"energy split: {split}",
              f"mapping: {mapping}, objective: {objective}, simulator {SIMULATOR_VERSION}"]

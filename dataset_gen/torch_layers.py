@@ -6,6 +6,7 @@ import without torch installed.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Sequence
 
@@ -45,16 +46,24 @@ def _conv_layer(name: str, conv: Any, input_shape: Sequence[int]) -> Layer:
         raise SpaceError(f"module {name!r}: padding = {conv.padding}: the layer schema needs equal pads")
     try:
         return Layer(in_h, in_w, in_c, int(conv.out_channels), k_h, k_w, stride_h, pad_h,
-                     int(conv.groups), batch, name=name)
+                     int(conv.groups), batch, **_precision(conv), name=name)
     except SpaceError as error:
         raise SpaceError(f"module {name!r}: {error}") from None
+
+
+def _precision(module: Any) -> dict[str, int]:
+    """The precision a quantised module declares (``w_bits``/``a_bits`` attributes, as the
+    co-search's quantised layers have); 0 (the word width) for a plain module."""
+    return {field: int(getattr(module, field, 0) or 0) for field in ("w_bits", "a_bits")}
 
 
 def _linear_layer(name: str, linear: Any, input_shape: Sequence[int]) -> Layer:
     """One Linear call as a 1x1 conv on a 1x1 input; leading dimensions form the batch."""
     batch = math.prod(int(size) for size in input_shape[:-1]) if len(input_shape) > 1 else 1
     try:
-        return Layer.fully_connected(int(linear.in_features), int(linear.out_features), batch=batch, name=name)
+        return dataclasses.replace(
+            Layer.fully_connected(int(linear.in_features), int(linear.out_features), batch=batch, name=name),
+            **_precision(linear))
     except SpaceError as error:
         raise SpaceError(f"module {name!r}: {error}") from None
 

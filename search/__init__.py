@@ -3,7 +3,10 @@
 Modules, in the order a run uses them (docs/search.md is the user's guide):
 
 - `search.network_space`: the supernet's skeleton, candidates and the layers they imply;
-- `search.supernet`: the supernet (mixed blocks, architecture logits) and the child network;
+- `search.supernet`: the supernet (mixed blocks, architecture and precision logits) and the
+  child network;
+- `search.quant`: quantisation-aware training (fake quantisers with a straight-through
+  estimator, the quantised conv and linear layers);
 - `search.hardware`: the accelerator choice space, its logits and DANCE's generator;
 - `search.cost`: the expected hardware cost from the frozen evaluator (metric, limits);
 - `search.data`: digits and CIFAR-10, the weight/architecture split;

@@ -42,9 +42,16 @@ def comparison_table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
             "search_s": result["search"]["seconds"],
             "evaluations": result.get("evaluations", result.get("exhaustive", {}).get("accelerators")),
             "network": "/".join(result["architecture"]["candidates"]),
+            "bits": "/".join(str(b) for b in result["architecture"].get("bits") or []),
             "accelerator": result.get("accelerator_text", "").replace(" on ", "", 1),
         })
     return pd.DataFrame(rows)
+
+
+def _bits_text(row: Any) -> str:
+    """`` at 4/8/16 bits`` for a design whose blocks are not all at 16 bits ('' otherwise)."""
+    bits = str(row.get("bits") or "")
+    return f" at {bits} bits" if bits and set(bits.split("/")) != {"16"} else ""
 
 
 def _scaled(value: Any, factor: float) -> float:
@@ -53,7 +60,7 @@ def _scaled(value: Any, factor: float) -> float:
 
 def markdown_table(table: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table of `comparison_table` (numbers rounded for reading)."""
-    columns = [c for c in table.columns if c not in ("network", "accelerator")]
+    columns = [c for c in table.columns if c not in ("network", "bits", "accelerator")]
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     for _, row in table.iterrows():
         cells = []
@@ -67,7 +74,8 @@ def markdown_table(table: pd.DataFrame) -> str:
                 cells.append(str(value))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.extend(f"- {row['method']}: {row['network']} on {row['accelerator']}" for _, row in table.iterrows())
+    lines.extend(f"- {row['method']}: {row['network']}{_bits_text(row)} on {row['accelerator']}"
+                 for _, row in table.iterrows())
     return "\n".join(lines) + "\n"
 
 

@@ -5,7 +5,8 @@ task's data, the network space (at the training data's and at the deployment's i
 channels), the accelerator space, the layer table at the deployment resolution, the frozen
 evaluator, the simulator, and the cost specification with its reference: the uniform
 architecture on the reference accelerator, simulated once, the same for every method so
-that ``lambda_cost`` means the same in the co-search and the baselines.
+that ``lambda_cost`` means the same in the co-search and the baselines (every block at
+``network.fixed_bits``: the same for every precision setting, `reference_table`).
 
 The simulator is the one the evaluator imitates (`verifier_config`: the adapter its
 training data records, with the recorded settings; ``verify.mapping`` / ``verify.objective``
@@ -50,7 +51,7 @@ from search.network_space import NetworkSpace
 from search.simulated import SimulatorCache, network_totals
 
 __all__ = ["SearchContext", "build_context", "build_spaces", "build_verifiers", "check_settings", "load_evaluator",
-           "reference_figures", "verifier_config"]
+           "reference_figures", "reference_table", "verifier_config"]
 
 log = logging.getLogger("search")
 
@@ -101,9 +102,10 @@ class SearchContext:
     def seed(self) -> int:
         return int(self.settings["seed"])
 
-    def network_layers(self, choice: Any) -> list:
-        """The deployed layers of a discrete architecture."""
-        return self.deploy_space.network_layers(choice, self.resolution, self.batch)
+    def network_layers(self, choice: Any, precision: Any = None) -> list:
+        """The deployed layers of a discrete architecture at a precision choice (one index into
+        ``network.precision`` per block; None: the first precision everywhere)."""
+        return self.deploy_space.network_layers(choice, self.resolution, self.batch, precision)
 
 
 def reference_figures(layer_table: pd.DataFrame, space: NetworkSpace, hw_space: AcceleratorSpace,
@@ -121,6 +123,16 @@ def reference_figures(layer_table: pd.DataFrame, space: NetworkSpace, hw_space: 
                          "buffers or register files")
     return {"latency_s": float(totals["latency_s"][0, 0]), "energy_pj": float(totals["energy_pj"][0, 0]),
             "area_mm2": float(totals["area_mm2"][0])}
+
+
+def reference_table(deploy_space: NetworkSpace, settings: Mapping[str, Any]) -> pd.DataFrame:
+    """The layer table of the cost reference: every block at ``network.fixed_bits`` (the
+    network's full precision), whatever ``network.precision`` lists, so that a fixed 8-bit, a
+    fixed 16-bit and a 4/8/16-bit search share one reference and ``lambda_cost`` means the same
+    in all of them (with the default ``[16]`` and 16 it is the search's own table)."""
+    full = dataclasses.replace(deploy_space, precision=(deploy_space.fixed_bits,))
+    deploy = settings["search"]["deploy"]
+    return full.layer_table(int(deploy["resolution"]), int(deploy["batch"]))
 
 
 def verifier_config(evaluator: Any, verify: Mapping[str, Any]) -> dict[str, Any]:
@@ -237,6 +249,11 @@ def check_settings(settings: Mapping[str, Any]) -> None:
             raise SpaceError(f"search.temperature.{key} = {value!r}: expected a positive number")
     if hw["mode"] not in ("logits", "generator"):
         raise SpaceError(f"hw.mode = {hw['mode']!r}: expected logits or generator")
+    precision = settings["network"]["precision"]
+    if hw["mode"] == "generator" and isinstance(precision, (list, tuple)) and len(precision) > 1:
+        raise SpaceError(f"hw.mode = generator with network.precision = {list(precision)}: the generator sees "
+                         "architectures only, not precisions; use hw.mode=logits for a precision search, or a "
+                         "single network.precision with the generator")
     integer("retrain.epochs", settings["retrain"]["epochs"], 1)
 
 
@@ -271,7 +288,8 @@ def build_context(settings: Mapping[str, Any], out_dir: str | Path, evaluator: A
     reference_index = hw_space.index_of(hw["reference"]) if hw["reference"] else hw_space.middle()
     spec = CostSpec(metric=cost["metric"], limits=dict(cost["limits"] or {}), limit_weight=float(cost["limit_weight"]),
                     feasibility_weight=float(cost["feasibility_weight"]), scale=cost["scale"])
-    spec = spec.with_reference(reference_figures(layer_table, deploy_space, hw_space, reference_index, simulator))
+    spec = spec.with_reference(reference_figures(reference_table(deploy_space, settings), deploy_space, hw_space,
+                                                 reference_index, simulator))
     context = SearchContext(settings, data, space, deploy_space, hw_space, layer_table, evaluator, simulator, spec,
                             reference_index, Path(out_dir), verifiers=verifiers)
     context.coverage = coverage_report(getattr(evaluator, "dataset_metadata", None), hw_space, layer_table)

@@ -35,6 +35,7 @@ from search.generator import pretrain_generator
 from search.hardware import AcceleratorLogits, HardwareGenerator
 from search.module import CoSearchModule
 from search.plots import plot_result
+from search.quant import FLOAT_BITS
 from search.refine import check_refine, refine_loop, refine_rounds
 from search.supernet import ChildNet, Supernet
 from search.training import make_trainer, train_classifier
@@ -154,32 +155,40 @@ def resume_cosearch(context: SearchContext, module: CoSearchModule, epochs: int,
     make_trainer(context.settings["trainer"], epochs, log_dir, name=name).fit(module, datamodule=datamodule)
 
 
-def design_of(context: SearchContext, choice: Any, accelerator_index: tuple[int, ...], rank: int = 0) -> DerivedDesign:
-    """A `DerivedDesign` of a discrete architecture and accelerator index (feasibility simulated)."""
-    layers = context.network_layers(choice)
+def design_of(context: SearchContext, choice: Any, accelerator_index: tuple[int, ...], rank: int = 0,
+              precision: Any = None) -> DerivedDesign:
+    """A `DerivedDesign` of a discrete architecture, precision choice (one index into
+    ``network.precision`` per block; None: the first) and accelerator index (feasibility simulated)."""
+    precision = context.space.check_precision(precision)
+    layers = context.network_layers(choice, precision)
     table = context.simulator.table(layers, [context.hw_space.accelerator(accelerator_index)])
     return DerivedDesign(tuple(int(c) for c in choice), tuple(context.space.describe(choice)), tuple(layers),
                          context.hw_space.accelerator(accelerator_index), tuple(accelerator_index), rank,
-                         bool(table.feasible.all()))
+                         bool(table.feasible.all()), precision, tuple(context.space.bits_of(precision)))
 
 
 def derive(context: SearchContext, module: CoSearchModule) -> DerivedDesign:
     """The discrete design of a finished co-search (see `search.derive`)."""
     choice = module.derive_architecture()
+    precision = module.derive_precision()
     arch = one_hot_architecture(choice, context.space.num_candidates)
     probs = module.accelerator_probabilities(arch if isinstance(module.hardware, HardwareGenerator) else None)
     tries = int(context.settings["verify"]["repair_tries"])
     ranked = ranked_accelerators(context.hw_space, probs, limit=max(tries, 1))
-    index, rank, _ = first_feasible(context.network_layers(choice), context.hw_space, ranked, context.simulator)
-    return design_of(context, choice, index, rank)
+    index, rank, _ = first_feasible(context.network_layers(choice, precision), context.hw_space, ranked,
+                                    context.simulator)
+    return design_of(context, choice, index, rank, precision)
 
 
-def retrain(context: SearchContext, choice: Any, name: str = "retrain", log_dir: Path | None = None) -> dict[str, float]:
-    """Train the derived network from scratch on the whole training split; test accuracy."""
+def retrain(context: SearchContext, choice: Any, name: str = "retrain", log_dir: Path | None = None,
+            precision: Any = None) -> dict[str, float]:
+    """Train the derived network from scratch on the whole training split, quantisation-aware at
+    its precision (one index into ``network.precision`` per block; None: the first), and test
+    that quantised network; returns the test accuracy and loss."""
     settings = context.settings
     config = settings["retrain"]
     L.seed_everything(context.seed, workers=True, verbose=False)
-    net = ChildNet(context.space, choice)
+    net = ChildNet(context.space, choice, precision)
     datamodule = ClassifierDataModule(context.data, batch_size=int(settings["task"]["batch_size"]),
                                       seed=context.seed)
     optim = {key: config[key] for key in ("lr", "momentum", "weight_decay", "label_smoothing")}
@@ -196,13 +205,17 @@ def finish(context: SearchContext, design: DerivedDesign, method: str, search_se
     summary, per_layer = verify_design(design.layers, design.accelerator, context.evaluator, context.simulator,
                                        context.spec, others=context.verifiers)
     verify_seconds = time.perf_counter() - started
-    accuracy = retrain(context, design.choice, log_dir=out_dir)
+    precision = context.space.check_precision(design.precision or None)
+    accuracy = retrain(context, design.choice, log_dir=out_dir, precision=precision)
     settings = context.settings
     search = settings["search"]
     result: dict[str, Any] = {
         "method": method,
         "architecture": {"choice": list(design.choice), "candidates": list(design.candidates),
-                         "blocks": [b.name for b in context.space.blocks]},
+                         "blocks": [b.name for b in context.space.blocks],
+                         # per block: the chosen precision (index into network.precision) and its bits
+                         "precision_choice": list(precision), "bits": context.space.bits_of(precision),
+                         "fixed_bits": context.space.fixed_bits},
         **summary,
         "test_accuracy": accuracy["accuracy"],
         "test_loss": accuracy["loss"],
@@ -214,10 +227,14 @@ def finish(context: SearchContext, design: DerivedDesign, method: str, search_se
         "search": {"lambda_cost": float(search["lambda_cost"]), "metric": context.spec.metric,
                    "limits": dict(context.spec.limits), "epochs": int(search["epochs"]),
                    "temperature": dict(search["temperature"]), "hw_mode": settings["hw"]["mode"],
+                   "precision": list(context.space.precision), "fixed_bits": context.space.fixed_bits,
                    "seconds": search_seconds},
         "deploy": {"resolution": context.resolution, "batch": context.batch,
                    "in_channels": context.deploy_space.in_channels},
-        "retrain": {"epochs": int(settings["retrain"]["epochs"]), "seconds": accuracy["seconds"]},
+        # quantisation-aware at the derived bits (search.quant); 16 bits and more train in float
+        "retrain": {"epochs": int(settings["retrain"]["epochs"]), "seconds": accuracy["seconds"],
+                    "quantised": any(b < FLOAT_BITS for b in (*context.space.bits_of(precision),
+                                                             context.space.fixed_bits))},
         # summary["simulator"]: the identity of the main verifier (the evaluator's simulator)
         "verify": {"seconds": verify_seconds, "simulators": list(context.verifiers)},
         "evaluator": {"path": str(settings["evaluator"]),
@@ -239,8 +256,11 @@ def finish(context: SearchContext, design: DerivedDesign, method: str, search_se
 def summary_line(result: Mapping[str, Any]) -> str:
     """The one-paragraph summary printed at the end of a run."""
     accelerator = result.get("accelerator_text", "")
+    bits = result["architecture"].get("bits") or []
+    precision_text = f" at {'/'.join(str(b) for b in bits)} bits" if len(set(bits)) > 1 or any(
+        b != 16 for b in bits) else ""
     text = (f"{result['method']}: searched in {result['search']['seconds']:.1f} s; "
-            f"network {'/'.join(result['architecture']['candidates'])}{accelerator}; ")
+            f"network {'/'.join(result['architecture']['candidates'])}{precision_text}{accelerator}; ")
     main = (result.get("simulator") or {}).get("name", "simulator")
     # the evaluator's simulator first, then each further one, side by side
     columns = [(main, result["simulated"], result["relative_error"])]
@@ -277,7 +297,8 @@ def _within(result: Mapping[str, Any]) -> bool:
 
 def _accelerator_text(accelerator: Accelerator) -> str:
     a = accelerator
-    return (f" on {a.pe_rows}x{a.pe_cols} {a.dataflow}, RF {a.rf_bytes} B, buffers "
+    kind = "" if a.pe_kind == "fixed" else f" {a.pe_kind} PEs,"
+    return (f" on {a.pe_rows}x{a.pe_cols} {a.dataflow},{kind} RF {a.rf_bytes} B, buffers "
             f"{a.ifmap_kb:g}/{a.filter_kb:g}/{a.ofmap_kb:g} KiB")
 
 
@@ -300,4 +321,6 @@ def run_search(context: SearchContext, out_dir: Path | None = None, lambda_cost:
     probs = outcome.module.accelerator_probabilities()
     extra["accelerator_probabilities"] = {field: [float(p) for p in value] for field, value in probs.items()}
     extra["architecture_probabilities"] = outcome.module.supernet.arch_probs().detach().numpy().round(4).tolist()
+    # (blocks, precisions) over network.precision
+    extra["precision_probabilities"] = outcome.module.supernet.bits_probs().detach().numpy().round(4).tolist()
     return finish(context, design, "cosearch", seconds, out_dir, extra)

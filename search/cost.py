@@ -4,10 +4,11 @@ The frozen evaluator (`evaluator.load`) predicts each layer's latency, energy an
 feasibility on an accelerator encoding; this module composes them into a network cost:
 
 - the *layer table* (`NetworkSpace.layer_table`) holds every layer any architecture can
-  contain, at the deployment resolution; a row's weight is the probability of its candidate
-  in its block (fixed stem and head rows weigh 1), so that weighted sums are the *expected*
-  latency and energy over the architecture distribution (exact: a block's layers do not
-  depend on the other blocks' choices);
+  contain, at every precision, at the deployment resolution; a row's weight is the
+  probability of its candidate times the probability of its precision in its block (fixed
+  stem and head rows weigh 1), so that weighted sums are the *expected* latency and energy
+  over the architecture and precision distributions (exact: a block's layers do not depend on
+  the other blocks' choices, and its candidate and precision are drawn independently);
 - the accelerator enters as the expected encoding of its per-field choice probabilities
   (`evaluator.features.encode_accelerators_soft`); the area is predicted once;
 - the metric (`latency`, `energy`, `edp` = latency x energy, `edap` = edp x area) is divided
@@ -17,7 +18,7 @@ feasibility on an accelerator encoding; this module composes them into a network
 - the expected number of infeasible layers (``1 - sigmoid(feasible_logit)``) is penalised
   with ``feasibility_weight``.
 
-Gradients reach the architecture probabilities through the row weights and the
+Gradients reach the architecture and precision probabilities through the row weights and the
 accelerator probabilities through the encoding; the evaluator's own weights stay frozen.
 """
 
@@ -149,9 +150,10 @@ class HardwareCost(nn.Module):
         A frozen `evaluator.predictor.Evaluator` (from `evaluator.load`).
     layer_table : pandas.DataFrame
         `NetworkSpace.layer_table` at the deployment resolution (columns ``block``,
-        ``candidate`` and the layer fields).
+        ``candidate``, ``precision`` and the layer fields; a table without ``precision`` has
+        one precision).
     n_blocks, n_candidates : int
-        The architecture's shape.
+        The architecture's shape (the number of precisions is the table's).
     hw_space : AcceleratorSpace
         The accelerator choices (values per field).
     spec : CostSpec
@@ -174,10 +176,17 @@ class HardwareCost(nn.Module):
         self.register_buffer("row_layer", torch.tensor(codes, dtype=torch.long), persistent=False)  # (rows,)
         block = torch.tensor(layer_table["block"].to_numpy(), dtype=torch.long)
         candidate = torch.tensor(layer_table["candidate"].to_numpy(), dtype=torch.long)
+        precision = torch.tensor(layer_table["precision"].to_numpy() if "precision" in layer_table
+                                 else np.where(layer_table["block"].to_numpy() < 0, -1, 0), dtype=torch.long)
+        self.n_precisions = int(precision.max()) + 1 if bool((block >= 0).any()) else 1
         fixed = block < 0
         # Index into [flattened arch probs, 1.0]: fixed rows point at the trailing 1.
         index = torch.where(fixed, torch.full_like(block, n_blocks * n_candidates), block * n_candidates + candidate)
         self.register_buffer("row_index", index, persistent=False)
+        # Index into [flattened precision probs, 1.0], likewise.
+        bits_index = torch.where(fixed, torch.full_like(block, n_blocks * self.n_precisions),
+                                 block * self.n_precisions + precision)
+        self.register_buffer("row_bits_index", bits_index, persistent=False)
 
     @property
     def num_rows(self) -> int:
@@ -188,13 +197,25 @@ class HardwareCost(nn.Module):
         self.evaluator.eval()  # the evaluator is frozen: no dropout or batch-norm updates
         return self
 
-    def row_weights(self, arch_probs: torch.Tensor) -> torch.Tensor:
-        """Weight of every layer-table row: ``(n_rows,)`` from ``(n_blocks, n_candidates)``."""
-        flat = torch.cat([arch_probs.reshape(-1), arch_probs.new_ones(1)])
-        return flat[self.row_index]
+    def uniform_bits(self) -> torch.Tensor:
+        """Uniform precision probabilities ``(n_blocks, n_precisions)`` (ones for one precision)."""
+        return torch.full((self.n_blocks, self.n_precisions), 1.0 / self.n_precisions, device=self.row_index.device)
 
-    def forward(self, arch_probs: torch.Tensor, acc_probs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Expected cost of an architecture distribution on accelerator samples.
+    def row_weights(self, arch_probs: torch.Tensor, bits_probs: torch.Tensor | None = None) -> torch.Tensor:
+        """Weight of every layer-table row: ``(n_rows,)`` from ``(n_blocks, n_candidates)``
+        architecture probabilities times ``(n_blocks, n_precisions)`` precision probabilities
+        (None: uniform, i.e. 1 with a single precision)."""
+        bits_probs = self.uniform_bits().to(arch_probs) if bits_probs is None else bits_probs
+        if tuple(bits_probs.shape) != (self.n_blocks, self.n_precisions):
+            raise SpaceError(f"precision probabilities of shape {tuple(bits_probs.shape)}: expected "
+                             f"{(self.n_blocks, self.n_precisions)} (blocks, network.precision)")
+        flat = torch.cat([arch_probs.reshape(-1), arch_probs.new_ones(1)])
+        flat_bits = torch.cat([bits_probs.reshape(-1), bits_probs.new_ones(1)])
+        return flat[self.row_index] * flat_bits[self.row_bits_index]
+
+    def forward(self, arch_probs: torch.Tensor, acc_probs: Mapping[str, torch.Tensor],
+                bits_probs: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Expected cost of an architecture (and precision) distribution on accelerator samples.
 
         Parameters
         ----------
@@ -203,6 +224,9 @@ class HardwareCost(nn.Module):
         acc_probs : dict[str, torch.Tensor]
             Per accelerator field ``(samples, n_values)`` probabilities (one-hot for a
             discrete accelerator).
+        bits_probs : torch.Tensor, optional
+            ``(n_blocks, n_precisions)`` precision probabilities, rows summing to 1 (None:
+            uniform; with a single precision that is the precision itself).
 
         Returns
         -------
@@ -219,7 +243,7 @@ class HardwareCost(nn.Module):
         def per_row(values: torch.Tensor) -> torch.Tensor:
             return values.view(samples, distinct)[:, self.row_layer]  # (S, rows)
 
-        weights = self.row_weights(arch_probs)  # (rows,)
+        weights = self.row_weights(arch_probs, bits_probs)  # (rows,)
         latency = (per_row(out["latency_s"]) * weights).sum(dim=1)  # (S,)
         energy = (per_row(out["energy_pj"]) * weights).sum(dim=1)  # (S,)
         area = out["area_mm2"].view(samples, distinct)[:, 0]  # (S,) area depends on the accelerator only

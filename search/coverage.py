@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from dataset_gen.space import ACCELERATOR_FIELDS, LAYER_FIELDS, SpaceError
+from dataset_gen.space import ACCELERATOR_FIELDS, LAYER_FIELDS, PRECISION_FIELDS, SpaceError
 from search.hardware import AcceleratorSpace
 
 __all__ = ["coverage_report"]
@@ -73,6 +73,10 @@ def coverage_report(metadata: Mapping[str, Any] | None, hw_space: AcceleratorSpa
             continue  # tied fields follow their partner; pad and groups derive from the kind
         values = layer_table.loc[layer_table["in_h"] > 1, field] if field in ("in_h", "in_w") else layer_table[field]
         bad = sorted({int(v) for v in values if _outside(range_, v)})
+        if field in PRECISION_FIELDS and not _outside(range_, 0):
+            # bits equal to every word_bits choice run as 0 ("the accelerator's word") does
+            words = {int(w) for w in hw_space.values("word_bits")}
+            bad = [v for v in bad if words != {v}]
         if bad:
             layers[field] = bad[:10]
     return {"known": True, "accelerator": accelerator, "layers": layers}

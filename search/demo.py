@@ -80,9 +80,13 @@ def plan(out: Path, samples: int | None, quick: bool) -> list[tuple[str, list[st
 
 
 def architecture_choices(architecture: dict) -> list[str]:
-    """``["blocks.0=k3_e3", ...]``: each block's chosen candidate, from result.json."""
-    return [f"{block}={name}" for block, name in zip(architecture.get("blocks", []),
-                                                      architecture.get("candidates", []))]
+    """``["blocks.0=k3_e3", ...]``: each block's chosen candidate, from result.json (with its
+    bits, ``blocks.0=k3_e3@4b``, when some block is not at 16 bits)."""
+    blocks, names = architecture.get("blocks", []), architecture.get("candidates", [])
+    bits = architecture.get("bits") or []
+    if len(bits) == len(names) and any(b != 16 for b in bits):
+        return [f"{block}={name}@{b}b" for block, name, b in zip(blocks, names, bits)]
+    return [f"{block}={name}" for block, name in zip(blocks, names)]
 
 
 def _summary(out: Path, seconds: dict[str, float]) -> str:

@@ -1,6 +1,7 @@
 """Deriving the discrete design from the learned distributions.
 
-The architecture is the most probable candidate of every block. The accelerator is the
+The architecture is the most probable candidate of every block, at its most probable
+precision (``network.precision``; the block's layers carry it as ``w_bits``/``a_bits``). The accelerator is the
 most probable choice of every field (in generator mode: the generator's output for the
 derived architecture). Because the evaluator's feasibility is a prediction, the derived
 accelerator is checked with the simulator: if it cannot map every layer, the next most
@@ -35,6 +36,8 @@ class DerivedDesign:
     accelerator_index: tuple[int, ...]
     accelerator_rank: int  # 0 = the most probable accelerator; >0 after feasibility repair
     feasible: bool
+    precision: tuple[int, ...] = ()  # per block: index into network.precision (() = the first everywhere)
+    bits: tuple[int, ...] = ()  # per block: the bits of that precision (w_bits = a_bits of its layers)
 
 
 def one_hot_architecture(choice: Sequence[int], n_candidates: int) -> torch.Tensor:

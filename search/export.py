@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import pandas as pd
 import yaml
 
-from dataset_gen.space import LAYER_FIELDS
+from dataset_gen.space import LAYER_FIELDS, PRECISION_FIELDS
 from dataset_gen.common.files import atomic_write_text
 from search.hardware import AcceleratorSpace
 
@@ -62,8 +62,11 @@ def generation_space(hw_space: AcceleratorSpace, layer_table: pd.DataFrame, name
         "pad": ["same"],
         "groups": 1,
         "batch": sorted({int(b) for b in layer_table["batch"]}),
+        # the precisions the table's layers use (network.precision and fixed_bits)
+        **{field: sorted({int(b) for b in layer_table[field]}) if field in layer_table else [0]
+           for field in PRECISION_FIELDS},
     }
-    for field in ("stride", "batch", "k_h"):
+    for field in ("stride", "batch", "k_h", *PRECISION_FIELDS):
         if len(layer[field]) == 1:
             layer[field] = layer[field][0]
     return {"name": name, "accelerator": accelerator, "layer": layer}

@@ -53,13 +53,21 @@ def sample_architectures(space: NetworkSpace, count: int, soft_fraction: float, 
     return probs
 
 
-def row_weights(layer_table: pd.DataFrame, arch_probs: np.ndarray) -> np.ndarray:
-    """Layer-table row weights ``(B, rows)`` of architecture probabilities ``(B, blocks, cands)``."""
+def row_weights(layer_table: pd.DataFrame, arch_probs: np.ndarray, bits_probs: np.ndarray | None = None) -> np.ndarray:
+    """Layer-table row weights ``(B, rows)`` of architecture probabilities ``(B, blocks, cands)``
+    and precision probabilities ``(B, blocks, precisions)`` (None: uniform over the table's
+    precisions, i.e. 1 with a single precision): ``p(candidate) * p(precision)`` per row."""
     block = layer_table["block"].to_numpy()
     candidate = layer_table["candidate"].to_numpy()
+    precision = layer_table["precision"].to_numpy() if "precision" in layer_table else np.where(block < 0, -1, 0)
     weights = np.ones((arch_probs.shape[0], len(layer_table)))
     chosen = block >= 0
     weights[:, chosen] = arch_probs[:, block[chosen], candidate[chosen]]
+    n_precisions = int(precision.max()) + 1 if chosen.any() else 1
+    if bits_probs is None:
+        weights[:, chosen] /= n_precisions
+    else:
+        weights[:, chosen] *= np.asarray(bits_probs)[:, block[chosen], precision[chosen]]
     return weights
 
 

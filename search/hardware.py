@@ -34,7 +34,7 @@ __all__ = ["AcceleratorSpace", "AcceleratorLogits", "HardwareGenerator", "sample
 
 def _canonical(field: str, value: Any) -> Any:
     """A validated value of one field (through `Accelerator`'s own checks)."""
-    if field == "dataflow":
+    if field in ("dataflow", "pe_kind"):  # names
         value = str(value)
     try:
         return getattr(Accelerator(**{field: value}), field)

@@ -17,6 +17,14 @@ Per training step (one weight batch, one architecture batch):
 Path sampling keeps a step's compute to one or two candidates per block (ProxylessNAS's
 motivation; on a CPU it is a 3-6x saving over the DARTS mixture).
 
+Precision (``network.precision`` with several values): each block's precision logits
+(``Supernet.bits_logits``) are sampled or mixed exactly like its candidates (``two_path``: two
+precisions drawn, renormalised; ``softmax``: the probabilities; ``gumbel``: Gumbel-softmax;
+the weight step: one precision drawn, or the mixture), the forward quantising each computed
+layer at that precision mixture (`search.quant`); they get the task loss's gradient through
+those forwards and, in every mode, the cost's through the expected cost, which weighs every
+layer-table row by ``p(candidate) * p(precision)``.
+
 The temperature follows ``temperature.initial -> temperature.final`` over the epochs
 (``exponential``, ``linear`` or ``constant``), set at each epoch start.
 """
@@ -159,7 +167,7 @@ class CoSearchModule(L.LightningModule):
         weight_opt = torch.optim.SGD(self.supernet.weight_parameters(), lr=w["lr"], momentum=w["momentum"],
                                      weight_decay=w["weight_decay"], nesterov=w["momentum"] > 0)
         a = self.arch_optim
-        groups = [{"params": [self.supernet.arch_logits], "lr": a["lr"]}]
+        groups = [{"params": self.supernet.architecture_parameters(), "lr": a["lr"]}]
         hw_params = self.hardware_parameters()
         if hw_params:
             groups.append({"params": hw_params, "lr": a["hw_lr"]})
@@ -173,27 +181,33 @@ class CoSearchModule(L.LightningModule):
         """Per-field logits ``(1, n_values)`` for the current architecture distribution."""
         return self.hardware(arch_probs.unsqueeze(0))
 
-    def hardware_cost(self, arch_probs: torch.Tensor, gumbel: bool = True) -> dict[str, torch.Tensor]:
-        """The cost terms for architecture probabilities and accelerator samples (or the
-        plain softmax at the current temperature with ``gumbel=False``)."""
+    def hardware_cost(self, arch_probs: torch.Tensor, gumbel: bool = True,
+                      bits_probs: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The cost terms for architecture (and precision: None gives the supernet's current
+        probabilities) probabilities and accelerator samples (or the plain softmax at the
+        current temperature with ``gumbel=False``)."""
         logits = self.accelerator_logits(arch_probs)
         samples = self.gumbel_samples if gumbel else 1
         acc_probs = sample_choices(logits, self.tau, samples, hard=self.hard and gumbel, gumbel=gumbel)
-        return self.cost(arch_probs, acc_probs)
+        bits_probs = self.supernet.bits_probs() if bits_probs is None else bits_probs
+        return self.cost(arch_probs, acc_probs, bits_probs)
+
+    def architecture_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The architecture step's candidate and precision weights (``arch_sampling``)."""
+        if self.arch_sampling == "gumbel":
+            return self.supernet.sample_weights(self.tau), self.supernet.sample_bits_weights(self.tau)
+        if self.arch_sampling == "two_path":
+            return self.supernet.sample_paths(2), self.supernet.sample_bits_paths(2)
+        return self.supernet.arch_probs(), self.supernet.bits_probs()
 
     def architecture_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Cross entropy of the supernet plus the weighted hardware cost and penalties."""
-        if self.arch_sampling == "gumbel":
-            weights = self.supernet.sample_weights(self.tau)
-        elif self.arch_sampling == "two_path":
-            weights = self.supernet.sample_paths(2)
-        else:
-            weights = self.supernet.arch_probs()
-        task = nn.functional.cross_entropy(self.supernet(x, weights), y)
+        weights, bits_weights = self.architecture_weights()
+        task = nn.functional.cross_entropy(self.supernet(x, weights, bits_weights), y)
         parts = {"task_loss": task}
         loss = task
         if self.uses_cost:
-            cost = self.hardware_cost(self.supernet.arch_probs())
+            cost = self.hardware_cost(self.supernet.arch_probs(), bits_probs=self.supernet.bits_probs())
             loss = loss + self.lambda_cost * cost["cost"] + cost["penalty"]
             parts.update({k: v for k, v in cost.items() if v.dim() == 0})
         return loss, parts
@@ -220,9 +234,11 @@ class CoSearchModule(L.LightningModule):
         weight_opt.zero_grad()
         if self.weight_sampling == "single_path":
             weights = self.supernet.sample_paths(1).detach()
+            bits_weights = self.supernet.sample_bits_paths(1).detach()
         else:
             weights = self.supernet.arch_probs().detach()
-        logits = self.supernet(train_x, weights)
+            bits_weights = self.supernet.bits_probs().detach()
+        logits = self.supernet(train_x, weights, bits_weights)
         loss = nn.functional.cross_entropy(logits, train_y)
         self.manual_backward(loss)
         weight_opt.step()
@@ -243,7 +259,8 @@ class CoSearchModule(L.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
-        logits = self.supernet(x, self.supernet.derived_weights())  # the derived network, shared weights
+        # the derived network (candidates and precisions), shared weights
+        logits = self.supernet(x, self.supernet.derived_weights(), self.supernet.derived_bits_weights())
         self.log("val/acc", (logits.argmax(1) == y).float().mean(), prog_bar=True, batch_size=len(y))
         self.log("val/loss", nn.functional.cross_entropy(logits, y), batch_size=len(y))
 
@@ -251,6 +268,10 @@ class CoSearchModule(L.LightningModule):
 
     def derive_architecture(self) -> tuple[int, ...]:
         return self.supernet.derive()
+
+    def derive_precision(self) -> tuple[int, ...]:
+        """The most probable precision of every block (indices into ``network.precision``)."""
+        return self.supernet.derive_bits()
 
     def accelerator_probabilities(self, arch_probs: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Per-field probabilities ``(n_values,)`` of the learned accelerator (softmax of logits)."""

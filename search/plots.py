@@ -6,7 +6,9 @@ the learned architecture distribution.
 - per-layer latency and energy of the derived design, predicted (evaluator) and simulated,
   on a log scale, with the network totals and their relative errors in the titles;
 - the architecture probabilities (blocks x candidates) at the end of the search, the
-  derived choice outlined (co-search results only).
+  derived choice outlined (co-search results only);
+- with a precision search (``precision_probabilities`` over several bit widths), the
+  precision probabilities (blocks x bits), the derived bits outlined.
 """
 
 from __future__ import annotations
@@ -55,7 +57,10 @@ def plot_result(result: Mapping[str, Any], per_layer: pd.DataFrame, path: str | 
 
     path = Path(path)
     probabilities = result.get("architecture_probabilities")
-    panels = 3 if probabilities else 2
+    bits_probabilities = result.get("precision_probabilities")
+    if not bits_probabilities or len(bits_probabilities[0]) < 2:
+        bits_probabilities = None  # a fixed precision: nothing learned to show
+    panels = 2 + bool(probabilities) + bool(bits_probabilities)
     figure, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.6), dpi=110)
     names = [str(n).replace(".conv", "") for n in per_layer["name"]]
     positions = np.arange(len(names))
@@ -81,6 +86,17 @@ def plot_result(result: Mapping[str, Any], per_layer: pd.DataFrame, path: str | 
         for block, chosen in enumerate((result.get("architecture") or {}).get("choice") or []):
             ax.add_patch(plt.Rectangle((chosen - 0.5, block - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
         ax.set_title("architecture probabilities (derived: red)", fontsize=9)
+        figure.colorbar(image, ax=ax, fraction=0.046)
+    if bits_probabilities:
+        ax = axes[-1]
+        matrix = np.asarray(bits_probabilities, dtype=float)  # (blocks, precisions)
+        precision = (result.get("search") or {}).get("precision") or list(range(matrix.shape[1]))
+        image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        ax.set_xticks(np.arange(matrix.shape[1]), [f"{b} bits" for b in precision], fontsize=7)
+        ax.set_yticks(np.arange(matrix.shape[0]), [f"block {i}" for i in range(matrix.shape[0])], fontsize=7)
+        for block, chosen in enumerate((result.get("architecture") or {}).get("precision_choice") or []):
+            ax.add_patch(plt.Rectangle((chosen - 0.5, block - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+        ax.set_title("precision probabilities (derived: red)", fontsize=9)
         figure.colorbar(image, ax=ax, fraction=0.046)
     accuracy = result.get("test_accuracy")
     figure.suptitle(f"{result.get('method', 'search')}: test accuracy "

@@ -202,7 +202,10 @@ class SimulatorCache:
 def _accelerator_key(row) -> tuple:
     values = row._asdict() if hasattr(row, "_asdict") else dict(row)
     return tuple(
-        str(values[f]) if f == "dataflow" else (int(values[f]) if f in ("pe_rows", "pe_cols", "rf_bytes", "word_bits")
-                                                else float(values[f]))
+        str(values[f]) if f in _TEXT_FIELDS else (int(values[f]) if f in ("pe_rows", "pe_cols", "rf_bytes", "word_bits")
+                                                  else float(values[f]))
         for f in ACCELERATOR_FIELDS
     )
+
+
+_TEXT_FIELDS = ("dataflow", "pe_kind")  # categorical accelerator fields (names, not numbers)

@@ -18,6 +18,8 @@ from omegaconf import OmegaConf
 CONF = Path(__file__).resolve().parents[2] / "conf"
 # The smoke-sized search of conf/experiment/fast.yaml: 2 blocks x 3 candidates, 16 accelerators.
 FAST = ["+experiment=fast"]
+# The fast search with a precision search: every block at 4, 8 or 16 bits, fixed or scalable PEs.
+BITWIDTH = ["network.precision=[4,8,16]", "hw.choices.pe_kind=[fixed,scalable]"]
 
 
 def search_settings(*overrides: str, evaluator: str | None = None) -> dict:
@@ -29,9 +31,10 @@ def search_settings(*overrides: str, evaluator: str | None = None) -> dict:
 
 
 def train_search_evaluator(root: Path, n_samples: int, depth: int, width: int, epochs: int, batch_size: int,
-                           simulator: dict | None = None) -> str:
-    """Export the fast search's space, simulate ``n_samples`` pairs from it (with ``simulator``,
-    default builtin), train a small evaluator on them and return its artifact's path."""
+                           simulator: dict | None = None, overrides: tuple[str, ...] = ()) -> str:
+    """Export the fast search's space (plus ``overrides``), simulate ``n_samples`` pairs from it
+    (with ``simulator``, default builtin), train a small evaluator on them and return its
+    artifact's path."""
     import lightning as L
 
     from dataset_gen.generate import generate
@@ -43,7 +46,7 @@ def train_search_evaluator(root: Path, n_samples: int, depth: int, width: int, e
     from search.hardware import AcceleratorSpace
     from search.network_space import NetworkSpace
 
-    settings = search_settings()
+    settings = search_settings(*overrides)
     space = NetworkSpace.from_config(settings["network"], 1, 10)
     hw_space = AcceleratorSpace.from_config(settings["hw"]["choices"])
     table = space.layer_table(settings["search"]["deploy"]["resolution"])
@@ -74,3 +77,20 @@ def context(evaluator_path, tmp_path_factory):
     from search.context import build_context
 
     return build_context(search_settings(evaluator=evaluator_path), tmp_path_factory.mktemp("context"))
+
+
+@pytest.fixture(scope="session")
+def bitwidth_evaluator_path(tmp_path_factory) -> str:
+    """A small evaluator of the fast experiment's space with precisions 4/8/16 on fixed and
+    scalable PEs (`BITWIDTH`)."""
+    return train_search_evaluator(tmp_path_factory.mktemp("bitwidth_evaluator"), n_samples=3000, depth=3, width=96,
+                                  epochs=20, batch_size=512, overrides=tuple(BITWIDTH))
+
+
+@pytest.fixture(scope="session")
+def bitwidth_context(bitwidth_evaluator_path, tmp_path_factory):
+    """A search context of the fast experiment with a precision search (`BITWIDTH`)."""
+    from search.context import build_context
+
+    return build_context(search_settings(*BITWIDTH, evaluator=bitwidth_evaluator_path),
+                         tmp_path_factory.mktemp("bitwidth_context"))

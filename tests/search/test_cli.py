@@ -23,10 +23,11 @@ def dance(*args, cwd):
 def check_result_against_dance_sim(out, cwd):
     """result.json has the documented fields and dance-sim --network reproduces `simulated`."""
     result = json.loads((out / "result.json").read_text())
-    layer_fields = {"name", "in_h", "in_w", "in_c", "out_c", "k_h", "k_w", "stride", "pad", "groups", "batch"}
+    layer_fields = {"name", "in_h", "in_w", "in_c", "out_c", "k_h", "k_w", "stride", "pad", "groups", "batch",
+                    "w_bits", "a_bits"}
     assert all(set(layer) == layer_fields for layer in result["network"])
     assert set(result["accelerator"]) == {"pe_rows", "pe_cols", "dataflow", "rf_bytes", "ifmap_kb", "filter_kb",
-                                          "ofmap_kb", "dram_bw", "word_bits", "freq_mhz"}
+                                          "ofmap_kb", "dram_bw", "word_bits", "freq_mhz", "pe_kind"}
     for key in ("predicted", "simulated", "relative_error"):
         assert set(result[key]) == {"latency_s", "energy_pj", "area_mm2", "edp", "edap"}
     assert 0.0 <= result["test_accuracy"] <= 1.0

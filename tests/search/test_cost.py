@@ -42,7 +42,7 @@ def test_metrics_combine_latency_energy_and_area():
 
 def test_discrete_cost_equals_the_evaluator_prediction_of_the_network(context):
     cost = make_cost(context)
-    choice, index = (0, 1), (1, 0, 1, 1, 0, 0, 0, 0, 0, 0)
+    choice, index = (0, 1), (1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0)
     terms = cost(one_hot_architecture(choice, context.space.num_candidates), one_hot_accelerator(context, index))
     predicted = context.evaluator.predict(context.network_layers(choice), context.hw_space.accelerator(index))
     assert float(terms["latency_s"]) == pytest.approx(predicted["latency_s"].sum(), rel=1e-4)
@@ -52,7 +52,7 @@ def test_discrete_cost_equals_the_evaluator_prediction_of_the_network(context):
 
 def test_expected_cost_is_the_probability_weighted_sum_over_candidates(context):
     cost = make_cost(context)
-    index = (1, 1, 0, 1, 0, 0, 0, 0, 0, 0)
+    index = (1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0)
     accel = one_hot_accelerator(context, index)
     probs = torch.tensor([[0.2, 0.5, 0.3], [0.6, 0.4, 0.0]])
     expected = float(cost(probs, accel)["latency_s"])

@@ -7,7 +7,7 @@ from search.network_space import NetworkSpace
 
 CHOICES = {"pe_rows": [8, 16], "pe_cols": [8, 16], "dataflow": ["ws", "rs"], "rf_bytes": [16, 64],
            "ifmap_kb": [64], "filter_kb": [64], "ofmap_kb": [64], "dram_bw": [16], "word_bits": [16],
-           "freq_mhz": [500]}
+           "freq_mhz": [500], "pe_kind": ["fixed"]}
 SPACE = NetworkSpace(1, 10, 8, ((8, 1, 1), (16, 1, 2)), 32, ("k3_e3", "k5_e6", "skip"))
 
 

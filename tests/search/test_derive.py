@@ -12,7 +12,7 @@ from search.simulated import SimulatorCache
 
 CHOICES = {"pe_rows": [8, 16], "pe_cols": [8, 16, 32], "dataflow": ["ws", "rs"], "rf_bytes": [4, 64],
            "ifmap_kb": [64], "filter_kb": [64], "ofmap_kb": [64], "dram_bw": [16], "word_bits": [16],
-           "freq_mhz": [500]}
+           "freq_mhz": [500], "pe_kind": ["fixed"]}
 
 
 def test_ranked_accelerators_are_the_joint_probability_order_of_the_whole_space():

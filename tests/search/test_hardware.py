@@ -8,7 +8,7 @@ from search.hardware import AcceleratorLogits, AcceleratorSpace, HardwareGenerat
 
 CHOICES = {"pe_rows": [8, 16], "pe_cols": [8, 16, 32], "dataflow": ["ws", "rs"], "rf_bytes": [16, 64],
            "ifmap_kb": [64], "filter_kb": [64], "ofmap_kb": [64], "dram_bw": [16], "word_bits": [16],
-           "freq_mhz": [500]}
+           "freq_mhz": [500], "pe_kind": ["fixed"]}
 
 
 def test_space_covers_every_accelerator_field_in_order():
@@ -16,7 +16,7 @@ def test_space_covers_every_accelerator_field_in_order():
     assert space.fields == ACCELERATOR_FIELDS
     assert space.size == 2 * 3 * 2 * 2
     assert len(space.enumerate()) == space.size
-    index = (1, 2, 1, 0, 0, 0, 0, 0, 0, 0)
+    index = (1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0)
     accelerator = space.accelerator(index)
     assert accelerator == Accelerator(pe_rows=16, pe_cols=32, dataflow="rs", rf_bytes=16, ifmap_kb=64,
                                       filter_kb=64, ofmap_kb=64)
@@ -63,13 +63,13 @@ def test_gumbel_samples_are_distributions_and_fixed_fields_are_one():
 
 def test_low_temperature_samples_concentrate_on_the_argmax():
     space = AcceleratorSpace.from_config(CHOICES)
-    params = AcceleratorLogits(space, init=(0, 2, 1, 0, 0, 0, 0, 0, 0, 0), init_bias=3.0)
+    params = AcceleratorLogits(space, init=(0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0), init_bias=3.0)
     torch.manual_seed(0)
     cold = sample_choices(params(), tau=0.05, samples=200)["pe_cols"].mean(0)
     hot = sample_choices(params(), tau=50.0, samples=200)["pe_cols"].mean(0)
     assert cold[2] > 0.85
     assert hot.max() < 0.5
-    assert params.derive() == (0, 2, 1, 0, 0, 0, 0, 0, 0, 0)
+    assert params.derive() == (0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0)
 
 
 def test_generator_maps_architectures_to_per_field_logits():

@@ -1,5 +1,6 @@
 """The network search space: candidates, blocks, and the layers each choice implies."""
 
+
 import pytest
 
 from dataset_gen.space import LAYER_FIELDS, Layer, SpaceError
@@ -75,8 +76,10 @@ def test_analytic_layers_equal_the_traced_torch_child_network(choice, resolution
     child = ChildNet(space, choice)
     traced = layers_from_module(child, (1, 1, resolution, resolution))
     analytic = space.network_layers(choice, resolution)
+    # shapes and precisions (the tracer reads the quantised modules' w_bits/a_bits)
     assert analytic == traced
     assert [layer.name for layer in analytic] == [layer.name for layer in traced]
+    assert all(layer.w_bits == layer.a_bits == 16 for layer in traced)  # the default precision
 
 
 def test_network_layers_are_the_table_rows_of_the_chosen_candidates():
@@ -90,7 +93,7 @@ def test_network_layers_are_the_table_rows_of_the_chosen_candidates():
 
 def test_a_config_without_strides_is_refused_naming_the_key():
     config = {"stem_channels": 8, "stages": [{"channels": 8, "blocks": 1, "stride": 1}], "head_channels": 16,
-              "candidates": ["k3_e3", "skip"]}
+              "candidates": ["k3_e3", "skip"], "precision": [16], "fixed_bits": 16}
     with pytest.raises(SpaceError, match="stem_stride"):
         NetworkSpace.from_config(config, 1, 10)
     config.update(stem_stride=1, stages=[{"channels": 8, "blocks": 1}])
