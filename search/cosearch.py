@@ -30,7 +30,8 @@ from dataset_gen.space import Accelerator, SpaceError
 from search.context import SearchContext
 from search.cost import HardwareCost, figures
 from search.data import ClassifierDataModule, CoSearchDataModule
-from search.derive import DerivedDesign, first_feasible, one_hot_architecture, ranked_accelerators
+from search.derive import (DERIVE_ACCELERATOR, DerivedDesign, first_feasible, one_hot_architecture,
+                           predicted_ranking, ranked_accelerators)
 from search.generator import pretrain_generator
 from search.hardware import AcceleratorLogits, HardwareGenerator
 from search.module import CoSearchModule
@@ -174,9 +175,15 @@ def derive(context: SearchContext, module: CoSearchModule) -> DerivedDesign:
     arch = one_hot_architecture(choice, context.space.num_candidates)
     probs = module.accelerator_probabilities(arch if isinstance(module.hardware, HardwareGenerator) else None)
     tries = int(context.settings["verify"]["repair_tries"])
-    ranked = ranked_accelerators(context.hw_space, probs, limit=max(tries, 1))
-    index, rank, _ = first_feasible(context.network_layers(choice, precision), context.hw_space, ranked,
-                                    context.simulator)
+    how = context.settings["search"].get("derive_accelerator", "probable")
+    if how not in DERIVE_ACCELERATOR:
+        raise SpaceError(f"search.derive_accelerator = {how!r}: expected one of {list(DERIVE_ACCELERATOR)}")
+    layers = context.network_layers(choice, precision)
+    if how == "predicted":
+        ranked = predicted_ranking(layers, context.hw_space, context.evaluator, context.spec, probs)[:max(tries, 1)]
+    else:
+        ranked = ranked_accelerators(context.hw_space, probs, limit=max(tries, 1))
+    index, rank, _ = first_feasible(layers, context.hw_space, ranked, context.simulator)
     return design_of(context, choice, index, rank, precision)
 
 
@@ -228,6 +235,7 @@ def finish(context: SearchContext, design: DerivedDesign, method: str, search_se
                    "limits": dict(context.spec.limits), "epochs": int(search["epochs"]),
                    "temperature": dict(search["temperature"]), "hw_mode": settings["hw"]["mode"],
                    "precision": list(context.space.precision), "fixed_bits": context.space.fixed_bits,
+                   "derive_accelerator": settings["search"].get("derive_accelerator", "probable"),
                    "seconds": search_seconds},
         "deploy": {"resolution": context.resolution, "batch": context.batch,
                    "in_channels": context.deploy_space.in_channels},

@@ -3,7 +3,11 @@
 The architecture is the most probable candidate of every block, at its most probable
 precision (``network.precision``; the block's layers carry it as ``w_bits``/``a_bits``). The accelerator is the
 most probable choice of every field (in generator mode: the generator's output for the
-derived architecture). Because the evaluator's feasibility is a prediction, the derived
+derived architecture), DANCE's rule (``search.derive_accelerator: probable``); with
+``predicted``, the accelerator of the space (or of its `PREDICTED_LIMIT` most probable
+members) with the least *predicted* cost for the derived network (`predicted_ranking`): the
+accelerator distribution was learned against a mixture of architectures and precisions, the
+derived network is one of them. Because the evaluator's feasibility is a prediction, the derived
 accelerator is checked with the simulator: if it cannot map every layer, the next most
 probable accelerators (by joint probability, fields independent) are tried in order, up to
 ``max_tries``; the report says how many were tried.
@@ -16,13 +20,18 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
 from dataset_gen.space import Accelerator, Layer
 from search.hardware import AcceleratorSpace
 from search.simulated import SimulatorCache
 
-__all__ = ["DerivedDesign", "ranked_accelerators", "first_feasible", "one_hot_architecture"]
+__all__ = ["DerivedDesign", "ranked_accelerators", "predicted_ranking", "first_feasible", "one_hot_architecture",
+           "DERIVE_ACCELERATOR", "PREDICTED_LIMIT"]
+
+DERIVE_ACCELERATOR: tuple[str, ...] = ("probable", "predicted")
+PREDICTED_LIMIT = 20_000  # accelerators whose cost `predicted_ranking` predicts, at most
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,44 @@ def ranked_accelerators(space: AcceleratorSpace, probs: Mapping[str, torch.Tenso
                     seen.add(nxt)
                     heapq.heappush(heap, (-score(nxt), nxt))
     return result
+
+
+def predicted_ranking(layers: Sequence[Layer], space: AcceleratorSpace, evaluator, spec,
+                      probs: Mapping[str, torch.Tensor | np.ndarray] | None = None,
+                      limit: int = PREDICTED_LIMIT) -> list[tuple[int, ...]]:
+    """Accelerators of ``space`` ranked by the evaluator's predicted cost of ``layers``, least first.
+
+    Every accelerator of the space is scored (its ``limit`` most probable under ``probs`` when
+    the space is larger): the network's predicted latency and energy summed over its layers,
+    the area, combined by ``spec.metric`` (`search.cost.combine`). Accelerators on which the
+    evaluator predicts a layer infeasible (``p_feasible < 0.5``) or that break a hard limit of
+    ``spec`` go last (in cost order), so that `first_feasible` can still fall back on them.
+    """
+    from search.cost import combine
+
+    if space.size <= limit or probs is None:
+        indices = [tuple(index) for index in np.ndindex(*space.sizes)][:limit]
+    else:
+        indices = ranked_accelerators(space, probs, limit=limit)
+    accelerators = pd.DataFrame([space.accelerator(index).to_dict() for index in indices])
+    frame = pd.DataFrame([layer.to_dict() for layer in layers])
+    pairs = frame.merge(accelerators.reset_index().rename(columns={"index": "accelerator"}), how="cross")
+    predicted = evaluator.predict(pairs.drop(columns=["accelerator"]))
+    predicted.index = pairs.index
+    per = pd.DataFrame({"accelerator": pairs["accelerator"], "latency_s": predicted["latency_s"],
+                        "energy_pj": predicted["energy_pj"], "area_mm2": predicted["area_mm2"],
+                        "p_feasible": predicted["p_feasible"]})
+    totals = per.groupby("accelerator").agg(latency_s=("latency_s", "sum"), energy_pj=("energy_pj", "sum"),
+                                            area_mm2=("area_mm2", "first"), p_feasible=("p_feasible", "min"))
+    values = combine(totals["latency_s"].to_numpy(), totals["energy_pj"].to_numpy(), totals["area_mm2"].to_numpy(),
+                     spec.metric)
+    limited = spec.limit_values(totals["latency_s"].to_numpy(), totals["energy_pj"].to_numpy(),
+                                totals["area_mm2"].to_numpy())
+    ok = totals["p_feasible"].to_numpy() >= 0.5
+    for key, bound in spec.limits.items():
+        ok &= limited[key] <= bound
+    order = np.lexsort((values, ~ok))  # acceptable first, then by cost (stable: index order on ties)
+    return [indices[int(totals.index[i])] for i in order]
 
 
 def first_feasible(layers: Sequence[Layer], space: AcceleratorSpace, ranked: Sequence[tuple[int, ...]],

@@ -2,7 +2,11 @@
 
 import itertools
 
+import dataclasses
+
 import numpy as np
+import pandas as pd
+import pytest
 import torch
 
 from dataset_gen.space import Layer
@@ -41,3 +45,53 @@ def test_feasibility_repair_skips_accelerators_that_cannot_map_the_network():
     assert (index, rank, ok) == (feasible, 1, True)
     index, rank, ok = first_feasible(layers, space, [infeasible], simulator)
     assert (index, ok) == (infeasible, False)
+
+
+def test_predicted_ranking_orders_the_space_by_the_evaluators_cost_of_the_network(context):
+    from search.cost import combine
+    from search.derive import predicted_ranking
+
+    layers = context.network_layers([0] * context.space.num_blocks)
+    ranked = predicted_ranking(layers, context.hw_space, context.evaluator, context.spec)
+    assert sorted(ranked) == sorted(itertools.product(*(range(n) for n in context.hw_space.sizes)))
+
+    def predicted_cost(index):
+        frame = context.evaluator.predict(pd.DataFrame([layer.to_dict() for layer in layers]),
+                                          context.hw_space.accelerator(index))
+        return float(combine(frame["latency_s"].sum(), frame["energy_pj"].sum(), frame["area_mm2"].iloc[0],
+                             context.spec.metric)), bool((frame["p_feasible"] >= 0.5).all())
+
+    first, last = predicted_cost(ranked[0]), predicted_cost(ranked[-1])
+    assert first[1]  # predicted feasible
+    costs = [predicted_cost(index) for index in ranked[:5]]
+    assert [c for c, _ in costs] == sorted(c for c, _ in costs)  # least predicted cost first
+    assert first[0] <= min(predicted_cost(index)[0] for index in ranked[1:40:7])
+    assert last[0] >= first[0] or not last[1]
+
+
+def test_derive_accelerator_is_validated(context):
+    import copy
+
+    from dataset_gen.space import SpaceError
+    from search.cosearch import derive
+
+    class Module:  # the two derivation methods of a finished co-search module
+        hardware = None
+
+        def derive_architecture(self):
+            return (0,) * context.space.num_blocks
+
+        def derive_precision(self):
+            return None
+
+        def accelerator_probabilities(self, arch=None):
+            return {field: torch.full((len(values),), 1.0 / len(values)) for field, values in context.hw_space.choices}
+
+    settings = copy.deepcopy(context.settings)
+    settings["search"]["derive_accelerator"] = "best"
+    bad = dataclasses.replace(context, settings=settings)
+    with pytest.raises(SpaceError, match=r"search.derive_accelerator = 'best': expected one of \['probable', 'predicted'\]"):
+        derive(bad, Module())
+    settings["search"]["derive_accelerator"] = "predicted"
+    design = derive(bad, Module())
+    assert design.feasible and design.accelerator_rank == 0
