@@ -16,6 +16,7 @@ probable accelerators (by joint probability, fields independent) are tried in or
 from __future__ import annotations
 
 import heapq
+import itertools
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -97,7 +98,7 @@ def predicted_ranking(layers: Sequence[Layer], space: AcceleratorSpace, evaluato
     from search.cost import combine
 
     if space.size <= limit or probs is None:
-        indices = [tuple(index) for index in np.ndindex(*space.sizes)][:limit]
+        indices = [tuple(index) for index in itertools.islice(np.ndindex(*space.sizes), limit)]
     else:
         indices = ranked_accelerators(space, probs, limit=limit)
     accelerators = pd.DataFrame([space.accelerator(index).to_dict() for index in indices])
