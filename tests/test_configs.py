@@ -124,3 +124,16 @@ def test_a_slow_simulator_defaults_to_small_shards_and_the_command_line_still_wi
     chosen = compose_config("gen", [f"simulator={option}"])
     assert chosen.simulator.name == option and chosen.shard_rows == rows
     assert compose_config("gen", [f"simulator={option}", "shard_rows=7"]).shard_rows == 7
+
+
+@pytest.mark.parametrize("option,pe_kinds,bits", [("builtin", ["fixed", "scalable"], [4, 8, 16]),
+                                                  ("zigzag", ["fixed"], [4, 8, 16]),
+                                                  ("scalesim", ["fixed"], [0])])
+def test_an_external_simulator_samples_only_what_it_models(option, pe_kinds, bits):
+    """ZigZag has no precision-scalable MAC, SCALE-Sim no precision at all: by default their
+    datasets leave those pairs out instead of filling up with error rows."""
+    chosen = compose_config("gen", [f"simulator={option}"])
+    assert list(chosen.space.accelerator.pe_kind) == pe_kinds
+    assert list(chosen.space.layer.w_bits) == bits and list(chosen.space.layer.a_bits) == bits
+    overridden = compose_config("gen", [f"simulator={option}", "space.accelerator.pe_kind=[scalable]"])
+    assert list(overridden.space.accelerator.pe_kind) == ["scalable"]  # the command line still wins
