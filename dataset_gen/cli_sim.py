@@ -65,9 +65,10 @@ _ACCELERATOR_FLAGS: tuple[tuple[str, str, type, str], ...] = (
 )
 
 
-# Fields whose default is what every file meant before they existed (native precision, a
-# fixed-precision PE): a file that leaves them out gets no note.
-_QUIET_DEFAULTS = ("pe_kind", "w_bits", "a_bits")
+# Accelerator fields whose default is what every file meant before they existed (a
+# fixed-precision PE): a file that leaves them out gets no note. (Layers without a precision
+# get none either: dataset_gen.network_json does not count them as defaulted.)
+_QUIET_DEFAULTS = ("pe_kind",)
 
 
 class UsageError(UserError):

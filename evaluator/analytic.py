@@ -320,7 +320,8 @@ def _estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tensor], kin
     k_sweep_words = sweep_words(layer, (k_Tp, k_p, k_ep, k_q))
     k_operand_words = [dram_operand_words(order, k_trips, k_changes, k_sweep_words, layer["batch"], groups)
                        for order in LOOP_ORDERS]
-    k_per_operand = torch.stack([torch.stack(torch.broadcast_tensors(*(words[operand] + 0 * k_p for operand in cpw)))
+    # (6, 3, K, n): every operand's words at full (K, n) shape (a term may not depend on K)
+    k_per_operand = torch.stack([torch.stack(torch.broadcast_tensors(*(words[operand] for operand in cpw), k_p)[:3])
                                  for words in k_operand_words])
     k_words = k_per_operand.sum(dim=1)  # (6, K, n); k_per_operand (6, 3, K, n)
 
