@@ -59,6 +59,7 @@ from evaluator.rules import (
     ifmap_halo_words,
     ladder_tiles,
     layer_widths,
+    resident_operands,
     rf_word_bits,
     rf_words,
     rf_words_required,
@@ -73,7 +74,7 @@ from evaluator.rules import (
 
 # Bumped whenever the estimates change: an artifact records it, and one trained on other
 # estimates is refused (its corrections would be to numbers it never saw).
-ANALYTIC_VERSION = 3  # 3: layer precision and precision-scalable PEs (simulator 2.1.0)
+ANALYTIC_VERSION = 4  # 4: buffer residency (simulator 2.2.0); 3: layer precision, precision-scalable PEs (2.1.0)
 TILE_CHOICES = SPATIAL_SLOTS * CHANNEL_SLOTS * CHANNEL_SLOTS  # the coarse pass's grid, per pair
 REFINED = 16  # tile choices (of TILE_CHOICES) the refined pipeline model ranks, per pair
 COARSE_PAIRS = 4096  # pairs per chunk of the coarse pass (keeps its (TILE_CHOICES, pairs) tensors small)
@@ -225,7 +226,8 @@ def _coarse_ranking(layer: dict, acc: dict, tiles) -> tuple[torch.Tensor, torch.
     words_per_sweep = sweep_words(layer, (Tp - 1, tp, ep, tq))
     least_cycles = None
     for order in LOOP_ORDERS:
-        per_operand = dram_operand_words(order, trips, changes, words_per_sweep, batch, groups)
+        per_operand = dram_operand_words(order, trips, changes, words_per_sweep, batch, groups,
+                                         resident_operands(order, layer, acc, tp, tq, tc, tk))
         cycles = sum(per_operand[operand] * cpw[operand] for operand in cpw)
         least_cycles = cycles if least_cycles is None else torch.minimum(least_cycles, cycles)
     first_load = words_of_tile["ifmap"] * cpw["ifmap"] + words_of_tile["filter"] * cpw["filter"]
@@ -318,8 +320,9 @@ def _estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tensor], kin
     groups = layer["groups"]
     blocks = layer["batch"] * groups  # (group, image) blocks, each one pass of the tiled nest
     k_sweep_words = sweep_words(layer, (k_Tp, k_p, k_ep, k_q))
-    k_operand_words = [dram_operand_words(order, k_trips, k_changes, k_sweep_words, layer["batch"], groups)
-                       for order in LOOP_ORDERS]
+    k_resident = [resident_operands(order, layer, acc, k_p, k_q, k_c, k_k) for order in LOOP_ORDERS]
+    k_operand_words = [dram_operand_words(order, k_trips, k_changes, k_sweep_words, layer["batch"], groups, resident)
+                       for order, resident in zip(LOOP_ORDERS, k_resident)]
     # (6, 3, K, n): every operand's words at full (K, n) shape (a term may not depend on K)
     k_per_operand = torch.stack([torch.stack(torch.broadcast_tensors(*(words[operand] for operand in cpw), k_p)[:3])
                                  for words in k_operand_words])
@@ -369,6 +372,10 @@ def _estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tensor], kin
             count = outer_trips * (k_trips[loop] - 1)  # steps where this loop advanced
             outer_trips = outer_trips * k_trips[loop]
             load = 0.0
+            # A resident ifmap (filter) loads only while its irrelevant loop k (p) is at its
+            # first index: never at that loop's own steps, at 1/trips of the steps of loops
+            # inside it; `resident_load` holds such an operand's load apart, with that share.
+            resident_load = {}
             for operand, loops in relevant.items():
                 # The operand loads if the advancing loop is relevant to it, or if a relevant
                 # loop inside it restarts (it changes only with more than one tile).
@@ -393,9 +400,22 @@ def _estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tensor], kin
                         readback = (k_trips["c"] - 1) / k_trips["c"]
                     words_here = words_here * (1 + readback)
                 cycles_here = words_here * cpw[operand]
-                load = load + (cycles_here if flag is None else cycles_here * flag)
+                cycles_here = cycles_here if flag is None else cycles_here * flag
+                irrelevant = {"ifmap": "k", "filter": "p"}.get(operand)
+                if irrelevant is not None and order.index(irrelevant) <= level:
+                    share = (torch.zeros_like(k_p) if irrelevant == loop else 1.0 / k_trips[irrelevant])
+                    resident = k_resident[position][operand].to(k_p.dtype)
+                    resident_load[operand] = (cycles_here, resident * share + (1.0 - resident))
+                else:
+                    load = load + cycles_here
             before = step_compute_of[kinds_before(order, level)]
-            time = time + blocks * count * torch.maximum(before, load)
+            # Sum max(previous compute, load) over the combinations of resident loads present
+            # or not, weighted by their share of the steps (independent loop indices).
+            waits = [(load, 1.0)]
+            for cycles_here, share in resident_load.values():
+                waits = [(base + cycles_here * present, weight * (share if present else 1.0 - share))
+                         for base, weight in waits for present in (1.0, 0.0)]
+            time = time + blocks * count * sum(weight * torch.maximum(before, base) for base, weight in waits)
         order_times.append(time + between_blocks)
     # For one tile choice the orders share the compute; where their times tie (stalls hidden
     # behind compute), the simulator's tie-break, energy, picks the least traffic.

@@ -7,8 +7,8 @@ and tables come from the simulator itself; what is re-written here is only what 
 torch: the tile ladders (channel ladders, output tiles with width tiles), tile words (input
 spans), buffer and register-file capacities (single-tile operands get the whole buffer),
 the per-tile fold models (register-file blocking, rs filters per PE, ofmap read-backs within
-a tile, array hops), the DRAM reuse rule with halo reuse, the buffer access counts, area and
-the six energy components.
+a tile, array hops), the DRAM reuse rule with halo reuse and buffer residency, the buffer
+access counts, area and the six energy components.
 
 ``tests/evaluator/test_rules_golden.py`` checks every rule against the live simulator on a
 fixed set of pairs; when the simulator's rules change, update this module (and
@@ -481,7 +481,27 @@ def sweep_words(layer: dict, p_tiles) -> dict[str, torch.Tensor]:
     }
 
 
-def dram_terms(order: str, changes: dict, words_per_sweep: dict, batch, groups) -> dict[str, tuple]:
+def resident_operands(order: str, layer: dict, acc: dict, tp, tq, tc, tk) -> dict[str, torch.Tensor]:
+    """Per operand (ifmap, filter), whether it stays on chip across its irrelevant tiled loop
+    under ``order`` (`mapper.resident_operands`): its words of one iteration of that loop (the
+    relevant loops inside it swept whole) plus one tile fit the whole buffer.
+
+    ``tp``, ``tq``, ``tc``, ``tk``: the full tile sizes (rows, columns, channels), broadcasting
+    against ``layer``; operand widths from ``acc`` as in `fits_buffers`.
+    """
+    inside = lambda loop, outer: order.index(loop) > order.index(outer)  # noqa: E731
+    cg, kg = layer["in_c_per_group"], layer["out_c_per_group"]
+    rows, cols = (layer["out_h"], layer["out_w"]) if inside("p", "k") else (tp, tq)
+    ifmap = (ifmap_rows(rows, layer) * ifmap_cols(cols, layer) * (cg if inside("c", "k") else tc)
+             + ifmap_rows(tp, layer) * ifmap_cols(tq, layer) * tc)
+    filt = layer["k_h"] * layer["k_w"] * ((cg if inside("c", "p") else tc) * (kg if inside("k", "p") else tk) + tc * tk)
+    capacity = {operand: buffer_capacity_words(acc[f"{operand}_kb"], acc.get(f"{operand}_bits", acc["word_bits"]))
+                for operand in ("ifmap", "filter")}
+    return {"ifmap": ifmap <= capacity["ifmap"], "filter": filt <= capacity["filter"]}
+
+
+def dram_terms(order: str, changes: dict, words_per_sweep: dict, batch, groups,
+               resident: dict | None = None) -> dict[str, tuple]:
     """DRAM words of each operand of the whole layer under one loop order (the reuse rule), as
     ``(first, again, loop)``: ``first + again * (trips[loop] - 1)`` words (``again`` None: 0).
 
@@ -490,8 +510,10 @@ def dram_terms(order: str, changes: dict, words_per_sweep: dict, batch, groups) 
     a ``p`` step keeps the ``c`` tile (``c`` outside ``p``, or one ``c`` tile). The filter is
     fetched per image of a group unless it is one tile (kept on chip across images). Partial
     sums are written back every sweep and read back on all but the first (the ofmap counts
-    both directions). Each part depends on two loops at most, so the sum over operands is
-    cheap over a grid of tile choices (`dram_words`).
+    both directions). ``resident`` (`resident_operands` under ``order``; None: none): an
+    ifmap or filter kept on chip across its irrelevant loop is swept once. Each part depends
+    on two loops at most (three for a resident one), so the sum over operands is cheap over a
+    grid of tile choices (`dram_words`).
     """
     words = words_per_sweep
     if order.index("c") < order.index("p"):
@@ -506,21 +528,26 @@ def dram_terms(order: str, changes: dict, words_per_sweep: dict, batch, groups) 
         again = None
         if moving is not False:
             base = first[operand] * (2.0 if operand == "ofmap" else 1.0)  # psums: a write and a read
+            if resident is not None and operand in resident:
+                moving = moving & ~resident[operand]
             again = base * moving.to(base.dtype)
         terms[operand] = (first[operand], again, loop)
     return terms
 
 
-def dram_operand_words(order: str, trips: dict, changes: dict, words_per_sweep: dict, batch, groups) -> dict:
+def dram_operand_words(order: str, trips: dict, changes: dict, words_per_sweep: dict, batch, groups,
+                       resident: dict | None = None) -> dict:
     """DRAM words of each operand of the whole layer under one loop order (`dram_terms`)."""
     return {operand: first if again is None else first + again * (trips[loop] - 1)
-            for operand, (first, again, loop) in dram_terms(order, changes, words_per_sweep, batch, groups).items()}
+            for operand, (first, again, loop)
+            in dram_terms(order, changes, words_per_sweep, batch, groups, resident).items()}
 
 
-def dram_words(order: str, trips: dict, changes: dict, words_per_sweep: dict, batch, groups):
+def dram_words(order: str, trips: dict, changes: dict, words_per_sweep: dict, batch, groups,
+               resident: dict | None = None):
     """DRAM words of the whole layer under one loop order: the sum of `dram_terms`, each
     broadcast over the loops it does not depend on only once."""
-    terms = dram_terms(order, changes, words_per_sweep, batch, groups)
+    terms = dram_terms(order, changes, words_per_sweep, batch, groups, resident)
     total = (terms["ofmap"][0] + terms["ifmap"][0]) + terms["filter"][0]
     for first, again, loop in terms.values():
         if again is not None:
@@ -580,8 +607,10 @@ def buffer_words(layer: dict, acc: dict, chosen, order: torch.Tensor, sums: torc
     readback = layer["out_h"] * layer["out_w"] * layer["out_c_per_group"] * (trips["c"] - 1)  # c tiles but the first
     words = sweep_words(layer, chosen[0])
     dram = torch.zeros((blocks.shape[0], 3), dtype=blocks.dtype)
+    sizes = (chosen[0][1], chosen[0][3], chosen[1][1], chosen[2][1])
     for position, loop_order in enumerate(LOOP_ORDERS):
-        per_operand = dram_operand_words(loop_order, trips, changes, words, layer["batch"], layer["groups"])
+        per_operand = dram_operand_words(loop_order, trips, changes, words, layer["batch"], layer["groups"],
+                                         resident_operands(loop_order, layer, acc, *sizes))
         selected = (order == position).to(blocks.dtype)[:, None]
         dram = dram + selected * torch.stack([per_operand["ifmap"], per_operand["filter"], per_operand["ofmap"]], dim=1)
     on_chip = torch.stack([sums[:, 0], sums[:, 1], sums[:, 2] + sums[:, 3] + readback], dim=1) * blocks[:, None]

@@ -27,8 +27,11 @@ random cases), computed without stepping the nest:
   candidate of the same pair:
 
   1. *before any fold cost*: the DRAM channel is serial, so total cycles >= DRAM words
-     moved / bandwidth + final write-back; energy >= the energy of the accesses known
-     without the fold model (MACs, RF, DRAM, buffer fills and partial-sum read-backs) plus
+     moved / bandwidth + final write-back, and a PE does at most one MAC a cycle and every
+     tile fills and drains the array once, so total cycles >= MACs / PEs + tiles x the
+     least fill and drain + final write-back; energy >= the energy of the accesses known
+     without the fold model (MACs, RF, DRAM, buffer fills and partial-sum read-backs), of
+     the buffer reads and writes every tile makes at least (`_least_fold_words`), plus
      leakage over that many cycles. The candidate with the best such bound is the first
      probe; tile combinations that cannot beat it under any loop order are dropped;
   2. *with fold costs*: total cycles >= ``max(sum C + L[0], traffic + C[last])`` + final
@@ -58,7 +61,7 @@ from functools import lru_cache
 
 from ..space import LOOP_ORDERS, Mapping, SpaceError
 from . import energy, mapper, precision, reference
-from .dataflows import RF_ACCESSES_PER_MAC, RS, rf_words_required, tile_costs
+from .dataflows import DATAFLOW_CODES, RF_ACCESSES_PER_MAC, RS, rf_words_required, tile_costs
 
 CHUNK_PAIRS = 1024
 LADDER_SLOTS = mapper.SLOTS
@@ -69,6 +72,15 @@ _DIMS = ("p", "c", "k")
 # Loop orders in which c lies outside p: a p step keeps the c tile, so the next row tile finds
 # its halo rows on chip (when c has one tile, every order does).
 _C_OUTSIDE_P = np.array([order.index("c") < order.index("p") for order in LOOP_ORDERS])
+# Buffer residency: the tiled loop irrelevant to the ifmap (k) and the filter (p), the relevant
+# tiled loops each order puts inside it (by order code), and its level in the nest.
+_IRRELEVANT_LOOP = {"ifmap": "k", "filter": "p"}
+_RESIDENT_INNER = {operand: ["".join(sorted(d for d in order[order.index(loop) + 1:] if d in _RELEVANT[operand]))
+                             for order in LOOP_ORDERS] for operand, loop in _IRRELEVANT_LOOP.items()}
+_RESIDENT_KEYS = tuple(sorted({(operand, inner) for operand, inners in _RESIDENT_INNER.items()
+                               for inner in inners if inner}))
+_IRRELEVANT_LEVEL = {operand: np.array([2 + order.index(loop) for order in LOOP_ORDERS])
+                     for operand, loop in _IRRELEVANT_LOOP.items()}
 
 
 # The per-pair columns `simulate_columns` adds from `precision.resolve`, in `precision.Widths` order.
@@ -95,6 +107,13 @@ class _Pairs:
         # The columns are of the lane-packed layers (`simulate_columns`): these are packed MACs.
         packed_macs = self.batch * self.out_h * self.out_w * self.out_c * self.cg * self.k_h * self.k_w
         self.rf_accesses = packed_macs * RF_ACCESSES_PER_MAC[self.dataflow]
+        # Lower bounds on any mapping's compute: a PE does at most one (packed) MAC a cycle,
+        # and every tile pays at least one fold's fill and drain (`dataflows`: rs ``hs - 1``,
+        # os ``rows + cols - 2``, ws and is ``2 rows + cols - 2``).
+        self.min_compute_cycles = _ceil_div(packed_macs, self.pe_rows * self.pe_cols)
+        self.min_tile_overhead = np.where(
+            self.dataflow == RS, np.minimum(self.k_h, self.pe_rows) - 1,
+            np.where(self.dataflow == DATAFLOW_CODES["os"], self.pe_rows + self.pe_cols - 2, 2 * self.pe_rows + self.pe_cols - 2))
         self.widths = precision.Widths(*(columns[name] for name in _WIDTH_COLUMNS))
         self.area = energy.area_mm2(self.pe_rows, self.pe_cols, self.rf_bytes, self.ifmap_kb,
                                     self.filter_kb, self.ofmap_kb, self.word_bits, self.pe_kind)
@@ -225,6 +244,21 @@ class _Tiling:
         # Each sweep's p steps (count_p - 1 per c tile and image) reuse a halo of the full tile.
         saved = pairs.images * (self.count_p - 1) * (halo_rows[:slots] * span_q[:slots]) * pairs.cg  # (S, B)
         self.halo_total = np.broadcast_to(saved[:, None, :], (slots, slots, pairs.count))
+        # Buffer residency (`mapper.ifmap_resident` by (p, c), `mapper.filter_resident` by (c, k);
+        # (S, S, B) each) for each set of relevant loops an order puts inside the operand's
+        # irrelevant loop; none without register-file blocking (SCALE-Sim's single tile).
+        self.resident = {}
+        p_tiles, c_tiles, k_tiles = self.tile_p[:, None, :], self.tile_c, self.tile_k[None, :, :]
+        for operand, inner in _RESIDENT_KEYS:
+            if operand == "ifmap":
+                resident = mapper.ifmap_resident(
+                    "p" in inner, "c" in inner, p_tiles, self.tile_q[:, None, :], c_tiles[None, :, :], pairs.in_h,
+                    pairs.in_w, pairs.out_h, pairs.out_w, pairs.cg, pairs.stride, pairs.k_h, pairs.k_w,
+                    pairs.full_ifmap)
+            else:
+                resident = mapper.filter_resident("c" in inner, "k" in inner, c_tiles[:, None, :], k_tiles, pairs.cg,
+                                                  pairs.kg, pairs.k_h, pairs.k_w, pairs.full_filter)
+            self.resident[operand, inner] = resident & blocking
 
     @classmethod
     def search(cls, pairs: _Pairs) -> tuple["_Tiling", np.ndarray]:
@@ -272,7 +306,8 @@ class _Combos:
 
     _PER_COMBO = ("pair", "slot_p", "slot_c", "slot_k", "count_p", "count_c", "count_k", "groups", "batch",
                   "ifmap_total", "halo_total", "filter_total", "ofmap_total", "last_writeback_words",
-                  "last_writeback", "dram_cycles_per_bit", "ifmap_bits", "filter_bits", "ofmap_bits")
+                  "last_writeback", "dram_cycles_per_bit", "ifmap_bits", "filter_bits", "ofmap_bits",
+                  *(f"resident_{operand}_{inner}" for operand, inner in _RESIDENT_KEYS))
 
     def __init__(self, pairs: _Pairs | None, tiling: _Tiling | None, feasible: np.ndarray | None):
         if pairs is None:  # an empty shell for `restrict`
@@ -298,6 +333,16 @@ class _Combos:
         self.ofmap_bits = pairs.ofmap_bits[pair]
         self.last_writeback = reference.dram_cycles(self.last_writeback_words, self.ofmap_bits, pairs.dram_bw[pair])
         self.dram_cycles_per_bit = pairs.dram_cycles_per_bit[pair]
+        for operand, inner in _RESIDENT_KEYS:  # buffer residency, by the tiles it depends on
+            first, second = (slot_p, slot_c) if operand == "ifmap" else (slot_c, slot_k)
+            setattr(self, f"resident_{operand}_{inner}",
+                    tiling.resident[operand, inner].ravel()[(first * s + second) * count + pair])
+
+    def resident(self, operand: str, code: int) -> np.ndarray | bool:
+        """Whether ``operand`` stays on chip across its irrelevant loop under order ``code``
+        (False when no relevant loop lies inside that loop: nothing to keep)."""
+        inner = _RESIDENT_INNER[operand][code]
+        return getattr(self, f"resident_{operand}_{inner}") if inner else False
 
     def __len__(self) -> int:
         return len(self.pair)
@@ -315,14 +360,15 @@ def _sweeps(cmb: _Combos, orders: tuple[int, ...]) -> dict[str, np.ndarray]:
 
     An operand's tile is reloaded at every iteration of the innermost loop relevant to it
     that has more than one iteration (and once at the start), so the operand is swept once
-    per iteration of the loops irrelevant to it that lie outside that loop. Also
+    per iteration of the loops irrelevant to it that lie outside that loop, except a tiled
+    loop across which it stays on chip (buffer residency, `_Combos.resident`). Also
     ``ifmap_words``: the ifmap words those sweeps read, less the halo rows that row tiles
     find on chip when a p step keeps the c tile (c outside p, or a single c tile).
     """
     count = {"g": cmb.groups, "n": cmb.batch, "p": cmb.count_p, "c": cmb.count_c, "k": cmb.count_k}
     advances = {dim: values > 1 for dim, values in count.items()}
     any_advances: dict[frozenset, np.ndarray] = {}
-    factors: dict[tuple[str, frozenset], np.ndarray] = {}
+    factors: dict[tuple[str, frozenset, str | None], np.ndarray] = {}
     out = {operand: np.empty((len(orders), len(cmb)), dtype=np.int64) for operand in _RELEVANT}
     for row, code in enumerate(orders):
         levels = ("g", "n", *LOOP_ORDERS[code])
@@ -334,9 +380,15 @@ def _sweeps(cmb: _Combos, orders: tuple[int, ...]) -> dict[str, np.ndarray]:
                     continue
                 if inner not in any_advances:
                     any_advances[inner] = np.logical_or.reduce([advances[d] for d in sorted(inner)])
-                if (dim, inner) not in factors:
-                    factors[(dim, inner)] = np.where(any_advances[inner], count[dim], 1)
-                sweeps = factors[(dim, inner)] if sweeps is None else sweeps * factors[(dim, inner)]
+                # kept on chip across it (buffer residency)?
+                resident = operand if level >= 2 and dim == _IRRELEVANT_LOOP.get(operand) else None
+                if (dim, inner, resident) not in factors:
+                    advances_inside = any_advances[inner]
+                    if resident is not None:
+                        advances_inside = advances_inside & ~cmb.resident(operand, code)
+                    factors[(dim, inner, resident)] = np.where(advances_inside, count[dim], 1)
+                factor = factors[(dim, inner, resident)]
+                sweeps = factor if sweeps is None else sweeps * factor
             out[operand][row] = 1 if sweeps is None else sweeps
     halo = np.where(_C_OUTSIDE_P[list(orders)][:, None] | (cmb.count_c == 1)[None, :], cmb.halo_total, 0)
     out["ifmap_words"] = out["ifmap"] * (cmb.ifmap_total - halo)
@@ -590,6 +642,18 @@ class _StallView:
         # (the next row tile's halo rows are on chip).
         keeps_c = _C_OUTSIDE_P[code] | (cmb.count_c[combo] == 1)
         self.halo_at = (np.arange(5)[:, None] == _P_LEVEL[code][None, :]) & keeps_c[None, :]
+        # Buffer residency: whether the operand stays on chip across its irrelevant loop, and
+        # that loop's level (a step loads such an operand only while the loop's index is 0).
+        # ``resident_at[operand]`` (5, S): resident, and its irrelevant loop at that level.
+        self.resident_at = {}
+        for operand in _IRRELEVANT_LOOP:
+            resident = np.zeros(len(code), dtype=bool)
+            for order_code in np.unique(code).tolist():
+                flags = cmb.resident(operand, order_code)
+                if flags is not False:
+                    at = np.flatnonzero(code == order_code)
+                    resident[at] = flags[combo[at]]
+            self.resident_at[operand] = (np.arange(5)[:, None] == _IRRELEVANT_LEVEL[operand][code][None, :]) & resident
 
 
 def _stall(view: _StallView) -> np.ndarray:
@@ -614,8 +678,15 @@ def _stall(view: _StallView) -> np.ndarray:
             if c_positive is not True:
                 ofmap_change = ofmap_change & c_positive[view.code]
             ofmap_words = ofmap_words + view.ofmap_words[now] * ofmap_change
-        bits = ((view.ifmap_words[now] - view.ifmap_halo[now] * view.halo_at[lam]) * view.changes["ifmap"][lam]
-                * view.ifmap_bits + view.filter_words[now] * view.changes["filter"][lam] * view.filter_bits
+        # Tiled levels whose index is > 0 at this step: the one that advanced and the outer
+        # ones of a class other than "zero" (the inner ones restart at 0).
+        nonzero = [level for level, kind in mult_spec if level >= 2 and kind != "zero"]
+        loads = {operand: view.changes[operand][lam] for operand in ("ifmap", "filter")}
+        if nonzero:
+            for operand in _IRRELEVANT_LOOP:  # a resident operand is on chip past its loop's first index
+                loads[operand] = loads[operand] & ~np.logical_or.reduce(view.resident_at[operand][nonzero], axis=0)
+        bits = ((view.ifmap_words[now] - view.ifmap_halo[now] * view.halo_at[lam]) * loads["ifmap"]
+                * view.ifmap_bits + view.filter_words[now] * loads["filter"] * view.filter_bits
                 + ofmap_words * view.ofmap_bits)
         load_cycles = reference.dram_cycles_bits(bits, view.dram_bw)
         stall = stall + steps[mult_spec] * np.maximum(load_cycles - view.shape_cycles[before], 0)
@@ -671,13 +742,32 @@ class _Evaluator:
         return self.results(combo, row).primary(objective)
 
 
+def _least_fold_words(pairs: _Pairs, cmb: _Combos) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Lower bounds on `_Folds.bound_counts` without the fold model, per combination.
+
+    Every tile's fold model (`dataflows.tile_costs`; GEMM m = tp*tq, w = k_h*k_w*tc, f = tk)
+    reads each of its filter words at least once (w*f) and writes each output at least once
+    (m*f); the systolic ones read each (input, window) pair at least once (m*w; rs: 0, its
+    diagonal multicast shares rows). Summed over the tiles: each sum counts a whole operand
+    once per tile of the loop it does not depend on.
+    """
+    pair = cmb.pair
+    images = cmb.groups * cmb.batch
+    pixels = pairs.out_h[pair] * pairs.out_w[pair]
+    window = pairs.k_h[pair] * pairs.k_w[pair]
+    ifmap = np.where(pairs.dataflow[pair] == RS, 0, images * cmb.count_k * pixels * window * pairs.cg[pair])
+    filt = images * cmb.count_p * window * pairs.cg[pair] * pairs.kg[pair]
+    ofmap = images * cmb.count_c * pixels * pairs.kg[pair]
+    return ifmap, filt, ofmap, 0
+
+
 def _energy_bound(coef: dict[str, np.ndarray], cmb: _Combos, sweeps: dict[str, np.ndarray], fold_words,
                   cycles: np.ndarray) -> np.ndarray:
     """(orders, M) lower bound on energy_pj, given lower bounds on cycles.
 
     ``fold_words``: the fold model's SRAM ifmap reads, filter reads, ofmap accesses and array
-    hops per combination (`_Folds.bound_counts`), or None before fold costs are known (then
-    they count as zero).
+    hops per combination (`_Folds.bound_counts`), lower bounds on them (`_least_fold_words`),
+    or None (then they count as zero).
     """
     pair = cmb.pair
     ofmap = coef["ofmap"][pair]
@@ -732,8 +822,12 @@ def _search(pairs: _Pairs, tiling: _Tiling, cmb: _Combos, objective: str,
     sweeps = _sweeps(cmb, orders)
     traffic = _traffic_cycles(cmb, sweeps) + cmb.last_writeback
     coef = pairs.energy_coefficients() if objective != "latency" else None
-    # 1. Before any fold cost: probe the best traffic bound, drop what cannot beat it.
-    key = _bound_key(objective, coef, cmb, sweeps, None, traffic)
+    # 1. Before any fold cost: probe the best traffic bound (no mapping computes faster than
+    # every PE busy every cycle), drop what cannot beat it.
+    steps = cmb.groups * cmb.batch * cmb.count_p * cmb.count_c * cmb.count_k
+    min_compute = pairs.min_compute_cycles[cmb.pair] + steps * pairs.min_tile_overhead[cmb.pair]
+    key = _bound_key(objective, coef, cmb, sweeps, _least_fold_words(pairs, cmb) if coef is not None else None,
+                     np.maximum(traffic, min_compute + cmb.last_writeback))
     by_combo = key.min(axis=0)
     probe_combo, probe_row = _probe(key, by_combo, cmb.pair, pairs.count)
     probe_cmb = cmb.restrict(probe_combo)

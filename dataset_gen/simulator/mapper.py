@@ -135,6 +135,44 @@ def fits_buffer(words, size_kb, word_bits, single):
     return np.where(single, words <= buffer_words(size_kb, word_bits), words <= half_buffer_words(size_kb, word_bits))
 
 
+def ifmap_resident(inner_p, inner_c, tp, tq, tc, in_h, in_w, out_h, out_w, cg, stride, k_h, k_w, buffer):
+    """Whether the ifmap stays on chip across its irrelevant loop ``k`` (buffer residency).
+
+    One iteration of ``k`` touches the ifmap words of the ``p`` and ``c`` loops inside it
+    (``inner_p``, ``inner_c``: those loops lie inside ``k`` in the order) swept whole, and
+    of the others' current tile. They stay for every further iteration of ``k`` when they
+    and one more tile (the prefetch of the next window) fit the whole ``buffer`` (words).
+    """
+    rows, cols = np.where(inner_p, out_h, tp), np.where(inner_p, out_w, tq)
+    footprint = ifmap_tile_words(rows, cols, np.where(inner_c, cg, tc), in_h, in_w, stride, k_h, k_w)
+    return footprint + ifmap_tile_words(tp, tq, tc, in_h, in_w, stride, k_h, k_w) <= buffer
+
+
+def filter_resident(inner_c, inner_k, tc, tk, cg, kg, k_h, k_w, buffer):
+    """Whether the filter stays on chip across its irrelevant loop ``p`` (see `ifmap_resident`):
+    the filter words of the ``c`` and ``k`` loops inside ``p`` swept whole, plus one tile,
+    fit the whole ``buffer``."""
+    footprint = filter_tile_words(np.where(inner_c, cg, tc), np.where(inner_k, kg, tk), k_h, k_w)
+    return footprint + filter_tile_words(tc, tk, k_h, k_w) <= buffer
+
+
+def resident_operands(layer: Layer, accelerator: Accelerator, order: str, tile_p: int, tile_q: int,
+                      tile_c: int, tile_k: int, widths=None) -> tuple[bool, bool]:
+    """(ifmap, filter): whether each stays on chip across its irrelevant tiled loop under
+    ``order`` (`ifmap_resident`, `filter_resident`). ``layer`` is the lane-packed layer,
+    ``widths`` its `precision.Widths` (None: the word width); tiles at most their dimension."""
+    a = accelerator
+    ifmap_bits = a.word_bits if widths is None else int(widths.ifmap_bits)
+    filter_bits = a.word_bits if widths is None else int(widths.filter_bits)
+    inside = lambda loop, outer: order.index(loop) > order.index(outer)  # noqa: E731
+    ifmap = ifmap_resident(inside("p", "k"), inside("c", "k"), tile_p, tile_q, tile_c, layer.in_h, layer.in_w,
+                           layer.out_h, layer.out_w, layer.in_c_per_group, layer.stride, layer.k_h, layer.k_w,
+                           buffer_words(a.ifmap_kb, ifmap_bits))
+    filt = filter_resident(inside("c", "p"), inside("k", "p"), tile_c, tile_k, layer.in_c_per_group,
+                           layer.out_c_per_group, layer.k_h, layer.k_w, buffer_words(a.filter_kb, filter_bits))
+    return bool(ifmap), bool(filt)
+
+
 def single_tiles(images, groups, count_p, count_c, count_k):
     """Per operand (ifmap, filter, ofmap): whether its tile is the same at every step."""
     one = lambda *counts: np.logical_and.reduce([np.asarray(x) == 1 for x in counts])  # noqa: E731

@@ -226,6 +226,10 @@ def step_schedule(layer: Layer, accelerator: Accelerator, mapping: Mapping,
     bits = {"ifmap": int(widths.ifmap_bits), "filter": int(widths.filter_bits), "ofmap": int(widths.ofmap_bits)}
     rf = int(mapper.rf_words(a.rf_bytes, widths.rf_word_bits))
     blocking = mapping.kind != "scalesim"
+    # Buffer residency: an operand whose data for one iteration of its irrelevant loop fits
+    # (`mapper.resident_operands`) is loaded only while that loop is at its first index.
+    ifmap_resident, filter_resident = (mapper.resident_operands(
+        layer, a, mapping.order, tp_full, tq, tiles["c"], tiles["k"], widths) if blocking else (False, False))
     cost_cache: dict[tuple[int, int, int], tuple[int, ...]] = {}
 
     def costs(tp: int, tc: int, tk: int) -> tuple[int, ...]:
@@ -261,12 +265,12 @@ def step_schedule(layer: Layer, accelerator: Accelerator, mapping: Mapping,
          ifmap_words, filter_words, ofmap_words, halo_words) = costs(tp, tc, tk)
         load_bits = 0
         ifmap_changed = changed & OPERAND_LOOPS["ifmap"]
-        if ifmap_changed:
+        if ifmap_changed and not (ifmap_resident and index["k"] > 0):
             if row_tiles and ifmap_changed == {"p"} and index["p"] == previous["p"] + 1:
                 ifmap_words -= halo_words  # the rows shared with the previous row tile stay on chip
             load_bits += ifmap_words * bits["ifmap"]
             total["dram_ifmap_reads"] += ifmap_words
-        if changed & OPERAND_LOOPS["filter"]:
+        if changed & OPERAND_LOOPS["filter"] and not (filter_resident and index["p"] > 0):
             load_bits += filter_words * bits["filter"]
             total["dram_filter_reads"] += filter_words
         writeback_words = 0

@@ -139,3 +139,21 @@ def test_a_width_tile_that_does_not_divide_a_row_is_refused_by_both_engines():
     for engine in ("fast", "reference"):
         with pytest.raises(SpaceError, match=r"mapping.tile_q = 4: .*out_w = 6"):
             simulate_batch(frame, Mapping("pck", 1, 2, 2, tile_q=4), engine=engine)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(small_pairs(), min_size=1, max_size=4))
+def test_the_pruning_bounds_never_exceed_the_exact_fold_costs(pairs):
+    # The search drops candidates by lower bounds computed before the fold model runs; a bound
+    # above an exact value could drop the winner. Check them on every candidate of the pairs.
+    from dataset_gen.simulator import _validated_columns, fast
+
+    pairs_ = fast._Pairs(fast._packed_columns(_validated_columns(frame_of(pairs))))
+    tiling, feasible = fast._Tiling.search(pairs_)
+    combos = fast._Combos(pairs_, tiling, feasible)
+    folds = fast._Folds(pairs_, tiling, combos, fast._KeyTable())
+    steps = combos.groups * combos.batch * combos.count_p * combos.count_c * combos.count_k
+    least_compute = pairs_.min_compute_cycles[combos.pair] + steps * pairs_.min_tile_overhead[combos.pair]
+    assert (folds.compute_cycles >= least_compute).all()
+    for least, exact in zip(fast._least_fold_words(pairs_, combos)[:3], folds.bound_counts()[:3]):
+        assert (exact >= least).all()

@@ -125,16 +125,36 @@ def halo_reuse(layer: Layer, mapping: Mapping) -> bool:
             and layer.k_h > layer.stride)
 
 
+def swept_again(layer: Layer, acc: Accelerator, mapping: Mapping, operand: str) -> bool | None:
+    """For an operand the mapping would sweep again across its irrelevant tiled loop (that
+    loop has several tiles and lies outside a relevant loop with several), whether buffer
+    residency keeps it on chip instead; None when there is no such sweep."""
+    loop, relevant = {"ifmap": ("k", "pc"), "filter": ("p", "ck")}[operand]
+    tiles = dict(zip("pck", counts(layer, mapping)))
+    inside = [d for d in mapping.order[mapping.order.index(loop) + 1:] if d in relevant and tiles[d] > 1]
+    if tiles[loop] == 1 or not inside:
+        return None
+    tq = mapping.width_tile(layer.out_w)
+    tp = min(mapping.tile_p, layer.out_h) if tq == layer.out_w else 1
+    ifmap, filt = mapper.resident_operands(layer, acc, mapping.order, tp, tq, min(mapping.tile_c, layer.in_c_per_group),
+                                           min(mapping.tile_k, layer.out_c_per_group))
+    return ifmap if operand == "ifmap" else filt
+
+
 # What each kind of picked mapping exercises; every kind must occur for some pair.
 KINDS = {
-    "winner": lambda layer, m: True,
-    "middle": lambda layer, m: True,
-    "width tile": lambda layer, m: m.width_tile(layer.out_w) < layer.out_w,
-    "halo, c outside p": lambda layer, m: halo_reuse(layer, m) and counts(layer, m)[1] > 1,
-    "halo, one c tile": lambda layer, m: (halo_reuse(layer, m) and counts(layer, m)[1] == 1
-                                          and m.order.index("c") > m.order.index("p")),
-    "no halo, c inside p": lambda layer, m: (counts(layer, m)[0] > 1 and counts(layer, m)[1] > 1
-                                             and m.order.index("c") > m.order.index("p")),
+    "winner": lambda layer, acc, m: True,
+    "middle": lambda layer, acc, m: True,
+    "width tile": lambda layer, acc, m: m.width_tile(layer.out_w) < layer.out_w,
+    "halo, c outside p": lambda layer, acc, m: halo_reuse(layer, m) and counts(layer, m)[1] > 1,
+    "halo, one c tile": lambda layer, acc, m: (halo_reuse(layer, m) and counts(layer, m)[1] == 1
+                                               and m.order.index("c") > m.order.index("p")),
+    "no halo, c inside p": lambda layer, acc, m: (counts(layer, m)[0] > 1 and counts(layer, m)[1] > 1
+                                                  and m.order.index("c") > m.order.index("p")),
+    "ifmap resident across k": lambda layer, acc, m: swept_again(layer, acc, m, "ifmap") is True,
+    "ifmap swept again across k": lambda layer, acc, m: swept_again(layer, acc, m, "ifmap") is False,
+    "filter resident across p": lambda layer, acc, m: swept_again(layer, acc, m, "filter") is True,
+    "filter swept again across p": lambda layer, acc, m: swept_again(layer, acc, m, "filter") is False,
 }
 
 
@@ -146,7 +166,7 @@ def mappings(layer: Layer, acc: Accelerator, winner) -> dict[str, Mapping]:
                                 tile_q=int(winner.map_tile_q)),
               "middle": candidates[len(candidates) // 2]}
     for kind, test in KINDS.items():
-        found = next((m for m in candidates if test(layer, m)), None) if kind not in picked else None
+        found = next((m for m in candidates if test(layer, acc, m)), None) if kind not in picked else None
         if found is not None:
             picked[kind] = found
     return picked
@@ -282,12 +302,14 @@ def test_compute_dram_reuse_buffer_counts_and_array_hops_of_a_mapping_are_the_si
         sweep = rules.sweep_words(t_layer, chosen[0])
         if halo_reuse(layer, mapping):
             assert float(sweep["halo"]) > 0
+        resident = rules.resident_operands(mapping.order, t_layer, t_acc, chosen[0][1], chosen[0][3], chosen[1][1],
+                                           chosen[2][1])
         per_operand = rules.dram_operand_words(mapping.order, trips, changes, sweep, t_layer["batch"],
-                                               t_layer["groups"])
+                                               t_layer["groups"], resident)
         agree(f"DRAM ifmap words (halo reuse) of {what}", per_operand["ifmap"], result.dram_ifmap_reads)
         agree(f"DRAM filter words of {what}", per_operand["filter"], result.dram_filter_reads)
         agree(f"DRAM ofmap words of {what}", per_operand["ofmap"], result.dram_ofmap_reads + result.dram_ofmap_writes)
-        dram = rules.dram_words(mapping.order, trips, changes, sweep, t_layer["batch"], t_layer["groups"])
+        dram = rules.dram_words(mapping.order, trips, changes, sweep, t_layer["batch"], t_layer["groups"], resident)
         dram_moved = (result.dram_ifmap_reads + result.dram_filter_reads + result.dram_ofmap_reads
                       + result.dram_ofmap_writes)
         agree(f"DRAM words of {what}", dram, dram_moved)
