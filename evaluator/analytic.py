@@ -74,7 +74,7 @@ from evaluator.rules import (
 
 # Bumped whenever the estimates change: an artifact records it, and one trained on other
 # estimates is refused (its corrections would be to numbers it never saw).
-ANALYTIC_VERSION = 4  # 4: buffer residency (simulator 2.2.0); 3: layer precision, precision-scalable PEs (2.1.0)
+ANALYTIC_VERSION = 4  # 4: buffer residency of every operand (simulator 2.2.0); 3: layer precision (2.1.0)
 TILE_CHOICES = SPATIAL_SLOTS * CHANNEL_SLOTS * CHANNEL_SLOTS  # the coarse pass's grid, per pair
 REFINED = 16  # tile choices (of TILE_CHOICES) the refined pipeline model ranks, per pair
 COARSE_PAIRS = 4096  # pairs per chunk of the coarse pass (keeps its (TILE_CHOICES, pairs) tensors small)
@@ -398,7 +398,16 @@ def _estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tensor], kin
                         readback = 0.0
                     else:
                         readback = (k_trips["c"] - 1) / k_trips["c"]
-                    words_here = words_here * (1 + readback)
+                    # Resident partial sums: none come back, and a tile leaves only complete
+                    # (never at a c step, after every step inside c, at 1/trips of those outside).
+                    if loop == "c":
+                        complete = torch.zeros_like(k_p)
+                    elif "c" in order[level + 1:]:
+                        complete = torch.ones_like(k_p)
+                    else:
+                        complete = 1.0 / k_trips["c"]
+                    resident = (k_resident[position]["ofmap"] & k_changes["c"]).to(k_p.dtype)
+                    words_here = words_here * (resident * complete + (1.0 - resident) * (1 + readback))
                 cycles_here = words_here * cpw[operand]
                 cycles_here = cycles_here if flag is None else cycles_here * flag
                 irrelevant = {"ifmap": "k", "filter": "p"}.get(operand)

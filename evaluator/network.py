@@ -299,7 +299,10 @@ class EvaluatorNetwork(nn.Module):
         return_spread : bool
             Add the ensemble's raw (uncalibrated) spread: ``spread_log_cycles``,
             ``spread_log_energy_pj``, ``spread_log_area_mm2``, the standard deviation of the
-            members' natural logs (NaN with one member).
+            members' natural logs (NaN with one member); and ``departure_log_cycles``,
+            ``departure_log_energy_pj``, ``departure_log_area_mm2``: the absolute difference
+            between the prediction's natural log and the analytic estimate's (0 without the
+            analytic base), the second term of the calibrated std (`evaluator.predictor`).
 
         Returns
         -------
@@ -318,7 +321,8 @@ class EvaluatorNetwork(nn.Module):
             acc_x = acc_x.expand(layer_x.shape[0], -1)
         elif layer_x.shape[0] == 1 and acc_x.shape[0] != 1:
             layer_x = layer_x.expand(acc_x.shape[0], -1)
-        members, logits = self.forward_members(layer_x, acc_x)  # (K, n, k), (K, n)
+        pair_x = pair_features(layer_x, acc_x) if return_spread and self.analytic_base else None
+        members, logits = self.forward_members(layer_x, acc_x, pair_x)  # (K, n, k), (K, n)
         member_logs = members[:, :, :3] * self.target_std[:3] + self.target_mean[:3]  # (K, n, 3) natural logs
         log_cycles, log_energy, log_area = member_mean(member_logs).unbind(dim=1)
         # ln(seconds) = ln(cycles) - ln(MHz * 1e6); the encoding holds log2(MHz).
@@ -336,8 +340,13 @@ class EvaluatorNetwork(nn.Module):
         }
         if return_spread:
             spread = member_spread(member_logs)  # (n, 3)
+            # How far the learned correction moves the analytic estimate (0 without one): large
+            # where the network departs from the physics, which on unseen layers is mostly error.
+            departure = ((torch.stack([log_cycles, log_energy, log_area], dim=1) - analytic_base(pair_x, acc_x)[:, :3])
+                         .abs() if pair_x is not None else torch.zeros_like(spread))
             for i, name in enumerate(("log_cycles", "log_energy_pj", "log_area_mm2")):
                 out[f"spread_{name}"] = spread[:, i]
+                out[f"departure_{name}"] = departure[:, i]
         return out
 
 

@@ -8,10 +8,13 @@ one, never the other way round.
 
 Uncertainty: an evaluator trained as a deep ensemble (``model.ensemble`` > 1) gives, with
 ``predict(..., return_std=True)``, the *calibrated* standard deviation of the natural log of
-each prediction: ``std = scale * spread``, the spread being the members' standard deviation
-in log space and ``scale`` one factor per target fitted after training on the validation
-split (``calibration``, see `evaluator.validate.calibrate`). A std of 0.05 reads as about
-+-5% (one sigma, relative). A single network (``model.ensemble = 1``, and every artifact
+each prediction: ``std = sqrt((scale * spread)**2 + (departure_scale * departure)**2)``, the
+spread being the members' standard deviation in log space, the departure how far the
+prediction lies from the analytic estimate it corrects (`EvaluatorNetwork.forward`), and
+``scale``, ``departure_scale`` factors per target fitted after training on the validation
+split (``calibration``, see `evaluator.validate.calibrate`; calibrations without a departure
+scale, as every artifact written before it, use the spread alone). A std of 0.05 reads as
+about +-5% (one sigma, relative). A single network (``model.ensemble = 1``, and every artifact
 written before ensembles) has no uncertainty: its std columns are NaN.
 """
 
@@ -38,7 +41,7 @@ STD_COLUMNS: tuple[str, ...] = ("total_cycles_std", "latency_s_std", "energy_pj_
 # The target whose calibration scale each std column (and forward's std_* key) uses.
 _STD_TARGET = {"total_cycles_std": "latency", "latency_s_std": "latency", "energy_pj_std": "energy",
                "area_mm2_std": "area"}
-_SPREAD_KEY = {"latency": "spread_log_cycles", "energy": "spread_log_energy_pj", "area": "spread_log_area_mm2"}
+_LOG_NAME = {"latency": "log_cycles", "energy": "log_energy_pj", "area": "log_area_mm2"}
 
 
 class NoUncertaintyWarning(UserWarning):
@@ -109,6 +112,22 @@ class Evaluator(nn.Module):
         return {target: float(scale[target]) if scale.get(target) is not None else math.nan for target in TARGETS}
 
     @property
+    def departure_scale(self) -> dict[str, float]:
+        """The calibration factor of the departure term per target (0.0 when the calibration
+        has none: the std is then the scaled spread alone)."""
+        scale = (self.calibration or {}).get("departure_scale") or {}
+        return {target: float(scale[target]) if scale.get(target) is not None else 0.0 for target in TARGETS}
+
+    def _std(self, out: dict[str, torch.Tensor], target: str) -> torch.Tensor:
+        """The calibrated std of one target from a network output with its spread and departure."""
+        name = _LOG_NAME[target]
+        spread = out[f"spread_{name}"] * self.std_scale[target]
+        departure_scale = self.departure_scale[target]
+        if departure_scale == 0.0:
+            return spread
+        return torch.sqrt(spread.square() + (out[f"departure_{name}"] * departure_scale).square())
+
+    @property
     def space_hash(self) -> str | None:
         """The design-space hash of the training data (None if unknown)."""
         return self.dataset_metadata.get("space_hash")
@@ -137,11 +156,14 @@ class Evaluator(nn.Module):
         """
         out = self.network(layer_x, acc_x, return_spread=return_std)
         if return_std:
-            scale = self.std_scale
-            out["std_log_cycles"] = out.pop("spread_log_cycles") * scale["latency"]
-            out["std_log_latency_s"] = out["std_log_cycles"]
-            out["std_log_energy_pj"] = out.pop("spread_log_energy_pj") * scale["energy"]
-            out["std_log_area_mm2"] = out.pop("spread_log_area_mm2") * scale["area"]
+            std = {target: self._std(out, target) for target in TARGETS}
+            for name in _LOG_NAME.values():
+                out.pop(f"spread_{name}")
+                out.pop(f"departure_{name}")
+            out["std_log_cycles"] = std["latency"]
+            out["std_log_latency_s"] = std["latency"]
+            out["std_log_energy_pj"] = std["energy"]
+            out["std_log_area_mm2"] = std["area"]
         return out
 
     @torch.no_grad()
@@ -192,7 +214,6 @@ class Evaluator(nn.Module):
                           NoUncertaintyWarning, stacklevel=3)  # past torch.no_grad's wrapper
         names = [*PREDICTION_COLUMNS, *(STD_COLUMNS if return_std else ())]
         columns: dict[str, list[np.ndarray]] = {name: [] for name in names}
-        scale = self.std_scale
         for start in range(0, n, batch_size):
             out = self.network(layer_x[start:start + batch_size], acc_x[start:start + batch_size],
                                return_spread=return_std)
@@ -202,8 +223,12 @@ class Evaluator(nn.Module):
             columns["area_mm2"].append(out["area_mm2"].double().numpy())
             columns["p_feasible"].append(torch.sigmoid(out["feasible_logit"]).double().numpy())
             for name in STD_COLUMNS if return_std else ():
+                # in float64, as `evaluator.validate.calibrate` fitted the scales
                 target = _STD_TARGET[name]
-                columns[name].append(out[_SPREAD_KEY[target]].double().numpy() * scale[target])
+                log_name = _LOG_NAME[target]
+                spread = out[f"spread_{log_name}"].double().numpy() * self.std_scale[target]
+                departure = out[f"departure_{log_name}"].double().numpy() * self.departure_scale[target]
+                columns[name].append(np.sqrt(spread ** 2 + departure ** 2))
         index = layers.index if isinstance(layers, pd.DataFrame) else pd.RangeIndex(n)
         return pd.DataFrame(
             {name: np.concatenate(parts) if parts else np.empty(0) for name, parts in columns.items()},

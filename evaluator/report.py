@@ -8,7 +8,8 @@
       "simulator_version": "...", "space_hash": "...", "artifact": "...", "dataset": "...",
       "error_rows": {"test": int, "ood": int},       # simulator failures, left out of the sets
       "ensemble": int,                               # members of the evaluator's deep ensemble
-      "calibration": {"scale": {"latency": s, ...}, "method": "2sigma", "split": "val", ...},
+      "calibration": {"scale": {"latency": s, ...}, "departure_scale": {"latency": b, ...},
+                      "method": "bands", "split": "val", ...},
       "ood_skipped": "...",                          # only when the OOD set could not be simulated
       "goal": {"within_10pct": 0.95, "kendall_tau": 0.95,
                "met": {"test": true, "ood": false}},
@@ -168,8 +169,15 @@ def _uncertainty_lines(report: dict[str, Any]) -> list[str]:
     calibration = report.get("calibration") or {}
     scale = ", ".join(f"{target} {_cell(value, False)}" for target, value in (calibration.get("scale") or {}).items())
     fitted = f"{calibration.get('split', '?')} split ({calibration.get('method', '?')})"
-    return ["", f"uncertainty: {ensemble}-member ensemble; std of ln(prediction) = scale x the members' spread, "
-                f"scale fitted on the {fitted}: {scale}",
+    departure = calibration.get("departure_scale")
+    if departure:
+        described = ("std of ln(prediction) = sqrt((scale x the members' spread)^2 + (departure scale x |ln prediction "
+                     "- ln analytic estimate|)^2)")
+        scale += "; departure scale " + ", ".join(f"{target} {_cell(value, False)}"
+                                                  for target, value in departure.items())
+    else:
+        described = "std of ln(prediction) = scale x the members' spread"
+    return ["", f"uncertainty: {ensemble}-member ensemble; {described}, scales fitted on the {fitted}: {scale}",
             f"in1sig / in2sig: simulated values inside prediction x exp(+-sigma) / exp(+-2 sigma) (ideal "
             f"{100 * NORMAL_COVERAGE['1sigma']:.1f}% / {100 * NORMAL_COVERAGE['2sigma']:.1f}%); rho_sig: Spearman "
             "correlation of sigma with |ln pred - ln sim|"]

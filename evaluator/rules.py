@@ -482,9 +482,9 @@ def sweep_words(layer: dict, p_tiles) -> dict[str, torch.Tensor]:
 
 
 def resident_operands(order: str, layer: dict, acc: dict, tp, tq, tc, tk) -> dict[str, torch.Tensor]:
-    """Per operand (ifmap, filter), whether it stays on chip across its irrelevant tiled loop
-    under ``order`` (`mapper.resident_operands`): its words of one iteration of that loop (the
-    relevant loops inside it swept whole) plus one tile fit the whole buffer.
+    """Per operand (ifmap, filter, ofmap), whether it stays on chip across its irrelevant tiled
+    loop under ``order`` (`mapper.resident_operands`): its words of one iteration of that loop
+    (the relevant loops inside it swept whole) plus one tile fit the whole buffer.
 
     ``tp``, ``tq``, ``tc``, ``tk``: the full tile sizes (rows, columns, channels), broadcasting
     against ``layer``; operand widths from ``acc`` as in `fits_buffers`.
@@ -495,9 +495,11 @@ def resident_operands(order: str, layer: dict, acc: dict, tp, tq, tc, tk) -> dic
     ifmap = (ifmap_rows(rows, layer) * ifmap_cols(cols, layer) * (cg if inside("c", "k") else tc)
              + ifmap_rows(tp, layer) * ifmap_cols(tq, layer) * tc)
     filt = layer["k_h"] * layer["k_w"] * ((cg if inside("c", "p") else tc) * (kg if inside("k", "p") else tk) + tc * tk)
+    ofmap = ((layer["out_h"] * layer["out_w"] if inside("p", "c") else tp * tq) * (kg if inside("k", "c") else tk)
+             + tp * tq * tk)
     capacity = {operand: buffer_capacity_words(acc[f"{operand}_kb"], acc.get(f"{operand}_bits", acc["word_bits"]))
-                for operand in ("ifmap", "filter")}
-    return {"ifmap": ifmap <= capacity["ifmap"], "filter": filt <= capacity["filter"]}
+                for operand in ("ifmap", "filter", "ofmap")}
+    return {"ifmap": ifmap <= capacity["ifmap"], "filter": filt <= capacity["filter"], "ofmap": ofmap <= capacity["ofmap"]}
 
 
 def dram_terms(order: str, changes: dict, words_per_sweep: dict, batch, groups,
@@ -511,7 +513,8 @@ def dram_terms(order: str, changes: dict, words_per_sweep: dict, batch, groups,
     fetched per image of a group unless it is one tile (kept on chip across images). Partial
     sums are written back every sweep and read back on all but the first (the ofmap counts
     both directions). ``resident`` (`resident_operands` under ``order``; None: none): an
-    ifmap or filter kept on chip across its irrelevant loop is swept once. Each part depends
+    operand kept on chip across its irrelevant loop is swept once (resident partial sums:
+    written back once, never read back). Each part depends
     on two loops at most (three for a resident one), so the sum over operands is cheap over a
     grid of tile choices (`dram_words`).
     """

@@ -68,7 +68,7 @@ def _raise_epochs_to_reach(trainer: L.Trainer, datamodule: PairsDataModule, min_
 def train(model: EvaluatorModule, datamodule: PairsDataModule, trainer: L.Trainer, out: str | os.PathLike,
           ckpt_path: str | None = None, seed: int = 0, validation: ValidationConfig | None = None,
           config: dict[str, Any] | None = None, log: Any = print, min_steps: int = 0,
-          calibration: str = "2sigma") -> TrainResult:
+          calibration: str = "bands") -> TrainResult:
     """Train, validate and save an evaluator.
 
     Parameters
@@ -91,7 +91,7 @@ def train(model: EvaluatorModule, datamodule: PairsDataModule, trainer: L.Traine
     min_steps : int
         Optimiser steps the schedule must hold at least: on a small dataset (a slow
         simulator's few thousand rows) ``trainer``'s ``max_epochs`` is raised to reach them.
-    calibration : {"2sigma", "1sigma", "rms"}
+    calibration : {"bands", "2sigma", "1sigma", "rms"}
         How a deep ensemble's uncertainty is calibrated on the validation split
         (`evaluator.validate.calibrate`); a single network has none.
 
@@ -157,7 +157,11 @@ def _log_calibration(evaluator: Evaluator, log: Any) -> None:
     if not calibration:
         log("uncertainty: none (a single network, model.ensemble = 1)")
         return
-    parts = ", ".join(f"{target} x{scale:.2f} ({calibration['n'][target]} pairs, 2-sigma band holds "
+    departure = calibration.get("departure_scale") or {}
+    parts = ", ".join(f"{target} x{scale:.2f}" + (f" (+ departure x{departure[target]:.2f})" if target in departure
+                                                 else "")
+                      + f" ({calibration['n'][target]} pairs, 1- / 2-sigma bands hold "
+                      f"{100 * calibration['coverage_1sigma'][target]:.1f}% / "
                       f"{100 * calibration['coverage_2sigma'][target]:.1f}%)"
                       for target, scale in calibration["scale"].items())
     log(f"uncertainty: {evaluator.ensemble}-member ensemble, spread scaled on the {calibration['split']} split "

@@ -33,7 +33,8 @@ from evaluator.artifact import load
 from evaluator.baselines import BASELINES, DEFAULT_MAX_TRAIN_ROWS, baseline_features, fit_baseline
 from evaluator.data import INPUT_FIELDS, RESULT_COLUMNS, SPLITS, drop_error_rows, read_split
 from evaluator.dataset import ForeignDatasetError, check_dataset
-from evaluator.metrics import CALIBRATION_METHODS, calibration_scale, log_errors, uncertainty_metrics
+from evaluator.metrics import CALIBRATION_METHODS, band_calibration, calibration_scale, log_errors, uncertainty_metrics
+from evaluator.network import TARGETS
 from evaluator.ood import ood_set
 from evaluator.predictor import Evaluator
 from evaluator.report import (GOAL, REPORT_FORMAT, TARGET_COLUMNS, calibration_plot, evaluate_set, goal_met,
@@ -192,7 +193,7 @@ def validate(evaluator: Evaluator, data: str | os.PathLike, out: str | os.PathLi
     return report
 
 
-def calibrate(evaluator: Evaluator, data: str | os.PathLike, method: str = "2sigma", split: str = "val",
+def calibrate(evaluator: Evaluator, data: str | os.PathLike, method: str = "bands", split: str = "val",
               max_rows: int | None = None, seed: int = 0) -> dict[str, Any]:
     """Fit the factor per target that turns the ensemble's spread into a calibrated std.
 
@@ -203,12 +204,16 @@ def calibrate(evaluator: Evaluator, data: str | os.PathLike, method: str = "2sig
     data : str or PathLike
         Its training dataset; the rows of ``split`` (by the split stored with the evaluator)
         are predicted and compared with the simulator's figures.
-    method : {"2sigma", "1sigma", "rms"}
-        `evaluator.metrics.calibration_scale`: ``2sigma`` (the default) makes the 2-sigma band
-        ``prediction x exp(+-2 std)`` hold 95.4% of the rows, ``1sigma`` makes the 1-sigma band
-        hold 68.3%, ``rms`` gives the z-scores ``|ln sim - ln pred| / std`` unit root mean square.
-        The evaluator's errors are heavy-tailed, which is why the default targets the band the
-        warnings use rather than the RMS (set by the few worst pairs).
+    method : {"bands", "2sigma", "1sigma", "rms"}
+        ``bands`` (`evaluator.metrics.band_calibration`): ``std = sqrt((a * spread)**2 + (b *
+        departure)**2)``, the 2-sigma band ``prediction x exp(+-2 std)`` holding 95.4% of the
+        rows and the 1-sigma band as close to 68.3% as the departure term allows (area: the
+        spread alone, as ``2sigma``: its analytic estimate is exact, so its departure is its
+        error). The others
+        (`evaluator.metrics.calibration_scale`) scale the spread alone: ``2sigma`` makes the
+        2-sigma band hold 95.4% (and over-covers at one sigma: the errors are heavy-tailed),
+        ``1sigma`` makes the 1-sigma band hold 68.3%, ``rms`` gives the z-scores ``|ln sim -
+        ln pred| / std`` unit root mean square (set by the few worst pairs).
     split : {"val", "train", "test"}
         The calibration rows: ``val``, whose errors are held-out ones (training never fitted
         them; only early stopping looked at their loss) and which the test metrics never see.
@@ -219,7 +224,8 @@ def calibrate(evaluator: Evaluator, data: str | os.PathLike, method: str = "2sig
     Returns
     -------
     dict
-        ``{}`` for a single network, else ``method``, ``split``, ``scale`` (target -> factor),
+        ``{}`` for a single network, else ``method``, ``split``, ``scale`` (target -> factor;
+        ``bands`` also ``departure_scale``),
         ``n`` (target -> pairs used) and ``coverage_1sigma`` / ``coverage_2sigma`` (target ->
         the share of the calibration rows inside the calibrated bands), to store in the
         artifact (`Evaluator.calibration`).
@@ -232,16 +238,34 @@ def calibrate(evaluator: Evaluator, data: str | os.PathLike, method: str = "2sig
     frame = read_split(data, split, stored.get("fractions", (0.8, 0.1, 0.1)), int(stored.get("salt", 0)),
                        columns=[*INPUT_FIELDS, *RESULT_COLUMNS, "latency_s"], max_rows=max_rows, seed=seed)
     raw = Evaluator(evaluator.network).predict(frame, return_std=True)  # no calibration: the raw spread
+    # the departure from the analytic estimate alone: a calibration of spread 0, departure 1
+    departures = Evaluator(evaluator.network, calibration={
+        "scale": dict.fromkeys(TARGETS, 0.0), "departure_scale": dict.fromkeys(TARGETS, 1.0)}).predict(
+        frame, return_std=True) if method == "bands" else None
     result: dict[str, Any] = {"method": method, "split": split, "scale": {}, "n": {},
                               "coverage_1sigma": {}, "coverage_2sigma": {}}
+    if method == "bands":
+        result["departure_scale"] = {}
     feasible = frame["feasible"].to_numpy(dtype=bool)
     for target, column, rows in TARGET_COLUMNS:
         truth = frame[column].to_numpy(dtype=np.float64)
         mask = np.isfinite(truth) & (truth > 0) & (feasible if rows == "feasible" else True)
         guess = raw[column].to_numpy(dtype=np.float64)[mask]
         spread = raw[f"{column}_std"].to_numpy(dtype=np.float64)[mask]
-        scale = calibration_scale(log_errors(truth[mask], guess), spread, method)
-        check = uncertainty_metrics(truth[mask], guess, spread * scale)
+        errors = log_errors(truth[mask], guess)
+        if method == "bands" and target != "area":
+            departure = departures[f"{column}_std"].to_numpy(dtype=np.float64)[mask]
+            scale, departure_scale = band_calibration(errors, spread, departure)
+            result["departure_scale"][target] = departure_scale
+            std = np.sqrt((spread * scale) ** 2 + (departure * departure_scale) ** 2)
+        elif method == "bands":  # the analytic area is exact: its departure would be the error itself
+            scale = calibration_scale(errors, spread, "2sigma")
+            result["departure_scale"][target] = 0.0
+            std = spread * scale
+        else:
+            scale = calibration_scale(errors, spread, method)
+            std = spread * scale
+        check = uncertainty_metrics(truth[mask], guess, std)
         result["scale"][target] = scale
         result["n"][target] = check["n"]
         result["coverage_1sigma"][target] = check["coverage_1sigma"]

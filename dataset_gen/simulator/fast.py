@@ -72,13 +72,14 @@ _DIMS = ("p", "c", "k")
 # Loop orders in which c lies outside p: a p step keeps the c tile, so the next row tile finds
 # its halo rows on chip (when c has one tile, every order does).
 _C_OUTSIDE_P = np.array([order.index("c") < order.index("p") for order in LOOP_ORDERS])
-# Buffer residency: the tiled loop irrelevant to the ifmap (k) and the filter (p), the relevant
-# tiled loops each order puts inside it (by order code), and its level in the nest.
-_IRRELEVANT_LOOP = {"ifmap": "k", "filter": "p"}
+# Buffer residency: the tiled loop irrelevant to the ifmap (k), the filter (p) and the ofmap (c),
+# the relevant tiled loops each order puts inside it (by order code), and its level in the nest.
+_IRRELEVANT_LOOP = {"ifmap": "k", "filter": "p", "ofmap": "c"}
 _RESIDENT_INNER = {operand: ["".join(sorted(d for d in order[order.index(loop) + 1:] if d in _RELEVANT[operand]))
                              for order in LOOP_ORDERS] for operand, loop in _IRRELEVANT_LOOP.items()}
 _RESIDENT_KEYS = tuple(sorted({(operand, inner) for operand, inners in _RESIDENT_INNER.items()
                                for inner in inners if inner}))
+_RESIDENT_BIT = {key: bit for bit, key in enumerate(_RESIDENT_KEYS)}
 _IRRELEVANT_LEVEL = {operand: np.array([2 + order.index(loop) for order in LOOP_ORDERS])
                      for operand, loop in _IRRELEVANT_LOOP.items()}
 
@@ -244,9 +245,10 @@ class _Tiling:
         # Each sweep's p steps (count_p - 1 per c tile and image) reuse a halo of the full tile.
         saved = pairs.images * (self.count_p - 1) * (halo_rows[:slots] * span_q[:slots]) * pairs.cg  # (S, B)
         self.halo_total = np.broadcast_to(saved[:, None, :], (slots, slots, pairs.count))
-        # Buffer residency (`mapper.ifmap_resident` by (p, c), `mapper.filter_resident` by (c, k);
-        # (S, S, B) each) for each set of relevant loops an order puts inside the operand's
-        # irrelevant loop; none without register-file blocking (SCALE-Sim's single tile).
+        # Buffer residency (`mapper.ifmap_resident` by (p, c), `mapper.filter_resident` by (c, k),
+        # `mapper.ofmap_resident` by (p, k); (S, S, B) each) for each set of relevant loops an
+        # order puts inside the operand's irrelevant loop; none without register-file blocking
+        # (SCALE-Sim's single tile).
         self.resident = {}
         p_tiles, c_tiles, k_tiles = self.tile_p[:, None, :], self.tile_c, self.tile_k[None, :, :]
         for operand, inner in _RESIDENT_KEYS:
@@ -255,10 +257,23 @@ class _Tiling:
                     "p" in inner, "c" in inner, p_tiles, self.tile_q[:, None, :], c_tiles[None, :, :], pairs.in_h,
                     pairs.in_w, pairs.out_h, pairs.out_w, pairs.cg, pairs.stride, pairs.k_h, pairs.k_w,
                     pairs.full_ifmap)
-            else:
+            elif operand == "filter":
                 resident = mapper.filter_resident("c" in inner, "k" in inner, c_tiles[:, None, :], k_tiles, pairs.cg,
                                                   pairs.kg, pairs.k_h, pairs.k_w, pairs.full_filter)
+            else:
+                resident = mapper.ofmap_resident("p" in inner, "k" in inner, p_tiles, self.tile_q[:, None, :], k_tiles,
+                                                 pairs.out_h, pairs.out_w, pairs.kg, pairs.full_ofmap)
             self.resident[operand, inner] = resident & blocking
+        # The flags packed per (p, c, k) combination, bit `_RESIDENT_BIT` of each (S, S, S, B):
+        # one lookup per combination. Partial sums are resident only with several c tiles
+        # (with one, nothing leaves early: the plain rule).
+        self.resident_bits = np.zeros((slots, slots, slots, pairs.count), dtype=np.uint16)
+        axes = {"ifmap": (slice(None), slice(None), None), "filter": (None, slice(None), slice(None)),
+                "ofmap": (slice(None), None, slice(None))}
+        several_c = (self.count_c > 1)[None, :, None, :]
+        for (operand, inner), resident in self.resident.items():
+            flags = resident[axes[operand]] & several_c if operand == "ofmap" else resident[axes[operand]]
+            self.resident_bits |= flags.astype(np.uint16) << _RESIDENT_BIT[operand, inner]
 
     @classmethod
     def search(cls, pairs: _Pairs) -> tuple["_Tiling", np.ndarray]:
@@ -307,7 +322,7 @@ class _Combos:
     _PER_COMBO = ("pair", "slot_p", "slot_c", "slot_k", "count_p", "count_c", "count_k", "groups", "batch",
                   "ifmap_total", "halo_total", "filter_total", "ofmap_total", "last_writeback_words",
                   "last_writeback", "dram_cycles_per_bit", "ifmap_bits", "filter_bits", "ofmap_bits",
-                  *(f"resident_{operand}_{inner}" for operand, inner in _RESIDENT_KEYS))
+                  "resident_bits")
 
     def __init__(self, pairs: _Pairs | None, tiling: _Tiling | None, feasible: np.ndarray | None):
         if pairs is None:  # an empty shell for `restrict`
@@ -333,16 +348,14 @@ class _Combos:
         self.ofmap_bits = pairs.ofmap_bits[pair]
         self.last_writeback = reference.dram_cycles(self.last_writeback_words, self.ofmap_bits, pairs.dram_bw[pair])
         self.dram_cycles_per_bit = pairs.dram_cycles_per_bit[pair]
-        for operand, inner in _RESIDENT_KEYS:  # buffer residency, by the tiles it depends on
-            first, second = (slot_p, slot_c) if operand == "ifmap" else (slot_c, slot_k)
-            setattr(self, f"resident_{operand}_{inner}",
-                    tiling.resident[operand, inner].ravel()[(first * s + second) * count + pair])
+        # buffer residency flags (`_Tiling.resident_bits`)
+        self.resident_bits = tiling.resident_bits.ravel()[((slot_p * s + slot_c) * s + slot_k) * count + pair]
 
     def resident(self, operand: str, code: int) -> np.ndarray | bool:
         """Whether ``operand`` stays on chip across its irrelevant loop under order ``code``
         (False when no relevant loop lies inside that loop: nothing to keep)."""
         inner = _RESIDENT_INNER[operand][code]
-        return getattr(self, f"resident_{operand}_{inner}") if inner else False
+        return (self.resident_bits & (1 << _RESIDENT_BIT[operand, inner])) != 0 if inner else False
 
     def __len__(self) -> int:
         return len(self.pair)
@@ -654,6 +667,7 @@ class _StallView:
                     at = np.flatnonzero(code == order_code)
                     resident[at] = flags[combo[at]]
             self.resident_at[operand] = (np.arange(5)[:, None] == _IRRELEVANT_LEVEL[operand][code][None, :]) & resident
+        self.resident_ofmap = self.resident_at["ofmap"].any(axis=0)
 
 
 def _stall(view: _StallView) -> np.ndarray:
@@ -673,17 +687,23 @@ def _stall(view: _StallView) -> np.ndarray:
                 factor = _factor(view.count[mult_spec[end - 1][0]], mult_spec[end - 1][1])
                 steps[mult_spec[:end]] = factor if end == 1 else steps[mult_spec[:end - 1]] * factor
         ofmap_change = view.changes["ofmap"][lam]
-        ofmap_words = view.ofmap_words[before] * ofmap_change
+        # Resident partial sums: the previous tile leaves only if complete (its c index the
+        # last: c restarted inside the advanced level), and none come back.
+        not_last = [level for level, kind in mult_spec if level >= 2 and (level == lam or kind != "last")]
+        writeback = ofmap_change
+        if not_last:
+            writeback = writeback & ~np.logical_or.reduce(view.resident_at["ofmap"][not_last], axis=0)
+        ofmap_words = view.ofmap_words[before] * writeback
         if c_positive is not False:  # the step reads partial sums back
             if c_positive is not True:
                 ofmap_change = ofmap_change & c_positive[view.code]
-            ofmap_words = ofmap_words + view.ofmap_words[now] * ofmap_change
+            ofmap_words = ofmap_words + view.ofmap_words[now] * (ofmap_change & ~view.resident_ofmap)
         # Tiled levels whose index is > 0 at this step: the one that advanced and the outer
         # ones of a class other than "zero" (the inner ones restart at 0).
         nonzero = [level for level, kind in mult_spec if level >= 2 and kind != "zero"]
         loads = {operand: view.changes[operand][lam] for operand in ("ifmap", "filter")}
         if nonzero:
-            for operand in _IRRELEVANT_LOOP:  # a resident operand is on chip past its loop's first index
+            for operand in loads:  # a resident input is on chip past its loop's first index
                 loads[operand] = loads[operand] & ~np.logical_or.reduce(view.resident_at[operand][nonzero], axis=0)
         bits = ((view.ifmap_words[now] - view.ifmap_halo[now] * view.halo_at[lam]) * loads["ifmap"]
                 * view.ifmap_bits + view.filter_words[now] * loads["filter"] * view.filter_bits

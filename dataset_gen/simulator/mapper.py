@@ -156,21 +156,34 @@ def filter_resident(inner_c, inner_k, tc, tk, cg, kg, k_h, k_w, buffer):
     return footprint + filter_tile_words(tc, tk, k_h, k_w) <= buffer
 
 
+def ofmap_resident(inner_p, inner_k, tp, tq, tk, out_h, out_w, kg, buffer):
+    """Whether the partial sums stay on chip across the ofmap's irrelevant loop ``c`` (see
+    `ifmap_resident`): the ofmap words of the ``p`` and ``k`` loops inside ``c`` swept whole,
+    plus one tile, fit the whole ``buffer``. Then no partial sum goes to DRAM and back: a
+    tile is written back once, after its last ``c`` tile."""
+    rows, cols = np.where(inner_p, out_h, tp), np.where(inner_p, out_w, tq)
+    return ofmap_tile_words(rows, cols, np.where(inner_k, kg, tk)) + ofmap_tile_words(tp, tq, tk) <= buffer
+
+
 def resident_operands(layer: Layer, accelerator: Accelerator, order: str, tile_p: int, tile_q: int,
-                      tile_c: int, tile_k: int, widths=None) -> tuple[bool, bool]:
-    """(ifmap, filter): whether each stays on chip across its irrelevant tiled loop under
-    ``order`` (`ifmap_resident`, `filter_resident`). ``layer`` is the lane-packed layer,
-    ``widths`` its `precision.Widths` (None: the word width); tiles at most their dimension."""
+                      tile_c: int, tile_k: int, widths=None) -> tuple[bool, bool, bool]:
+    """(ifmap, filter, ofmap): whether each stays on chip across its irrelevant tiled loop
+    under ``order`` (`ifmap_resident`, `filter_resident`, `ofmap_resident`). ``layer`` is the
+    lane-packed layer, ``widths`` its `precision.Widths` (None: the word width); tiles at most
+    their dimension."""
     a = accelerator
     ifmap_bits = a.word_bits if widths is None else int(widths.ifmap_bits)
     filter_bits = a.word_bits if widths is None else int(widths.filter_bits)
+    ofmap_bits = a.word_bits if widths is None else int(widths.ofmap_bits)
     inside = lambda loop, outer: order.index(loop) > order.index(outer)  # noqa: E731
     ifmap = ifmap_resident(inside("p", "k"), inside("c", "k"), tile_p, tile_q, tile_c, layer.in_h, layer.in_w,
                            layer.out_h, layer.out_w, layer.in_c_per_group, layer.stride, layer.k_h, layer.k_w,
                            buffer_words(a.ifmap_kb, ifmap_bits))
     filt = filter_resident(inside("c", "p"), inside("k", "p"), tile_c, tile_k, layer.in_c_per_group,
                            layer.out_c_per_group, layer.k_h, layer.k_w, buffer_words(a.filter_kb, filter_bits))
-    return bool(ifmap), bool(filt)
+    ofmap = ofmap_resident(inside("p", "c"), inside("k", "c"), tile_p, tile_q, tile_k, layer.out_h, layer.out_w,
+                           layer.out_c_per_group, buffer_words(a.ofmap_kb, ofmap_bits))
+    return bool(ifmap), bool(filt), bool(ofmap)
 
 
 def single_tiles(images, groups, count_p, count_c, count_k):

@@ -226,10 +226,12 @@ def step_schedule(layer: Layer, accelerator: Accelerator, mapping: Mapping,
     bits = {"ifmap": int(widths.ifmap_bits), "filter": int(widths.filter_bits), "ofmap": int(widths.ofmap_bits)}
     rf = int(mapper.rf_words(a.rf_bytes, widths.rf_word_bits))
     blocking = mapping.kind != "scalesim"
-    # Buffer residency: an operand whose data for one iteration of its irrelevant loop fits
-    # (`mapper.resident_operands`) is loaded only while that loop is at its first index.
-    ifmap_resident, filter_resident = (mapper.resident_operands(
-        layer, a, mapping.order, tp_full, tq, tiles["c"], tiles["k"], widths) if blocking else (False, False))
+    # Buffer residency: an input operand whose data for one iteration of its irrelevant loop
+    # fits (`mapper.resident_operands`) is loaded only while that loop is at its first index;
+    # resident partial sums never go to DRAM and back: a tile leaves once, after its last c tile.
+    ifmap_resident, filter_resident, ofmap_resident = (mapper.resident_operands(
+        layer, a, mapping.order, tp_full, tq, tiles["c"], tiles["k"], widths) if blocking else (False,) * 3)
+    last_c = counts_per_loop["c"] - 1
     cost_cache: dict[tuple[int, int, int], tuple[int, ...]] = {}
 
     def costs(tp: int, tc: int, tk: int) -> tuple[int, ...]:
@@ -275,10 +277,11 @@ def step_schedule(layer: Layer, accelerator: Accelerator, mapping: Mapping,
             total["dram_filter_reads"] += filter_words
         writeback_words = 0
         if changed & OPERAND_LOOPS["ofmap"]:
-            if index["c"] > 0:  # partial sums of an earlier c tile come back from DRAM
+            if index["c"] > 0 and not ofmap_resident:  # partial sums of an earlier c tile come back from DRAM
                 load_bits += ofmap_words * bits["ofmap"]
                 total["dram_ofmap_reads"] += ofmap_words
-            if previous is not None:  # the previous ofmap tile leaves before this one arrives
+            # the previous ofmap tile leaves before this one arrives (resident: once complete)
+            if previous is not None and (not ofmap_resident or previous["c"] == last_c):
                 writeback_words = previous_ofmap_words
                 total["dram_ofmap_writes"] += writeback_words
         total["compute_cycles"] += cycles

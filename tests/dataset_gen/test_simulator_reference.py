@@ -50,19 +50,36 @@ def test_recurrence_by_hand_with_c_innermost():
     assert result.macs == 6 and result.rf_accesses == 24  # rs: 4 RF accesses per MAC
 
 
-def test_recurrence_by_hand_with_partial_sums_through_dram():
-    # Order pck: steps (c0,k0) (c0,k1) (c1,k0) (c1,k1); every step changes the ofmap tile,
-    # so partial sums of c0 go to DRAM and come back at c1.
+def test_recurrence_by_hand_with_resident_partial_sums():
+    # Order pck: steps (c0,k0) (c0,k1) (c1,k0) (c1,k1). The whole ofmap (3 words) and a tile fit
+    # its 64-word buffer, so partial sums stay on chip across c (buffer residency): none come
+    # back, and a tile leaves only after its last c tile.
     #   step  loads (words)                                   L   C
     #   0     ifmap 1 + filter 2                              3   2
-    #   1     filter 1 + writeback 2                          3   1
-    #   2     ifmap 1 + filter 2 + psums 2 + writeback 1      6   2
-    #   3     filter 1 + psums 1 + writeback 2                4   1
-    # load_end / compute_end: 3/5, 6/7, 12/14, 16/17; final write-back 1 -> 18.
+    #   1     filter 1                                        1   1
+    #   2     ifmap 1 + filter 2                              3   2
+    #   3     filter 1 + writeback 2 (tile k0 complete)       3   1
+    # load_end / compute_end: 3/5, 4/6, 8/10, 11/12; final write-back 1 -> 13.
     result = simulate(TINY_LAYER, TINY_ARRAY, Mapping("pck", 1, 1, 2))
-    assert (result.total_cycles, result.compute_cycles, result.stall_cycles) == (18, 6, 12)
+    assert (result.total_cycles, result.compute_cycles, result.stall_cycles) == (13, 6, 7)
     assert (result.dram_ifmap_reads, result.dram_filter_reads) == (2, 6)
-    assert (result.dram_ofmap_reads, result.dram_ofmap_writes) == (3, 6)
+    assert (result.dram_ofmap_reads, result.dram_ofmap_writes) == (0, 3)
+
+
+@pytest.mark.parametrize(("ofmap_kb", "reads", "writes"), [(0.0625, 12, 24), (0.125, 0, 12)])
+def test_partial_sums_go_through_dram_unless_the_ofmap_stays_on_chip(ofmap_kb, reads, writes):
+    # 12 filters in tiles of 6, 2 channels in tiles of 1, order pck: the ofmap tile changes at
+    # every step. At 32 bits a 0.0625 KB buffer holds 16 words: the ofmap (12) and a tile (6) do
+    # not fit, so the c0 partial sums go to DRAM (every change writes the previous tile: 3 x 6,
+    # plus the last 6) and come back at c1 (2 x 6); 0.125 KB (32 words) keeps them: each tile
+    # is written once, complete (12), none read.
+    layer = Layer(in_h=1, in_w=1, in_c=2, out_c=12)
+    accelerator = Accelerator(pe_rows=1, pe_cols=1, dataflow="rs", rf_bytes=16, ifmap_kb=0.0625, filter_kb=0.0625,
+                              ofmap_kb=ofmap_kb, dram_bw=1.0, word_bits=32, freq_mhz=100.0)
+    result = simulate(layer, accelerator, Mapping("pck", 1, 1, 6))
+    assert result.feasible
+    assert (result.dram_ofmap_reads, result.dram_ofmap_writes) == (reads, writes)
+    assert result.sram_ofmap_reads == 12  # on chip, the c1 steps read the c0 partial sums back either way
 
 
 def test_whole_layer_tile_has_no_overlap_and_scalesim_ignores_capacity():

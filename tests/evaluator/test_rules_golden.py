@@ -129,16 +129,16 @@ def swept_again(layer: Layer, acc: Accelerator, mapping: Mapping, operand: str) 
     """For an operand the mapping would sweep again across its irrelevant tiled loop (that
     loop has several tiles and lies outside a relevant loop with several), whether buffer
     residency keeps it on chip instead; None when there is no such sweep."""
-    loop, relevant = {"ifmap": ("k", "pc"), "filter": ("p", "ck")}[operand]
+    loop, relevant = {"ifmap": ("k", "pc"), "filter": ("p", "ck"), "ofmap": ("c", "pk")}[operand]
     tiles = dict(zip("pck", counts(layer, mapping)))
     inside = [d for d in mapping.order[mapping.order.index(loop) + 1:] if d in relevant and tiles[d] > 1]
     if tiles[loop] == 1 or not inside:
         return None
     tq = mapping.width_tile(layer.out_w)
     tp = min(mapping.tile_p, layer.out_h) if tq == layer.out_w else 1
-    ifmap, filt = mapper.resident_operands(layer, acc, mapping.order, tp, tq, min(mapping.tile_c, layer.in_c_per_group),
-                                           min(mapping.tile_k, layer.out_c_per_group))
-    return ifmap if operand == "ifmap" else filt
+    resident = mapper.resident_operands(layer, acc, mapping.order, tp, tq, min(mapping.tile_c, layer.in_c_per_group),
+                                        min(mapping.tile_k, layer.out_c_per_group))
+    return resident[("ifmap", "filter", "ofmap").index(operand)]
 
 
 # What each kind of picked mapping exercises; every kind must occur for some pair.
@@ -155,6 +155,8 @@ KINDS = {
     "ifmap swept again across k": lambda layer, acc, m: swept_again(layer, acc, m, "ifmap") is False,
     "filter resident across p": lambda layer, acc, m: swept_again(layer, acc, m, "filter") is True,
     "filter swept again across p": lambda layer, acc, m: swept_again(layer, acc, m, "filter") is False,
+    "partial sums resident across c": lambda layer, acc, m: swept_again(layer, acc, m, "ofmap") is True,
+    "partial sums through DRAM across c": lambda layer, acc, m: swept_again(layer, acc, m, "ofmap") is False,
 }
 
 
