@@ -28,8 +28,8 @@ random cases), computed without stepping the nest:
 
   1. *before any fold cost*: the DRAM channel is serial, so total cycles >= DRAM words
      moved / bandwidth + final write-back, and a PE does at most one MAC a cycle and every
-     tile fills and drains the array once, so total cycles >= MACs / PEs + tiles x the
-     least fill and drain + final write-back; energy >= the energy of the accesses known
+     tile fills and drains the array once, so total cycles >= first load + MACs / PEs +
+     tiles x the least fill and drain + final write-back; energy >= the energy of the accesses known
      without the fold model (MACs, RF, DRAM, buffer fills and partial-sum read-backs), of
      the buffer reads and writes every tile makes at least (`_least_fold_words`), plus
      leakage over that many cycles. The candidate with the best such bound is the first
@@ -264,16 +264,12 @@ class _Tiling:
                 resident = mapper.ofmap_resident("p" in inner, "k" in inner, p_tiles, self.tile_q[:, None, :], k_tiles,
                                                  pairs.out_h, pairs.out_w, pairs.kg, pairs.full_ofmap)
             self.resident[operand, inner] = resident & blocking
-        # The flags packed per (p, c, k) combination, bit `_RESIDENT_BIT` of each (S, S, S, B):
-        # one lookup per combination. Partial sums are resident only with several c tiles
-        # (with one, nothing leaves early: the plain rule).
-        self.resident_bits = np.zeros((slots, slots, slots, pairs.count), dtype=np.uint16)
-        axes = {"ifmap": (slice(None), slice(None), None), "filter": (None, slice(None), slice(None)),
-                "ofmap": (slice(None), None, slice(None))}
-        several_c = (self.count_c > 1)[None, :, None, :]
+        # The flags packed per operand, bit `_RESIDENT_BIT` of each (S, S, B) entry: one lookup
+        # per combination and operand (`_Combos`).
+        self.resident_bits = {operand: np.zeros((slots, slots, pairs.count), dtype=np.uint16)
+                              for operand in _IRRELEVANT_LOOP}
         for (operand, inner), resident in self.resident.items():
-            flags = resident[axes[operand]] & several_c if operand == "ofmap" else resident[axes[operand]]
-            self.resident_bits |= flags.astype(np.uint16) << _RESIDENT_BIT[operand, inner]
+            self.resident_bits[operand] |= resident.astype(np.uint16) << _RESIDENT_BIT[operand, inner]
 
     @classmethod
     def search(cls, pairs: _Pairs) -> tuple["_Tiling", np.ndarray]:
@@ -348,8 +344,13 @@ class _Combos:
         self.ofmap_bits = pairs.ofmap_bits[pair]
         self.last_writeback = reference.dram_cycles(self.last_writeback_words, self.ofmap_bits, pairs.dram_bw[pair])
         self.dram_cycles_per_bit = pairs.dram_cycles_per_bit[pair]
-        # buffer residency flags (`_Tiling.resident_bits`)
-        self.resident_bits = tiling.resident_bits.ravel()[((slot_p * s + slot_c) * s + slot_k) * count + pair]
+        # buffer residency flags (`_Tiling.resident_bits`); partial sums are resident only with
+        # several c tiles (with one, nothing leaves early: the plain rule)
+        bits = tiling.resident_bits
+        self.resident_bits = (bits["ifmap"].ravel()[(slot_p * s + slot_c) * count + pair]
+                              | bits["filter"].ravel()[(slot_c * s + slot_k) * count + pair]
+                              | bits["ofmap"].ravel()[(slot_p * s + slot_k) * count + pair]
+                              * (self.count_c > 1).astype(np.uint16))
 
     def resident(self, operand: str, code: int) -> np.ndarray | bool:
         """Whether ``operand`` stays on chip across its irrelevant loop under order ``code``
@@ -458,10 +459,7 @@ class _Folds:
         # Partial sums read back: within tiles (the fold model's), and at every tile with c
         # index > 0 ((n_c - 1) sweeps of the ofmap).
         self.sram_ofmap_reads = (cmb.count_c - 1) * cmb.ofmap_total + self.sums(4)
-        self.first_load = reference.dram_cycles_bits(
-            tiling.ifmap_words.ravel()[(cmb.slot_p * width + cmb.slot_c) * count + pair] * cmb.ifmap_bits
-            + tiling.filter_words.ravel()[(cmb.slot_c * width + cmb.slot_k) * count + pair] * cmb.filter_bits,
-            pairs.dram_bw[pair])
+        self.first_load = _first_load(pairs, tiling, cmb)
 
     def sums(self, cost: int) -> np.ndarray:
         """One fold cost summed over the layer's tiles, per combination.
@@ -482,6 +480,16 @@ class _Folds:
         return {"compute_cycles": self.compute_cycles[combo], "sram_ifmap_reads": ifmap,
                 "sram_filter_reads": filt, "sram_ofmap_reads": self.sram_ofmap_reads[combo],
                 "sram_ofmap_writes": ofmap, "array_hops": hops}
+
+
+def _first_load(pairs: _Pairs, tiling: _Tiling, cmb: _Combos) -> np.ndarray:
+    """DRAM cycles of each combination's first step: its first ifmap and filter tiles (full
+    ones), loaded before any compute."""
+    width, count, pair = tiling.width, pairs.count, cmb.pair
+    return reference.dram_cycles_bits(
+        tiling.ifmap_words.ravel()[(cmb.slot_p * width + cmb.slot_c) * count + pair] * cmb.ifmap_bits
+        + tiling.filter_words.ravel()[(cmb.slot_c * width + cmb.slot_k) * count + pair] * cmb.filter_bits,
+        pairs.dram_bw[pair])
 
 
 class _KeyTable:
@@ -847,7 +855,7 @@ def _search(pairs: _Pairs, tiling: _Tiling, cmb: _Combos, objective: str,
     steps = cmb.groups * cmb.batch * cmb.count_p * cmb.count_c * cmb.count_k
     min_compute = pairs.min_compute_cycles[cmb.pair] + steps * pairs.min_tile_overhead[cmb.pair]
     key = _bound_key(objective, coef, cmb, sweeps, _least_fold_words(pairs, cmb) if coef is not None else None,
-                     np.maximum(traffic, min_compute + cmb.last_writeback))
+                     np.maximum(traffic, _first_load(pairs, tiling, cmb) + min_compute + cmb.last_writeback))
     by_combo = key.min(axis=0)
     probe_combo, probe_row = _probe(key, by_combo, cmb.pair, pairs.count)
     probe_cmb = cmb.restrict(probe_combo)
