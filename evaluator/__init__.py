@@ -18,13 +18,14 @@ Public API (a contract with `search`; keep it stable)::
         # adds total_cycles_std, latency_s_std, energy_pj_std, area_mm2_std: the CALIBRATED
         # standard deviation of the natural log of each prediction, i.e. about its relative
         # error (0.05: +-5% at one sigma; value * exp(+-2 std) is the 2-sigma band). From the
-        # deep ensemble (model.ensemble = K members, default 5): std = scale x the members'
-        # spread (std of their logs), one scale per target fitted after training on the
-        # validation split so that the 2-sigma band holds 95.4% of its pairs, as for a
-        # normal error (calibration: 2sigma in conf/train.yaml; 1sigma, rms: ev.calibration).
+        # deep ensemble (model.ensemble = K members, default 5): std = sqrt((a x the members'
+        # spread)^2 + (b x |ln prediction - ln analytic estimate|)^2), a and b per target
+        # fitted after training on the validation split so that the 2-sigma band holds 95.4%
+        # of its pairs and the 1-sigma band about 68.3%, as for a normal error (calibration:
+        # bands in conf/train.yaml; 2sigma, 1sigma, rms scale the spread alone).
         # A single network (model.ensemble = 1, and every artifact older than ensembles)
         # has no uncertainty: NaN std, with a NoUncertaintyWarning.
-    ev.ensemble -> int; ev.calibration -> dict   # members; {"scale": {target: s}, ...} or {}
+    ev.ensemble -> int; ev.calibration -> dict   # members; {"scale": {target: a}, "departure_scale": ...} or {}
     ev(layer_x, acc_x) -> dict of (n,) tensors     # differentiable w.r.t. layer_x and acc_x
         # layer_x = encode_layers(...) (n, d_layer); acc_x = encode_accelerators(...) or
         # encode_accelerators_soft(...) (n, d_acc) or (1, d_acc) (broadcast). Raw encodings:
