@@ -206,8 +206,8 @@ def calibration_scale(errors: Any, spread: Any, method: str = "2sigma") -> float
         ``s`` (NaN when no pair has a finite, positive spread and a finite error).
     """
     if method not in CALIBRATION_METHODS or method == "bands":
-        raise ValueError(f"calibration = {method!r}: expected one of {[m for m in CALIBRATION_METHODS if m != 'bands']} "
-                         "(bands: band_calibration)")
+        spread_only = [m for m in CALIBRATION_METHODS if m != "bands"]
+        raise ValueError(f"calibration = {method!r}: expected one of {spread_only} (bands: band_calibration)")
     errors = np.abs(np.asarray(errors, dtype=np.float64).reshape(-1))
     spread = _as_std(spread, errors.size)
     usable = np.isfinite(errors) & np.isfinite(spread) & (spread > 0)

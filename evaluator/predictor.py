@@ -222,13 +222,10 @@ class Evaluator(nn.Module):
             columns["energy_pj"].append(out["energy_pj"].double().numpy())
             columns["area_mm2"].append(out["area_mm2"].double().numpy())
             columns["p_feasible"].append(torch.sigmoid(out["feasible_logit"]).double().numpy())
+            # in float64, as `evaluator.validate.calibrate` fitted the scales
+            terms = {key: value.double() for key, value in out.items() if key.startswith(("spread_", "departure_"))}
             for name in STD_COLUMNS if return_std else ():
-                # in float64, as `evaluator.validate.calibrate` fitted the scales
-                target = _STD_TARGET[name]
-                log_name = _LOG_NAME[target]
-                spread = out[f"spread_{log_name}"].double().numpy() * self.std_scale[target]
-                departure = out[f"departure_{log_name}"].double().numpy() * self.departure_scale[target]
-                columns[name].append(np.sqrt(spread ** 2 + departure ** 2))
+                columns[name].append(self._std(terms, _STD_TARGET[name]).numpy())
         index = layers.index if isinstance(layers, pd.DataFrame) else pd.RangeIndex(n)
         return pd.DataFrame(
             {name: np.concatenate(parts) if parts else np.empty(0) for name, parts in columns.items()},

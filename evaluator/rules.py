@@ -499,7 +499,8 @@ def resident_operands(order: str, layer: dict, acc: dict, tp, tq, tc, tk) -> dic
              + tp * tq * tk)
     capacity = {operand: buffer_capacity_words(acc[f"{operand}_kb"], acc.get(f"{operand}_bits", acc["word_bits"]))
                 for operand in ("ifmap", "filter", "ofmap")}
-    return {"ifmap": ifmap <= capacity["ifmap"], "filter": filt <= capacity["filter"], "ofmap": ofmap <= capacity["ofmap"]}
+    return {"ifmap": ifmap <= capacity["ifmap"], "filter": filt <= capacity["filter"],
+            "ofmap": ofmap <= capacity["ofmap"]}
 
 
 def dram_terms(order: str, changes: dict, words_per_sweep: dict, batch, groups,

@@ -112,9 +112,10 @@ class _Pairs:
         # and every tile pays at least one fold's fill and drain (`dataflows`: rs ``hs - 1``,
         # os ``rows + cols - 2``, ws and is ``2 rows + cols - 2``).
         self.min_compute_cycles = _ceil_div(packed_macs, self.pe_rows * self.pe_cols)
-        self.min_tile_overhead = np.where(
-            self.dataflow == RS, np.minimum(self.k_h, self.pe_rows) - 1,
-            np.where(self.dataflow == DATAFLOW_CODES["os"], self.pe_rows + self.pe_cols - 2, 2 * self.pe_rows + self.pe_cols - 2))
+        os_overhead = self.pe_rows + self.pe_cols - 2
+        self.min_tile_overhead = np.where(self.dataflow == RS, np.minimum(self.k_h, self.pe_rows) - 1,
+                                          np.where(self.dataflow == DATAFLOW_CODES["os"], os_overhead,
+                                                   os_overhead + self.pe_rows))
         self.widths = precision.Widths(*(columns[name] for name in _WIDTH_COLUMNS))
         self.area = energy.area_mm2(self.pe_rows, self.pe_cols, self.rf_bytes, self.ifmap_kb,
                                     self.filter_kb, self.ofmap_kb, self.word_bits, self.pe_kind)
@@ -246,30 +247,26 @@ class _Tiling:
         saved = pairs.images * (self.count_p - 1) * (halo_rows[:slots] * span_q[:slots]) * pairs.cg  # (S, B)
         self.halo_total = np.broadcast_to(saved[:, None, :], (slots, slots, pairs.count))
         # Buffer residency (`mapper.ifmap_resident` by (p, c), `mapper.filter_resident` by (c, k),
-        # `mapper.ofmap_resident` by (p, k); (S, S, B) each) for each set of relevant loops an
-        # order puts inside the operand's irrelevant loop; none without register-file blocking
-        # (SCALE-Sim's single tile).
-        self.resident = {}
-        p_tiles, c_tiles, k_tiles = self.tile_p[:, None, :], self.tile_c, self.tile_k[None, :, :]
+        # `mapper.ofmap_resident` by (p, k)) for each set of relevant loops an order puts inside
+        # the operand's irrelevant loop, packed per operand: bit `_RESIDENT_BIT` of each (S, S, B)
+        # entry, one lookup per combination and operand (`_Combos`); none without register-file
+        # blocking (SCALE-Sim's single tile).
+        self.resident_bits = {operand: np.zeros((slots, slots, pairs.count), dtype=np.uint16)
+                              for operand in _IRRELEVANT_LOOP}
+        p_tiles, q_tiles, c_tiles, k_tiles = self.tile_p[:, None, :], self.tile_q[:, None, :], self.tile_c, \
+            self.tile_k[None, :, :]
         for operand, inner in _RESIDENT_KEYS:
             if operand == "ifmap":
                 resident = mapper.ifmap_resident(
-                    "p" in inner, "c" in inner, p_tiles, self.tile_q[:, None, :], c_tiles[None, :, :], pairs.in_h,
-                    pairs.in_w, pairs.out_h, pairs.out_w, pairs.cg, pairs.stride, pairs.k_h, pairs.k_w,
-                    pairs.full_ifmap)
+                    "p" in inner, "c" in inner, p_tiles, q_tiles, c_tiles[None, :, :], pairs.in_h, pairs.in_w,
+                    pairs.out_h, pairs.out_w, pairs.cg, pairs.stride, pairs.k_h, pairs.k_w, pairs.full_ifmap)
             elif operand == "filter":
                 resident = mapper.filter_resident("c" in inner, "k" in inner, c_tiles[:, None, :], k_tiles, pairs.cg,
                                                   pairs.kg, pairs.k_h, pairs.k_w, pairs.full_filter)
             else:
-                resident = mapper.ofmap_resident("p" in inner, "k" in inner, p_tiles, self.tile_q[:, None, :], k_tiles,
-                                                 pairs.out_h, pairs.out_w, pairs.kg, pairs.full_ofmap)
-            self.resident[operand, inner] = resident & blocking
-        # The flags packed per operand, bit `_RESIDENT_BIT` of each (S, S, B) entry: one lookup
-        # per combination and operand (`_Combos`).
-        self.resident_bits = {operand: np.zeros((slots, slots, pairs.count), dtype=np.uint16)
-                              for operand in _IRRELEVANT_LOOP}
-        for (operand, inner), resident in self.resident.items():
-            self.resident_bits[operand] |= resident.astype(np.uint16) << _RESIDENT_BIT[operand, inner]
+                resident = mapper.ofmap_resident("p" in inner, "k" in inner, p_tiles, q_tiles, k_tiles, pairs.out_h,
+                                                 pairs.out_w, pairs.kg, pairs.full_ofmap)
+            self.resident_bits[operand] |= (resident & blocking).astype(np.uint16) << _RESIDENT_BIT[operand, inner]
 
     @classmethod
     def search(cls, pairs: _Pairs) -> tuple["_Tiling", np.ndarray]:
