@@ -27,11 +27,12 @@ random cases), computed without stepping the nest:
   candidate of the same pair:
 
   1. *before any fold cost*: the DRAM channel is serial, so total cycles >= DRAM words
-     moved / bandwidth + final write-back, and a PE does at most one MAC a cycle and every
-     tile fills and drains the array once, so total cycles >= first load + MACs / PEs +
-     tiles x the least fill and drain + final write-back; energy >= the energy of the accesses known
-     without the fold model (MACs, RF, DRAM, buffer fills and partial-sum read-backs), of
-     the buffer reads and writes every tile makes at least (`_least_fold_words`), plus
+     moved / bandwidth + final write-back, and total cycles >= first load + compute +
+     final write-back, compute being at least every tile's fill and drain plus, on systolic
+     arrays, exactly the folds' streaming cycles (a product of per-loop sums; rs: MACs /
+     PEs; `_least_compute`); energy >= the energy of the accesses known without the fold
+     model (MACs, RF, DRAM, buffer fills and partial-sum read-backs), of the buffer reads
+     and writes and array hops every tile makes at least (`_least_fold_words`), plus
      leakage over that many cycles. The candidate with the best such bound is the first
      probe; tile combinations that cannot beat it under any loop order are dropped;
   2. *with fold costs*: total cycles >= ``max(sum C + L[0], traffic + C[last])`` + final
@@ -107,6 +108,7 @@ class _Pairs:
         self.ofmap_total = self.images * self.out_h * self.out_w * self.kg
         # The columns are of the lane-packed layers (`simulate_columns`): these are packed MACs.
         packed_macs = self.batch * self.out_h * self.out_w * self.out_c * self.cg * self.k_h * self.k_w
+        self.packed_macs = packed_macs
         self.rf_accesses = packed_macs * RF_ACCESSES_PER_MAC[self.dataflow]
         # Lower bounds on any mapping's compute: a PE does at most one (packed) MAC a cycle,
         # and every tile pays at least one fold's fill and drain (`dataflows`: rs ``hs - 1``,
@@ -267,6 +269,16 @@ class _Tiling:
                 resident = mapper.ofmap_resident("p" in inner, "k" in inner, p_tiles, q_tiles, k_tiles, pairs.out_h,
                                                  pairs.out_w, pairs.kg, pairs.full_ofmap)
             self.resident_bits[operand] |= (resident & blocking).astype(np.uint16) << _RESIDENT_BIT[operand, inner]
+        # Per loop, over its tiles, the sum of the systolic fold factor that loop sets
+        # (`_least_compute`): (S, B) each, by tile choice.
+        rows, cols, dataflow = pairs.pe_rows, pairs.pe_cols, pairs.dataflow
+        is_os, is_is = dataflow == DATAFLOW_CODES["os"], dataflow == DATAFLOW_CODES["is"]
+        pixels, window = self.size_p * self.size_q, pairs.k_h * pairs.k_w * self.size_c  # (2S, B)
+        factors = {"p": np.where(is_os, _ceil_div(pixels, rows), np.where(is_is, _ceil_div(pixels, cols), pixels)),
+                   "c": np.where(is_os, window, _ceil_div(window, rows)),
+                   "k": np.where(is_is, self.size_k, _ceil_div(self.size_k, cols))}
+        self.fold_sums = {dim: getattr(self, "mult_" + dim)[:slots] * factor[:slots]
+                          + getattr(self, "mult_" + dim)[slots:] * factor[slots:] for dim, factor in factors.items()}
 
     @classmethod
     def search(cls, pairs: _Pairs) -> tuple["_Tiling", np.ndarray]:
@@ -477,6 +489,26 @@ class _Folds:
         return {"compute_cycles": self.compute_cycles[combo], "sram_ifmap_reads": ifmap,
                 "sram_filter_reads": filt, "sram_ofmap_reads": self.sram_ofmap_reads[combo],
                 "sram_ofmap_writes": ofmap, "array_hops": hops}
+
+
+def _least_compute(pairs: _Pairs, tiling: _Tiling, cmb: _Combos) -> np.ndarray:
+    """A lower bound on each combination's compute cycles, without the fold model.
+
+    Every tile pays at least one fold's fill and drain (`_Pairs.min_tile_overhead`). On a
+    systolic array a tile's other cycles are exactly ``ceil(spatial rows / rows) x
+    ceil(spatial columns / cols) x streamed length`` (`dataflows.systolic_costs`), and each
+    factor depends on one tiled loop only (ws: rows <- window (c), columns <- filters (k),
+    stream <- pixels (p); os: pixels, filters, window; is: window, pixels, filters), so their
+    sum over the tiles is the product of per-loop sums (`_Tiling.fold_sums`). rs: MACs / PEs.
+    """
+    pair, count = cmb.pair, pairs.count
+    images = cmb.groups * cmb.batch
+    steps = images * cmb.count_p * cmb.count_c * cmb.count_k
+    sums = tiling.fold_sums
+    folds = (sums["p"].ravel()[cmb.slot_p * count + pair] * sums["c"].ravel()[cmb.slot_c * count + pair]
+             * sums["k"].ravel()[cmb.slot_k * count + pair])
+    busy = np.where(pairs.dataflow[pair] == RS, pairs.min_compute_cycles[pair], images * folds)
+    return busy + steps * pairs.min_tile_overhead[pair]
 
 
 def _first_load(pairs: _Pairs, tiling: _Tiling, cmb: _Combos) -> np.ndarray:
@@ -767,14 +799,16 @@ class _Evaluator:
         return self.results(combo, row).primary(objective)
 
 
-def _least_fold_words(pairs: _Pairs, cmb: _Combos) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def _least_fold_words(pairs: _Pairs, cmb: _Combos) -> tuple[np.ndarray, ...]:
     """Lower bounds on `_Folds.bound_counts` without the fold model, per combination.
 
     Every tile's fold model (`dataflows.tile_costs`; GEMM m = tp*tq, w = k_h*k_w*tc, f = tk)
     reads each of its filter words at least once (w*f) and writes each output at least once
     (m*f); the systolic ones read each (input, window) pair at least once (m*w; rs: 0, its
     diagonal multicast shares rows). Summed over the tiles: each sum counts a whole operand
-    once per tile of the loop it does not depend on.
+    once per tile of the loop it does not depend on. Array hops: a systolic MAC takes at least
+    one of its two moving operands from a neighbour (register-file blocking merges folds of one
+    array dimension only), so the layer's MACs; rs: 0.
     """
     pair = cmb.pair
     images = cmb.groups * cmb.batch
@@ -783,7 +817,8 @@ def _least_fold_words(pairs: _Pairs, cmb: _Combos) -> tuple[np.ndarray, np.ndarr
     ifmap = np.where(pairs.dataflow[pair] == RS, 0, images * cmb.count_k * pixels * window * pairs.cg[pair])
     filt = images * cmb.count_p * window * pairs.cg[pair] * pairs.kg[pair]
     ofmap = images * cmb.count_c * pixels * pairs.kg[pair]
-    return ifmap, filt, ofmap, 0
+    hops = np.where(pairs.dataflow[pair] == RS, 0, pairs.packed_macs[pair])
+    return ifmap, filt, ofmap, hops
 
 
 def _energy_bound(coef: dict[str, np.ndarray], cmb: _Combos, sweeps: dict[str, np.ndarray], fold_words,
@@ -849,10 +884,9 @@ def _search(pairs: _Pairs, tiling: _Tiling, cmb: _Combos, objective: str,
     coef = pairs.energy_coefficients() if objective != "latency" else None
     # 1. Before any fold cost: probe the best traffic bound (no mapping computes faster than
     # every PE busy every cycle), drop what cannot beat it.
-    steps = cmb.groups * cmb.batch * cmb.count_p * cmb.count_c * cmb.count_k
-    min_compute = pairs.min_compute_cycles[cmb.pair] + steps * pairs.min_tile_overhead[cmb.pair]
+    least = _first_load(pairs, tiling, cmb) + _least_compute(pairs, tiling, cmb) + cmb.last_writeback
     key = _bound_key(objective, coef, cmb, sweeps, _least_fold_words(pairs, cmb) if coef is not None else None,
-                     np.maximum(traffic, _first_load(pairs, tiling, cmb) + min_compute + cmb.last_writeback))
+                     np.maximum(traffic, least))
     by_combo = key.min(axis=0)
     probe_combo, probe_row = _probe(key, by_combo, cmb.pair, pairs.count)
     probe_cmb = cmb.restrict(probe_combo)
