@@ -81,7 +81,7 @@ TILE_CHOICES = SPATIAL_SLOTS * CHANNEL_SLOTS * CHANNEL_SLOTS  # the coarse pass'
 # taken as tied (the simulator's exactly equal times, where compute hides every stall, come
 # out of the averaged stall model a hair apart): the least DRAM traffic among them wins, as
 # the simulator's energy tie-break does. 0.2%: default-space energy within 10% 98.5% -> 99.2%,
-# unseen real layers 95.0% -> 96.7% (0.01% to 0.5% do about as well; 1% and more worse).
+# unseen real layers 95.0% -> 96.7%; 1%: 99.1% / 96.5% (`benchmarks/analytic.py --order-tie`).
 ORDER_TIE = 0.002
 REFINED = 16  # tile choices (of TILE_CHOICES) the refined pipeline model ranks, per pair
 COARSE_PAIRS = 4096  # pairs per chunk of the coarse pass (keeps its (TILE_CHOICES, pairs) tensors small)

@@ -882,8 +882,8 @@ def _search(pairs: _Pairs, tiling: _Tiling, cmb: _Combos, objective: str,
     sweeps = _sweeps(cmb, orders)
     traffic = _traffic_cycles(cmb, sweeps) + cmb.last_writeback
     coef = pairs.energy_coefficients() if objective != "latency" else None
-    # 1. Before any fold cost: probe the best traffic bound (no mapping computes faster than
-    # every PE busy every cycle), drop what cannot beat it.
+    # 1. Before any fold cost: probe the best bound (traffic, or first load + the least
+    # compute + final write-back), drop what cannot beat it.
     least = _first_load(pairs, tiling, cmb) + _least_compute(pairs, tiling, cmb) + cmb.last_writeback
     key = _bound_key(objective, coef, cmb, sweeps, _least_fold_words(pairs, cmb) if coef is not None else None,
                      np.maximum(traffic, least))
