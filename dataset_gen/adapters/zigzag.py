@@ -37,7 +37,7 @@ __all__ = ["ZigZagAdapter", "ADAPTER_REVISION", "DATAFLOW_UNROLLING", "RF_OPERAN
            "workload_description", "mapping_description", "fixed_temporal_ordering"]
 
 #: bumped whenever a change here changes results (part of `ZigZagAdapter.version`)
-ADAPTER_REVISION = 2  # 2: energy_array_pj (0: ZigZag has no array-transfer energy)
+ADAPTER_REVISION = 3  # 3: a port per operand and direction on chip; 2: energy_array_pj (0: ZigZag has none)
 _PACKAGE = "zigzag-dse"
 _INSTALL_HINT = "pip install '.[zigzag]' (zigzag-dse==3.9.1 and six)"
 
@@ -120,18 +120,26 @@ def _port(name: str, kind: str, bandwidth: int, allocation: list[str], bandwidth
 def _memory(size_bits: int, operands: list[str], read_pj_per_word: float, write_pj_per_word: float,
             word_bits: int, bandwidth_words: int, served: list[str], double_buffered: bool,
             one_port_bits: int | None = None) -> dict:
-    """One ZigZag memory: read and write ports ``bandwidth_words`` words wide (accessed a
-    word at a time, so ZigZag's per-access cost is the per-word cost times the width), or
-    one read-write port of ``one_port_bits`` (DRAM)."""
-    reads = [f"{op}, {d}" for op in operands for d in (("tl", "th") if op == "O" else ("tl",))]
-    writes = [f"{op}, {d}" for op in operands for d in (("fh", "fl") if op == "O" else ("fh",))]
+    """One ZigZag memory: a read port and a write port ``bandwidth_words`` words wide for each
+    operand and direction (accessed a word at a time, so ZigZag's per-access cost is the
+    per-word cost times the width), or one read-write port of ``one_port_bits`` (DRAM).
+
+    Separate on-chip ports: ZigZag time-shares a port between the transfers allocated to it,
+    each taking at least one cycle per transfer period, so a register file whose operands (or
+    whose partial sums' two directions) shared a port stalled every cycle (latency about
+    twice the compute on most pairs) where our simulator, which models no on-chip bandwidth
+    limit, has none. With a port per stream only DRAM's one port limits ZigZag's latency.
+    """
+    streams = [(op, direction) for op in operands for direction in (("tl", "th") if op == "O" else ("tl",))]
+    fills = [(op, direction) for op in operands for direction in (("fh", "fl") if op == "O" else ("fh",))]
     if one_port_bits is not None:
-        ports = [_port("rw_port_1", "read_write", one_port_bits, reads + writes)]
+        allocation = [f"{op}, {direction}" for op, direction in streams + fills]
+        ports = [_port("rw_port_1", "read_write", one_port_bits, allocation)]
         width_words = one_port_bits / word_bits
-        bandwidth_min = None
     else:
         width = bandwidth_words * word_bits
-        ports = [_port("r_port_1", "read", width, reads, word_bits), _port("w_port_1", "write", width, writes, word_bits)]
+        ports = ([_port(f"r_port_{i}", "read", width, [f"{op}, {d}"], word_bits) for i, (op, d) in enumerate(streams, 1)]
+                 + [_port(f"w_port_{i}", "write", width, [f"{op}, {d}"], word_bits) for i, (op, d) in enumerate(fills, 1)])
         width_words = bandwidth_words
     return {"size": int(size_bits), "r_cost": float(read_pj_per_word * width_words),
             "w_cost": float(write_pj_per_word * width_words), "area": 0.0, "latency": 1,
@@ -173,10 +181,11 @@ def hardware_description(accelerator: Mapping[str, Any], energies: str = "ours")
         sram_pj = {kb: tuple(cost * bits for cost in _ZZ_SRAM_PJ_PER_BIT) for kb in ("ifmap_kb", "filter_kb", "ofmap_kb")}
         dram_pj = tuple(cost * bits for cost in _ZZ_DRAM_PJ_PER_BIT)
     rf_operands = [_MEMORY_OPERAND[op] for op in RF_OPERANDS[dataflow]]
-    # Buffers and RF are given the bandwidth of the whole array (a word per PE and cycle):
-    # our simulator has no SRAM bandwidth limit, only DRAM's.
+    # Buffer ports a word per PE and cycle wide, register-file ports a word per cycle (each
+    # operand and direction has its own, `_memory`): our simulator has no on-chip bandwidth
+    # limit, only DRAM's.
     memories = {
-        "rf": _memory(int(accelerator["rf_bytes"]) * 8, rf_operands, *rf_pj, bits, len(rf_operands), [], False),
+        "rf": _memory(int(accelerator["rf_bytes"]) * 8, rf_operands, *rf_pj, bits, 1, [], False),
         "ifmap_buffer": _memory(int(accelerator["ifmap_kb"] * ours.BITS_PER_KB), ["I1"], *sram_pj["ifmap_kb"], bits,
                                 pes, ["D1", "D2"], True),
         "filter_buffer": _memory(int(accelerator["filter_kb"] * ours.BITS_PER_KB), ["I2"], *sram_pj["filter_kb"],

@@ -34,14 +34,16 @@ MAX_DRAM_OVER_105_SHARE = 0.06
 MAX_DRAM_OVER_120_SHARE = 0.04
 #: median over grid pairs of our DRAM words / ZigZag's (today 1.000)
 MAX_DRAM_MEDIAN_RATIO = 1.02
-#: median over the 12 grid layers of Kendall's tau-b, our energy vs ZigZag's (today 0.394)
-MIN_ENERGY_TAU_MEDIAN = 0.35
+#: median over the 12 grid layers of Kendall's tau-b, our energy vs ZigZag's (today 0.424; 0.394 with
+#: the fixture of ZigZag adapter revision 2, whose register files stalled ZigZag's latency and so
+#: its leakage energy)
+MIN_ENERGY_TAU_MEDIAN = 0.38
 #: the same with ZigZag's DRAM energy in ours: the rest of the model, the mappers' traffic taken
-#: out (today 0.697)
-MIN_ENERGY_TAU_SAME_DRAM = 0.62
-#: the same for latency, total_cycles (today 0.591)
+#: out (today 0.727)
+MIN_ENERGY_TAU_SAME_DRAM = 0.65
+#: the same for latency, total_cycles (today 0.576)
 MIN_LATENCY_TAU_MEDIAN = 0.49
-#: median over grid pairs of our energy / ZigZag's stays within this band around 1 (today 1.068:
+#: median over grid pairs of our energy / ZigZag's stays within this band around 1 (today 1.149:
 #: ours includes array transfers, which ZigZag does not model)
 ENERGY_MEDIAN_RANGE = (0.87, 1.2)
 #: rf_sweep series (of 8) where our energy at 64 B is below our energy at 4 B (today 7)
