@@ -37,9 +37,10 @@ from dataset_gen.space import ACCELERATOR_FIELDS, LAYER_FIELDS  # noqa: E402
 
 
 def draw_pairs(count: int, seed: int, overrides: list[str]):
-    """``count`` pairs of real-network layers and default-space accelerators."""
-    config = compose_config("gen", ["layers.mix=0", f"n_samples={count}", f"shard_rows={count}", f"seed={seed}",
-                                    *overrides])
+    """``count`` pairs of real-network layers and accelerators of ``dance-gen simulator=zigzag``'s
+    space (the default one on fixed-precision PEs, which ZigZag models) and its objective."""
+    config = compose_config("gen", ["simulator=zigzag", "layers.mix=0", f"n_samples={count}", f"shard_rows={count}",
+                                    f"seed={seed}", *overrides])
     settings = parse_config(OmegaConf.to_container(config, resolve=True))
     pairs = sample_pairs(settings.space, settings.layers, settings.sampler, seed, count, count, 0)
     return pairs, settings.objective

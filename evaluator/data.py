@@ -46,6 +46,7 @@ from evaluator.network import (
     LOG1P_COLUMNS,
     TARGET_MATRIX_COLUMNS,
     analytic_base,
+    fit_base,
 )
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -387,22 +388,26 @@ class _Moments:
 def statistics_of(chunks: Any) -> tuple[dict[str, torch.Tensor], int]:
     """Normalisation statistics from encoded training chunks, and their row count.
 
-    Means and standard deviations of every feature, target and residual of a target against
-    its analytic estimate, and the range (min, max) of every feature: the network clamps its
-    inputs to it (see `EvaluatorNetwork`).
+    ``chunks`` is a list of chunks or a function returning an iterable of them (read twice:
+    once to fit the analytic base to the simulator, `fit_base`, once for the moments). Means
+    and standard deviations of every feature, target and residual of a target against its
+    (fitted) analytic estimate, the range (min, max) of every feature (the network clamps its
+    inputs to it, see `EvaluatorNetwork`) and the base's fit (`BASE_FIT`).
     """
+    read = chunks if callable(chunks) else (lambda: chunks)
+    fit = fit_base(read())
     layer, acc, pair = _Moments(D_LAYER), _Moments(D_ACC), _Moments(D_PAIR)
     target, residual = _Moments(len(TARGET_MATRIX_COLUMNS)), _Moments(len(TARGET_MATRIX_COLUMNS))
     rows = 0
-    for chunk in chunks:
+    for chunk in read():
         layer.add(chunk["layer_x"].double().numpy())
         acc.add(chunk["acc_x"].double().numpy())
         pair.add(chunk["pair_x"].double().numpy())
         target.add(chunk["targets"].double().numpy())
-        base = analytic_base(chunk["pair_x"], chunk["acc_x"])
+        base = analytic_base(chunk["pair_x"], chunk["acc_x"], fit["base_roofline"], fit["base_energy_scales"])
         residual.add((chunk["targets"] - base).double().numpy())
         rows += int(chunk["feasible"].shape[0])
-    stats = {}
+    stats = dict(fit)
     for name, moments in (("layer", layer), ("acc", acc), ("pair", pair), ("target", target), ("residual", residual)):
         mean, std = moments.result()
         stats[f"{name}_mean"] = torch.tensor(mean, dtype=torch.float32)
@@ -569,7 +574,7 @@ class PairsDataModule(L.LightningDataModule):
             check_split_rows(self.path, self.rows, dict(zip(SPLITS, feasible_counts.tolist())), self.fractions,
                              self.error_rows)
             train_stream = StreamingBatches(self._files, "train", self.fractions, self.split_salt, 1 << 30, False, 0)
-            self.statistics, _ = statistics_of(train_stream._encoded_chunks(self._files))
+            self.statistics, _ = statistics_of(lambda: train_stream._encoded_chunks(self._files))
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if self.statistics is None:

@@ -41,7 +41,7 @@ from dataset_gen.space import (
     SpaceError,
 )
 from evaluator.analytic import ANALYTIC_FEATURES, ANALYTIC_VERSION, analytic_estimates
-from evaluator.rules import ceil_st, fold_factors, fold_product, layer_widths
+from evaluator.rules import ceil_st, floor_st, fold_factors, fold_product, layer_widths
 
 
 LAYER_FEATURES: tuple[str, ...] = (
@@ -85,6 +85,7 @@ _ARRAY_SIDES: tuple[str, ...] = ("pe_rows", "pe_cols")
 PAIR_FEATURES: tuple[str, ...] = (
     *(f"log2_folds_{dim}_on_{side}" for dim in _FOLD_DIMS for side in _ARRAY_SIDES),
     *(f"log2_untiled_cycles_{dataflow}" for dataflow in DATAFLOWS),
+    *(f"log2_unrolled_cycles_{dataflow}" for dataflow in DATAFLOWS), "log2_unrolled_cycles",
     "log2_untiled_cycles", "log2_compute_bound_cycles", "log2_dram_bound_cycles", "log2_roofline_cycles",
     "log2_w_bits_on_acc", "log2_a_bits_on_acc", "log2_lanes",
     *ANALYTIC_FEATURES,
@@ -438,6 +439,42 @@ def _untiled_cycles(layer_x: torch.Tensor, acc_x: torch.Tensor) -> torch.Tensor:
     return torch.stack(per_dataflow, dim=1) * (layer["groups"] * layer["batch"]).unsqueeze(1)  # (n, 4)
 
 
+# The layer's loop dimensions (ZigZag's names) as `decode_layers` gives them.
+_LOOP_DIMS: dict[str, str] = {"K": "out_c_per_group", "C": "in_c_per_group", "OY": "out_h", "OX": "out_w",
+                              "FY": "k_h", "FX": "k_w"}
+
+
+def _unrolled_cycles(layer_x: torch.Tensor, acc_x: torch.Tensor) -> torch.Tensor:
+    """``(n, 4)`` cycles of the layer's MACs with whole loop dimensions unrolled on the array,
+    per dataflow (ws, os, is, rs): ``groups * batch * prod_d ceil(D / unroll_d)``.
+
+    The unrolling is the ``zigzag`` adapter's (`DATAFLOW_UNROLLING`: each array side takes
+    its dimensions in turn, each ``min(D, PEs left)``), the one tools that map loop nests use
+    (ZigZag, Timeloop): no fill or drain, and a dimension that does not divide the side wastes
+    the rest of it, where SCALE-Sim's fold model (`_untiled_cycles`) flattens the window or
+    the output pixels onto the side. It is the exact compute time of such a tool when its
+    memories never stall the array.
+    """
+    from dataset_gen.adapters.zigzag import DATAFLOW_UNROLLING  # no ZigZag import: tables only
+
+    layer = decode_layers(layer_x)
+    acc = decode_accelerators(acc_x)
+    per_dataflow = []
+    for name in DATAFLOWS:
+        unroll = {dim: torch.ones_like(acc["pe_rows"]) for dim in _LOOP_DIMS}
+        for dims, side in zip(DATAFLOW_UNROLLING[name], (acc["pe_rows"], acc["pe_cols"])):
+            left = side
+            for dim in dims:
+                factor = torch.minimum(layer[_LOOP_DIMS[dim]], left)
+                unroll[dim] = unroll[dim] * factor
+                left = floor_st(left / factor)
+        cycles = layer["groups"] * layer["batch"]
+        for dim, column in _LOOP_DIMS.items():
+            cycles = cycles * ceil_st(layer[column] / unroll[dim])
+        per_dataflow.append(cycles)
+    return torch.stack(per_dataflow, dim=1)
+
+
 def pair_features(layer_x: torch.Tensor, acc_x: torch.Tensor) -> torch.Tensor:
     """Layer-array interactions (`PAIR_FEATURES`) from raw encodings; differentiable.
 
@@ -470,6 +507,8 @@ def pair_features(layer_x: torch.Tensor, acc_x: torch.Tensor) -> torch.Tensor:
     untiled = torch.log2(torch.clamp(_untiled_cycles(layer_x, acc_x), min=1.0))  # (n, 4)
     dataflow = acc_x[:, [ACCEL_FEATURES.index(f"dataflow_{name}") for name in DATAFLOWS]]  # (n, 4)
     chosen = (untiled * dataflow).sum(dim=1)
+    unrolled = torch.log2(torch.clamp(_unrolled_cycles(layer_x, acc_x), min=1.0))  # (n, 4)
+    unrolled_chosen = (unrolled * dataflow).sum(dim=1, keepdim=True)
     compute = layer("log2_macs") - acc("log2_pe_rows") - acc("log2_pe_cols")
     decoded_layer, decoded_acc = decode_layers(layer_x), decode_accelerators(acc_x)
     widths = layer_widths(decoded_layer, decoded_acc)  # expected over the PE kinds when soft
@@ -480,7 +519,7 @@ def pair_features(layer_x: torch.Tensor, acc_x: torch.Tensor) -> torch.Tensor:
     precision = torch.stack([torch.log2(widths["w_bits"]), torch.log2(widths["a_bits"]), torch.log2(widths["lanes"])],
                             dim=1)
     estimates = analytic_estimates(decoded_layer, decoded_acc)  # (n, len(ANALYTIC_FEATURES))
-    return torch.cat([torch.stack(columns, dim=1), untiled,
+    return torch.cat([torch.stack(columns, dim=1), untiled, unrolled, unrolled_chosen,
                       torch.stack([chosen, compute, dram, roofline], dim=1), precision, estimates], dim=1)  # (n, d_pair)
 
 

@@ -32,7 +32,7 @@ from torch import nn
 from dataset_gen.reader import simulator_identity
 from dataset_gen.space import ACCELERATOR_FIELDS, Accelerator, SpaceError
 from evaluator.features import encode_accelerators, encode_layers
-from evaluator.network import TARGETS, EvaluatorNetwork
+from evaluator.network import ENERGY_PARTS, TARGETS, EvaluatorNetwork
 from evaluator.protocol import PREDICTION_COLUMNS, check_pairs
 
 # The std columns `Evaluator.predict(..., return_std=True)` adds: the calibrated standard
@@ -100,6 +100,16 @@ class Evaluator(nn.Module):
     def ensemble(self) -> int:
         """Members of the deep ensemble (1: a single network, no uncertainty)."""
         return self.network.ensemble
+
+    @property
+    def analytic_base(self) -> dict[str, Any]:
+        """How the analytic base was fitted to the imitated simulator (`evaluator.network.fit_base`):
+        ``{"latency": "builtin" | "roofline", "energy_scales": {part: scale}}`` (scales of 1:
+        the builtin estimate's parts as they are)."""
+        network = self.network
+        return {"latency": "roofline" if float(network.base_roofline) > 0.5 else "builtin",
+                "energy_scales": {part: round(float(scale), 4)
+                                  for part, scale in zip(ENERGY_PARTS, network.base_energy_scales.tolist())}}
 
     @property
     def std_scale(self) -> dict[str, float]:

@@ -8,6 +8,8 @@
       "simulator_version": "...", "space_hash": "...", "artifact": "...", "dataset": "...",
       "error_rows": {"test": int, "ood": int},       # simulator failures, left out of the sets
       "ensemble": int,                               # members of the evaluator's deep ensemble
+      "analytic_base": {"latency": "builtin" | "roofline",  # the base fitted to the simulator
+                        "energy_scales": {"mac": w, "rf": w, ...}},
       "calibration": {"scale": {"latency": s, ...}, "departure_scale": {"latency": b, ...},
                       "method": "bands", "split": "val", ...},
       "ood_skipped": "...",                          # only when the OOD set could not be simulated
@@ -130,6 +132,16 @@ def format_table(report: dict[str, Any]) -> str:
         lines.insert(0, f"imitating simulator {simulator.get('name')} {simulator.get('version')}"
                         + (f" ({settings})" if settings else "")
                         + (f"; {failed} rows the simulator failed on left out" if failed else ""))
+    base = report.get("analytic_base")
+    if base:
+        scales = base.get("energy_scales") or {}
+        scaled = any(value != 1.0 for value in scales.values())
+        lines.insert(1 if simulator else 0, "analytic base: latency "
+                     + ("the roofline (whole loop dimensions unrolled, compulsory DRAM traffic)"
+                        if base.get("latency") == "roofline" else "the builtin estimate")
+                     + "; energy " + ("parts weighed " + ", ".join(f"{part} {value:.3g}" for part, value in scales.items())
+                                      if scaled else "the builtin estimate's parts as they are")
+                     + " (fitted to the training split)")
     models = [("evaluator", {name: report[name] for name in ("test", "ood") if name in report})]
     models += [(name, sets) for name, sets in (report.get("baselines") or {}).items()]
     for model, sets in models:

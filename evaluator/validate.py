@@ -157,6 +157,7 @@ def validate(evaluator: Evaluator, data: str | os.PathLike, out: str | os.PathLi
         "error_rows": error_rows,
         "ensemble": evaluator.ensemble,
         "calibration": evaluator.calibration,
+        "analytic_base": evaluator.analytic_base,
     }
     if ood_skipped:
         report["ood_skipped"] = ood_skipped

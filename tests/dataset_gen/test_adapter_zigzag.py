@@ -123,8 +123,8 @@ def test_the_scalesim_mapping_is_one_fixed_loop_order_evaluated_by_zigzag():
 def test_identity_version_and_settings_errors_name_the_adapter():
     adapter = make_adapter({"name": "zigzag", **SETTINGS})
     assert isinstance(adapter, ZigZagAdapter)
-    assert adapter.version == "zigzag-dse 3.9.1 / adapter 2"
-    assert adapter.identity() == {"name": "zigzag", "version": "zigzag-dse 3.9.1 / adapter 2", "settings": SETTINGS}
+    assert adapter.version == "zigzag-dse 3.9.1 / adapter 3"
+    assert adapter.identity() == {"name": "zigzag", "version": "zigzag-dse 3.9.1 / adapter 3", "settings": SETTINGS}
     adapter.check()
     for bad in ({"energies": "cacti"}, {"objective": "area"}, {"max_orderings": 0}, {"mapping": "given"}):
         with pytest.raises(AdapterError, match="simulator zigzag"):
@@ -145,8 +145,9 @@ def test_dance_gen_simulator_zigzag_writes_a_dataset_that_records_zigzag(tmp_pat
     assert (feasible["map_kind"] == "zigzag-search").all()
     assert (feasible["macs"] == simulate_batch(feasible)["macs"]).all()
     identity = read_metadata(out)["simulator"]
-    assert identity["name"] == "zigzag" and identity["version"] == "zigzag-dse 3.9.1 / adapter 2"
+    assert identity["name"] == "zigzag" and identity["version"] == "zigzag-dse 3.9.1 / adapter 3"
     assert identity["settings"]["max_orderings"] == 30
+    assert identity["settings"]["objective"] == "edp"  # conf/simulator/zigzag.yaml's default
 
 
 def test_check_says_how_to_install_zigzag_when_the_package_is_missing(tmp_path):
@@ -190,3 +191,23 @@ def test_layer_precision_reaches_zigzag_and_a_scalable_array_is_refused():
     assert narrow["energy_dram_pj"] < 0.6 * full["energy_dram_pj"]
     assert not too_wide["feasible"] and too_wide["error"] == ""  # wider than the MACs, as our simulator
     assert not scalable["feasible"] and "pe_kind = 'scalable'" in scalable["error"]
+
+
+def test_only_dram_stalls_the_array_and_compute_is_the_unrolled_cycles():
+    """Each on-chip operand and direction has its own port (adapter revision 3): with DRAM far
+    wider than the layer needs, ZigZag's stalls are the first loads and last write-backs alone,
+    not the register file (before: stall about equal to compute on every dataflow). Its
+    compute is the evaluator's ``log2_unrolled_cycles`` feature exactly."""
+    import torch
+
+    from evaluator.features import PAIR_FEATURES, encode_accelerators, encode_layers, pair_features
+
+    accelerators = [Accelerator(pe_rows=16, pe_cols=12, dataflow=dataflow, rf_bytes=16, dram_bw=1024.0)
+                    for dataflow in ("ws", "os", "rs")]
+    pairs = pairs_of(*((CONV, accelerator) for accelerator in accelerators))
+    results = ZigZagAdapter(SETTINGS).simulate(pairs)
+    assert results["feasible"].all()
+    assert (results["stall_cycles"] < 0.05 * results["compute_cycles"]).all(), results[["compute_cycles", "stall_cycles"]]
+    features = pair_features(encode_layers(pairs), encode_accelerators(pairs))
+    unrolled = torch.exp2(features[:, PAIR_FEATURES.index("log2_unrolled_cycles")].double()).numpy()
+    assert results["compute_cycles"].tolist() == pytest.approx(unrolled.tolist(), rel=1e-5)

@@ -1,0 +1,140 @@
+"""The analytic base fitted to the imitated simulator (`evaluator.network.fit_base`).
+
+The builtin simulator's rows keep the builtin estimates exactly; rows of a tool that times
+the layer as a loop-nest roofline and weighs the energy parts otherwise (ZigZag's kind) get
+the roofline and the weights back; the log-space fit shrugs off wild rows.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from dataset_gen.reader import read_dataset
+from evaluator.data import encode_frame, statistics_of
+from evaluator.features import PAIR_FEATURES
+from evaluator.network import (
+    ENERGY_PARTS,
+    EvaluatorNetwork,
+    _base_parts,
+    _fit_energy_scales,
+    analytic_base,
+    fit_base,
+)
+
+
+@pytest.fixture(scope="module")
+def encoded(small_dataset):
+    frame = read_dataset(small_dataset)
+    return encode_frame(frame[frame["feasible"]].reset_index(drop=True))
+
+
+def _feature(chunk, name):
+    return chunk["pair_x"][:, PAIR_FEATURES.index(name)].double() * np.log(2.0)
+
+
+def test_builtin_rows_keep_the_builtin_estimates(encoded):
+    fit = fit_base([encoded])
+    assert float(fit["base_roofline"]) == 0.0
+    assert fit["base_energy_scales"].tolist() == [1.0] * len(ENERGY_PARTS)
+    stats, _ = statistics_of([encoded])
+    assert float(stats["base_roofline"]) == 0.0 and stats["base_energy_scales"].tolist() == [1.0] * 6
+    # the default base is the analytic model's own figures, bit for bit
+    base = analytic_base(encoded["pair_x"], encoded["acc_x"], fit["base_roofline"], fit["base_energy_scales"])
+    assert torch.equal(base[:, 0], encoded["pair_x"][:, PAIR_FEATURES.index("log2_est_cycles")] * np.log(2.0))
+    assert torch.equal(base[:, 1], encoded["pair_x"][:, PAIR_FEATURES.index("log2_est_energy_pj")] * np.log(2.0))
+
+
+def test_a_loop_nest_tool_gets_the_roofline_and_its_energy_weights(encoded):
+    """A made-up tool: latency the larger of the whole-dimension unrolled compute and the
+    compulsory DRAM time (a few percent of noise), energy the roofline's parts weighed 1, 3,
+    0.01, 0.5, 1, 1 (ZigZag-like: more register-file energy, next to no array transfers)."""
+    chunk = dict(encoded)
+    rng = np.random.default_rng(0)
+    roof = torch.maximum(_feature(chunk, "log2_unrolled_cycles"), _feature(chunk, "log2_dram_bound_cycles"))
+    weights = torch.tensor([1.0, 3.0, 0.01, 0.5, 1.0, 1.0], dtype=torch.float64)
+    _, _, parts = _base_parts(chunk["pair_x"].double(), chunk["acc_x"].double(), roofline=True)
+    targets = chunk["targets"].clone()
+    targets[:, 0] = (roof + torch.tensor(rng.normal(0.0, 0.03, len(roof)))).float()
+    targets[:, 1] = torch.log(torch.stack(parts, dim=1).exp() @ weights).float()
+    chunk["targets"] = targets
+
+    fit = fit_base([chunk])
+    assert float(fit["base_roofline"]) == 1.0
+    assert fit["base_energy_scales"].tolist() == pytest.approx(weights.tolist(), rel=0.02)
+    base = analytic_base(chunk["pair_x"], chunk["acc_x"], fit["base_roofline"], fit["base_energy_scales"])
+    assert base[:, 0].tolist() == pytest.approx(roof.float().tolist(), rel=1e-6)
+    assert base[:, 1].tolist() == pytest.approx(targets[:, 1].tolist(), abs=2e-3)
+    # statistics carry the fit into the network, whose residuals are then against it
+    stats, _ = statistics_of(lambda: iter([chunk]))  # a stream is read twice
+    network = EvaluatorNetwork(depth=1, width=8, area_depth=1, area_width=4)
+    network.set_statistics(stats)
+    assert float(network.base_roofline) == 1.0
+    assert network.base(chunk["pair_x"], chunk["acc_x"]).tolist() == base.tolist()
+    assert abs(float(stats["residual_mean"][1])) < 2e-3  # the energy residual: the fit's rounding
+
+
+def test_weights_that_barely_help_are_not_used(encoded):
+    """Builtin rows with one energy part (SRAM) off by 10%: scales would fit it, but they
+    remove less than `ENERGY_FIT_GAIN` of the loss (the builtin estimates' own near-tie
+    misses weigh more), so the parts stay as they are; at 3x they are used."""
+    chunk = dict(encoded)
+    _, _, parts = _base_parts(chunk["pair_x"].double(), chunk["acc_x"].double(), roofline=False)
+    stacked = torch.stack(parts, dim=1).exp()
+    for factor, used in ((1.1, False), (3.0, True)):
+        weights = torch.ones(len(ENERGY_PARTS), dtype=torch.float64)
+        weights[ENERGY_PARTS.index("sram")] = factor
+        ratio = (stacked @ weights) / stacked.sum(dim=1)
+        targets = encoded["targets"].clone()
+        targets[:, 1] = targets[:, 1] + torch.log(ratio).float()
+        chunk["targets"] = targets
+        scales = fit_base([chunk])["base_energy_scales"]
+        assert (scales.tolist() != [1.0] * 6) == used, (factor, scales)
+
+
+def test_the_energy_fit_recovers_known_weights_and_ignores_wild_rows():
+    """Parts drawn at random, the energy their weighted sum, a tenth of the rows then made
+    ten times too large: the pseudo-Huber fit in log space still finds the weights."""
+    rng = np.random.default_rng(1)
+    parts = torch.tensor(rng.normal(0.0, 1.5, size=(2000, 4)))
+    weights = torch.tensor([0.5, 2.0, 1.0, 4.0], dtype=torch.float64)
+    log_energy = torch.logsumexp(parts + torch.log(weights), dim=1)
+    log_energy[::10] += np.log(10.0)
+    fitted, fitted_loss, plain_loss = _fit_energy_scales(parts, log_energy)
+    assert fitted.tolist() == pytest.approx(weights.tolist(), rel=0.05)
+    assert fitted_loss < plain_loss
+
+
+def test_the_evaluator_and_its_report_say_which_base_it_fitted(encoded):
+    from evaluator.predictor import Evaluator
+    from evaluator.report import format_table
+
+    network = EvaluatorNetwork(depth=1, width=8, area_depth=1, area_width=4)
+    assert Evaluator(network).analytic_base == {"latency": "builtin", "energy_scales": dict.fromkeys(ENERGY_PARTS, 1.0)}
+    network.base_roofline.fill_(1.0)
+    network.base_energy_scales.copy_(torch.tensor([1.0, 2.5, 0.5, 1.0, 1.0, 1.25]))
+    base = Evaluator(network).analytic_base
+    assert base == {"latency": "roofline", "energy_scales": {"mac": 1.0, "rf": 2.5, "array": 0.5, "sram": 1.0,
+                                                              "dram": 1.0, "leak": 1.25}}
+    table = format_table({"simulator": {"name": "zigzag", "version": "v"}, "analytic_base": base})
+    line = table.splitlines()[1]
+    assert line.startswith("analytic base: latency the roofline") and "rf 2.5," in line and "leak 1.25" in line
+    plain = format_table({"analytic_base": Evaluator(EvaluatorNetwork(depth=1, width=8)).analytic_base})
+    assert plain.splitlines()[0] == ("analytic base: latency the builtin estimate; energy the builtin estimate's "
+                                     "parts as they are (fitted to the training split)")
+
+
+def test_the_base_fit_benchmark_reports_the_builtin_fit_on_builtin_rows(small_dataset, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "base_fit.py"
+    spec = importlib.util.spec_from_file_location("base_fit_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--data", str(small_dataset)]) == 0
+    out = capsys.readouterr().out
+    assert "fit: latency builtin; energy weights mac 1, rf 1, array 1, sram 1, dram 1, leak 1" in out
+    builtin = next(line for line in out.splitlines() if line.strip().startswith("builtin estimate"))
+    fitted = next(line for line in out.splitlines() if line.strip().startswith("fitted"))
+    assert builtin.split()[-2:] == fitted.split()[-2:]  # the same base, the same shares
+    assert float(builtin.split()[-2].rstrip("%")) > 90.0
