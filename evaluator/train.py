@@ -16,6 +16,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import EarlyStopping
 
 from dataset_gen.reader import simulator_identity
 from evaluator.artifact import save
@@ -55,14 +56,23 @@ def _raise_epochs_to_reach(trainer: L.Trainer, datamodule: PairsDataModule, min_
     The epoch count in conf/trainer/ suits the default 100,000-row dataset; a few thousand
     rows from a slow simulator make that a few dozen steps, far from trained. The
     learning-rate schedule is sized from ``max_epochs`` when fitting starts, so it follows.
+    Early stopping's patience (in epochs) grows by the same factor: it then waits as many
+    optimiser steps as it would have, instead of stopping a 3,000-step one-cycle schedule
+    after ~200 steps, still in its warm-up (1,500 ZigZag rows: 24 of 188 epochs).
     """
     batches = math.ceil(datamodule.rows["train"] / datamodule.train_batch_size)
     epochs = trainer.fit_loop.max_epochs
     if not min_steps or epochs is None or epochs < 0 or batches * epochs >= min_steps:
         return
     trainer.fit_loop.max_epochs = math.ceil(min_steps / batches)
+    factor = trainer.fit_loop.max_epochs / max(epochs, 1)
+    patience = ""
+    for callback in trainer.callbacks:
+        if isinstance(callback, EarlyStopping):
+            callback.patience = math.ceil(callback.patience * factor)
+            patience = f"; early-stopping patience {callback.patience} epochs"
     log(f"small dataset: {batches} batches of {datamodule.train_batch_size} per epoch; training "
-        f"{trainer.fit_loop.max_epochs} epochs instead of {epochs} to reach min_steps = {min_steps}")
+        f"{trainer.fit_loop.max_epochs} epochs instead of {epochs} to reach min_steps = {min_steps}{patience}")
 
 
 def train(model: EvaluatorModule, datamodule: PairsDataModule, trainer: L.Trainer, out: str | os.PathLike,

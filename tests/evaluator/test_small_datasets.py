@@ -2,6 +2,7 @@
 enough optimiser steps, while the default dataset's schedule is left as configured."""
 
 import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping
 
 from evaluator.data import PairsDataModule
 from evaluator.model import EvaluatorModule
@@ -9,9 +10,9 @@ from evaluator.train import train
 from evaluator.validate import ValidationConfig
 
 
-def _trainer(max_epochs):
+def _trainer(max_epochs, callbacks=()):
     return L.Trainer(max_epochs=max_epochs, accelerator="cpu", logger=False, enable_progress_bar=False,
-                     enable_model_summary=False, enable_checkpointing=False)
+                     enable_model_summary=False, enable_checkpointing=False, callbacks=list(callbacks))
 
 
 def test_a_small_dataset_gets_smaller_batches_at_least_min_batches_per_epoch(small_dataset):
@@ -44,3 +45,18 @@ def test_a_schedule_that_already_holds_min_steps_is_left_alone(small_dataset, tm
     train(EvaluatorModule(depth=1, width=16, area_depth=1, area_width=8), data, trainer, tmp_path,
           validation=ValidationConfig(ood_pairs=0, baselines=(), plots=False), log=lambda line: None, min_steps=5)
     assert trainer.fit_loop.max_epochs == 3
+
+
+def test_early_stopping_waits_as_many_steps_when_the_epochs_are_raised(small_dataset, tmp_path):
+    """Patience counts epochs: raised five-fold with the epochs, it covers the same optimiser
+    steps, and a validation loss that stops improving for an epoch or two ends nothing early
+    (before: patience 1 stopped this run after a few of its 10 epochs)."""
+    stopping = EarlyStopping(monitor="val_loss", mode="min", patience=1, min_delta=1.0)  # no epoch "improves"
+    lines = []
+    trainer = _trainer(max_epochs=2, callbacks=[stopping])
+    data = PairsDataModule(str(small_dataset), batch_size=1024, min_batches_per_epoch=4)
+    train(EvaluatorModule(depth=1, width=16, area_depth=1, area_width=8), data, trainer, tmp_path,
+          validation=ValidationConfig(ood_pairs=0, baselines=(), plots=False), log=lines.append, min_steps=40)
+    assert stopping.patience == 5
+    assert trainer.current_epoch == 6  # stopped by patience 5 after the first epoch, not by patience 1
+    assert any("early-stopping patience 5 epochs" in line for line in lines)
