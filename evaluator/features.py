@@ -40,6 +40,7 @@ from dataset_gen.space import (
     Layer,
     SpaceError,
 )
+from dataset_gen.adapters.zigzag import DATAFLOW_UNROLLING  # tables only: ZigZag itself is imported when a pair runs
 from evaluator.analytic import ANALYTIC_FEATURES, ANALYTIC_VERSION, analytic_estimates
 from evaluator.rules import ceil_st, floor_st, fold_factors, fold_product, layer_widths
 
@@ -449,14 +450,11 @@ def _unrolled_cycles(layer_x: torch.Tensor, acc_x: torch.Tensor) -> torch.Tensor
     per dataflow (ws, os, is, rs): ``groups * batch * prod_d ceil(D / unroll_d)``.
 
     The unrolling is the ``zigzag`` adapter's (`DATAFLOW_UNROLLING`: each array side takes
-    its dimensions in turn, each ``min(D, PEs left)``), the one tools that map loop nests use
-    (ZigZag, Timeloop): no fill or drain, and a dimension that does not divide the side wastes
-    the rest of it, where SCALE-Sim's fold model (`_untiled_cycles`) flattens the window or
-    the output pixels onto the side. It is the exact compute time of such a tool when its
-    memories never stall the array.
+    its dimensions in turn, each ``min(D, PEs left)``), a loop-nest tool's view of our
+    dataflows: no fill or drain, and a dimension that does not divide the side wastes the rest
+    of it, where SCALE-Sim's fold model (`_untiled_cycles`) flattens the window or the output
+    pixels onto the side. It is ZigZag's compute time (``ideal_temporal_cycle``) exactly.
     """
-    from dataset_gen.adapters.zigzag import DATAFLOW_UNROLLING  # no ZigZag import: tables only
-
     layer = decode_layers(layer_x)
     acc = decode_accelerators(acc_x)
     per_dataflow = []
