@@ -1,7 +1,8 @@
 """Speed and mapping quality of the ``zigzag`` adapter at several mapper efforts.
 
-Draws real-network layer x accelerator pairs from dance-gen's default space (``conf/gen.yaml``
-with ``layers.mix=0``: every layer from resnet18 / resnet50 / mobilenet_v2 / vgg16), runs
+Draws real-network layer x accelerator pairs from ``dance-gen simulator=zigzag``'s space (the
+default one on fixed-precision PEs, ``layers.mix=0``: every layer from resnet18 / resnet50 /
+mobilenet_v2 / vgg16) and takes its objective (``edp``; ``objective=...`` overrides it), runs
 ZigZag on each at every effort (``max_orderings``: how many of LOMA's loop orderings are
 evaluated; ``all`` = LOMA as ZigZag runs it, at ``lpf_limit``), and prints, per effort, the
 pairs per CPU-second of one core and the quality gap against the highest effort measured:

@@ -394,6 +394,8 @@ def statistics_of(chunks: Any) -> tuple[dict[str, torch.Tensor], int]:
     (fitted) analytic estimate, the range (min, max) of every feature (the network clamps its
     inputs to it, see `EvaluatorNetwork`) and the base's fit (`BASE_FIT`).
     """
+    if not callable(chunks) and iter(chunks) is chunks:  # a one-shot iterator: the moments would see nothing
+        raise TypeError("statistics_of: pass a list of chunks or a function returning an iterable of them")
     read = chunks if callable(chunks) else (lambda: chunks)
     fit = fit_base(read())
     layer, acc, pair = _Moments(D_LAYER), _Moments(D_ACC), _Moments(D_PAIR)

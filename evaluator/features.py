@@ -427,13 +427,12 @@ def encode_accelerators_soft(choices: Mapping[str, tuple[Sequence[Any], torch.Te
     return torch.cat([t.expand(batch, -1) for t in ordered], dim=1).to(_DTYPE)  # (batch, d_acc)
 
 
-def _untiled_cycles(layer_x: torch.Tensor, acc_x: torch.Tensor) -> torch.Tensor:
+def _untiled_cycles(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tensor]) -> torch.Tensor:
     """``(n, 4)`` fold-model demand rows of the whole layer as one tile, per dataflow (ws, os, is, rs).
 
-    SCALE-Sim's fold model (no register-file blocking: the ``scalesim`` mapping's).
+    SCALE-Sim's fold model (no register-file blocking: the ``scalesim`` mapping's), on
+    decoded sizes (`decode_layers`, `decode_accelerators`).
     """
-    layer = decode_layers(layer_x)
-    acc = decode_accelerators(acc_x)
     per_dataflow = [fold_product(fold_factors(name, layer, acc["pe_rows"], acc["pe_cols"], layer["out_h"],
                                               layer["out_w"], layer["in_c_per_group"], layer["out_c_per_group"]))
                     for name in DATAFLOWS]
@@ -445,7 +444,7 @@ _LOOP_DIMS: dict[str, str] = {"K": "out_c_per_group", "C": "in_c_per_group", "OY
                               "FY": "k_h", "FX": "k_w"}
 
 
-def _unrolled_cycles(layer_x: torch.Tensor, acc_x: torch.Tensor) -> torch.Tensor:
+def _unrolled_cycles(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tensor]) -> torch.Tensor:
     """``(n, 4)`` cycles of the layer's MACs with whole loop dimensions unrolled on the array,
     per dataflow (ws, os, is, rs): ``groups * batch * prod_d ceil(D / unroll_d)``.
 
@@ -454,9 +453,8 @@ def _unrolled_cycles(layer_x: torch.Tensor, acc_x: torch.Tensor) -> torch.Tensor
     dataflows: no fill or drain, and a dimension that does not divide the side wastes the rest
     of it, where SCALE-Sim's fold model (`_untiled_cycles`) flattens the window or the output
     pixels onto the side. It is ZigZag's compute time (``ideal_temporal_cycle``) exactly.
+    Decoded sizes, as `_untiled_cycles`.
     """
-    layer = decode_layers(layer_x)
-    acc = decode_accelerators(acc_x)
     per_dataflow = []
     for name in DATAFLOWS:
         unroll = {dim: torch.ones_like(acc["pe_rows"]) for dim in _LOOP_DIMS}
@@ -502,13 +500,13 @@ def pair_features(layer_x: torch.Tensor, acc_x: torch.Tensor) -> torch.Tensor:
         for side in _ARRAY_SIDES:
             ratio = torch.exp2(layer(f"log2_{dim}") - acc(f"log2_{side}"))
             columns.append(torch.log2(ceil_st(ratio)))
-    untiled = torch.log2(torch.clamp(_untiled_cycles(layer_x, acc_x), min=1.0))  # (n, 4)
+    decoded_layer, decoded_acc = decode_layers(layer_x), decode_accelerators(acc_x)
+    untiled = torch.log2(torch.clamp(_untiled_cycles(decoded_layer, decoded_acc), min=1.0))  # (n, 4)
     dataflow = acc_x[:, [ACCEL_FEATURES.index(f"dataflow_{name}") for name in DATAFLOWS]]  # (n, 4)
     chosen = (untiled * dataflow).sum(dim=1)
-    unrolled = torch.log2(torch.clamp(_unrolled_cycles(layer_x, acc_x), min=1.0))  # (n, 4)
+    unrolled = torch.log2(torch.clamp(_unrolled_cycles(decoded_layer, decoded_acc), min=1.0))  # (n, 4)
     unrolled_chosen = (unrolled * dataflow).sum(dim=1, keepdim=True)
     compute = layer("log2_macs") - acc("log2_pe_rows") - acc("log2_pe_cols")
-    decoded_layer, decoded_acc = decode_layers(layer_x), decode_accelerators(acc_x)
     widths = layer_widths(decoded_layer, decoded_acc)  # expected over the PE kinds when soft
     bits = (torch.exp2(layer("log2_ifmap_words")) * widths["a_bits"] + torch.exp2(layer("log2_filter_words"))
             * widths["w_bits"] + torch.exp2(layer("log2_ofmap_words")) * widths["a_bits"])

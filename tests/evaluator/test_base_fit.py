@@ -138,3 +138,12 @@ def test_the_base_fit_benchmark_reports_the_builtin_fit_on_builtin_rows(small_da
     fitted = next(line for line in out.splitlines() if line.strip().startswith("fitted"))
     assert builtin.split()[-2:] == fitted.split()[-2:]  # the same base, the same shares
     assert float(builtin.split()[-2].rstrip("%")) > 90.0
+
+
+def test_statistics_refuse_a_one_shot_iterator(encoded):
+    """The chunks are read twice (the base's fit, then the moments): a generator would leave
+    the moments empty, so it is refused; a function returning a fresh one is the stream's way."""
+    with pytest.raises(TypeError, match="a function returning an iterable"):
+        statistics_of(iter([encoded]))
+    stats, rows = statistics_of(lambda: iter([encoded]))
+    assert rows == encoded["feasible"].shape[0]
