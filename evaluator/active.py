@@ -325,14 +325,15 @@ class _Run:
         from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
         from omegaconf import OmegaConf
 
+        from evaluator.model import SELECTION_MONITOR
         from evaluator.train import train
         from evaluator.validate import ValidationConfig
 
         if run_dir.exists():
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True)
-        callbacks = [EarlyStopping(monitor="val_loss", mode="min", patience=int(self.config["patience"])),
-                     ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), monitor="val_loss", mode="min",
+        callbacks = [EarlyStopping(monitor=SELECTION_MONITOR, mode="min", patience=int(self.config["patience"])),
+                     ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), monitor=SELECTION_MONITOR, mode="min",
                                      save_top_k=1, filename="best")]
         trainer_cfg = OmegaConf.create({**self.config["trainer"], "default_root_dir": str(run_dir)})
         trainer = instantiate(trainer_cfg, callbacks=callbacks, logger=False)

@@ -5,6 +5,15 @@ feasible rows only (an infeasible pair has no cycles), on ln area over every row
 simulator defines area even for infeasible pairs, and it depends on the accelerator alone),
 and binary cross-entropy on feasibility. AdamW with a one-cycle or cosine schedule.
 
+Checkpoints and early stopping follow ``val_loss_regression``, the weighted regression parts
+of the validation loss without the feasibility term (`SELECTION_MONITOR`). Where the analytic
+features decide feasibility (the builtin simulator) that term is ~0 and changes nothing; where
+another simulator's infeasible rows are few and hard (ZigZag: 2.8%), the cross-entropy on them
+rises as the classifier grows confident while its accuracy stays put, and at its 0.1 weight it
+was 4-20x the regression parts of ``val_loss``: it alone chose the epoch. On 1,500 ZigZag rows
+it chose epoch 11 of 188 (latency 62% / energy 68% of the validation pairs within 10%, against
+82% / 82% by the end of the run).
+
 A deep ensemble (``ensemble = K``) trains its K members together, on the same batches, in one
 optimiser: the loss is the mean of the members' losses (so the learning rate and the
 early-stopping threshold mean the same for any K), and each member's gradient comes from its
@@ -26,6 +35,8 @@ from dataset_gen.common.errors import UserError
 from evaluator.network import TARGETS, EvaluatorNetwork, check_ensemble, single_network_names
 
 LOSSES = ("mse", "huber", "l1")
+# What checkpointing and early stopping minimise (dance-train, dance-active): see the module docstring.
+SELECTION_MONITOR = "val_loss_regression"
 SCHEDULERS = ("onecycle", "cosine", "none")
 
 
@@ -141,8 +152,9 @@ class EvaluatorModule(L.LightningModule):
         feasible = batch["feasible"].expand(n_members, n)
         parts["feasible"] = (F.binary_cross_entropy_with_logits(logits, feasible, reduction="none") * weights[:, :, 0]
                              ).sum(dim=1).div(weights[:, :, 0].sum(dim=1).clamp(min=1)).mean()
-        total = sum(self.loss_weights[name] * value for name, value in parts.items())
-        return total, {**{f"loss_{k}": v for k, v in parts.items()},
+        regression = sum(self.loss_weights[name] * value for name, value in parts.items() if name != "feasible")
+        total = regression + self.loss_weights["feasible"] * parts["feasible"]
+        return total, {**{f"loss_{k}": v for k, v in parts.items()}, "loss_regression": regression,
                        **self._monitors(members.mean(dim=0), logits.mean(dim=0), targets, defined, batch["feasible"])}
 
     def _monitors(self, predicted: torch.Tensor, logit: torch.Tensor, targets: torch.Tensor, defined: torch.Tensor,

@@ -60,3 +60,45 @@ def test_early_stopping_waits_as_many_steps_when_the_epochs_are_raised(small_dat
     assert stopping.patience == 5
     assert trainer.current_epoch == 6  # stopped by patience 5 after the first epoch, not by patience 1
     assert any("early-stopping patience 5 epochs" in line for line in lines)
+
+
+def test_the_checkpoint_follows_the_regression_loss_without_the_feasibility_term(small_dataset):
+    """``val_loss_regression`` (what dance-train and dance-active checkpoint and stop on) is the
+    weighted regression parts alone: the feasibility weight moves ``val_loss``, never it."""
+    import torch
+
+    from evaluator.model import SELECTION_MONITOR
+
+    data = PairsDataModule(str(small_dataset), batch_size=256)
+    data.setup("fit")
+    batch = next(iter(data.val_dataloader()))
+    totals, regressions = [], []
+    for feasible_weight in (0.1, 10.0):
+        torch.manual_seed(0)
+        model = EvaluatorModule(depth=1, width=16, area_depth=1, area_width=8, ensemble=2,
+                                loss_weights={"feasible": feasible_weight, "energy": 2.0})
+        model.set_statistics(data.statistics)
+        with torch.no_grad():
+            total, parts = model._losses(batch)
+        expected = parts["loss_latency"] + 2.0 * parts["loss_energy"] + parts["loss_area"]
+        assert float(parts["loss_regression"]) == float(expected)
+        assert float(total) == float(expected + feasible_weight * parts["loss_feasible"])
+        assert float(parts["loss_feasible"]) > 0
+        totals.append(float(total))
+        regressions.append(float(parts["loss_regression"]))
+    assert totals[0] != totals[1] and regressions[0] == regressions[1]
+    assert SELECTION_MONITOR == "val_loss_regression"
+
+
+def test_dance_train_checkpoints_and_stops_on_the_selection_monitor():
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    from evaluator.model import SELECTION_MONITOR
+
+    conf = Path(__file__).resolve().parents[2] / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["dataset=unused"])
+    assert cfg.callbacks.early_stopping.monitor == SELECTION_MONITOR
+    assert cfg.callbacks.model_checkpoint.monitor == SELECTION_MONITOR
