@@ -220,10 +220,11 @@ def calibration_scale(errors: Any, spread: Any, method: str = "2sigma") -> float
     return float(np.quantile(ratio, NORMAL_COVERAGE[method]) / sigmas)
 
 
-def band_calibration(errors: Any, spread: Any, departure: Any) -> tuple[float, float]:
+def band_calibration(errors: Any, spread: Any, departure: Any, fixed: Any = None) -> tuple[float, float]:
     """The ``bands`` calibration: factors ``(a, b)`` of ``std = sqrt((a * spread)**2 + (b *
-    departure)**2)`` whose 2-sigma band holds 95.4% of the pairs and whose 1-sigma band comes
-    as close to 68.3% as any ``b`` of `DEPARTURE_SCALES` allows.
+    departure)**2 + fixed**2)`` whose 2-sigma band holds 95.4% of the pairs and whose 1-sigma
+    band comes as close to 68.3% as any ``b`` of `DEPARTURE_SCALES` allows. ``fixed`` (default
+    0) is a term already scaled (the energy tie), in place while ``a`` and ``b`` are fitted.
 
     One factor on the spread alone (the other methods) cannot do both: the errors are heavy
     tailed (most pairs nearly exact, a few far off), so a spread scaled for the 2-sigma band
@@ -243,15 +244,16 @@ def band_calibration(errors: Any, spread: Any, departure: Any) -> tuple[float, f
     errors = np.abs(np.asarray(errors, dtype=np.float64).reshape(-1))
     spread = _as_std(spread, errors.size)
     departure = np.abs(_as_std(departure, errors.size))
-    usable = np.isfinite(errors) & np.isfinite(spread) & (spread > 0) & np.isfinite(departure)
+    fixed = np.zeros(errors.size) if fixed is None else np.abs(_as_std(fixed, errors.size))
+    usable = np.isfinite(errors) & np.isfinite(spread) & (spread > 0) & np.isfinite(departure) & np.isfinite(fixed)
     if not usable.any():
         return math.nan, 0.0
-    errors, spread, departure = errors[usable], spread[usable], departure[usable]
+    errors, spread, departure, fixed = errors[usable], spread[usable], departure[usable], fixed[usable]
     target_2, target_1 = NORMAL_COVERAGE["2sigma"], NORMAL_COVERAGE["1sigma"]
     best = None
     for b in DEPARTURE_SCALES:
         def coverage(a: float, sigmas: float) -> float:
-            return float(np.mean(errors <= sigmas * np.sqrt((a * spread) ** 2 + (b * departure) ** 2)))
+            return float(np.mean(errors <= sigmas * np.sqrt((a * spread) ** 2 + (b * departure) ** 2 + fixed ** 2)))
 
         if coverage(0.0, 2.0) >= target_2:  # the departure alone over-covers: b too large (or all exact)
             if b > 0:

@@ -320,7 +320,10 @@ class EvaluatorNetwork(nn.Module):
             members' natural logs (NaN with one member); and ``departure_log_cycles``,
             ``departure_log_energy_pj``, ``departure_log_area_mm2``: the absolute difference
             between the prediction's natural log and the analytic estimate's (0 without the
-            analytic base), the second term of the calibrated std (`evaluator.predictor`).
+            analytic base), the second term of the calibrated std (`evaluator.predictor`); and
+            ``tie_log_energy_pj``, the analytic estimate's energy tie (``est_energy_tie``: how
+            far the energies of the mappings near-tied in time lie from it; 0 without the
+            analytic base), the third term.
 
         Returns
         -------
@@ -365,6 +368,8 @@ class EvaluatorNetwork(nn.Module):
             for i, name in enumerate(("log_cycles", "log_energy_pj", "log_area_mm2")):
                 out[f"spread_{name}"] = spread[:, i]
                 out[f"departure_{name}"] = departure[:, i]
+            out["tie_log_energy_pj"] = (pair_x[:, _ENERGY_TIE] if pair_x is not None
+                                        else torch.zeros_like(spread[:, 1]))
         return out
 
 
@@ -416,6 +421,7 @@ def member_spread(member_logs: torch.Tensor) -> torch.Tensor:
 
 
 _LN2 = math.log(2.0)
+_ENERGY_TIE = PAIR_FEATURES.index("est_energy_tie")
 
 
 def analytic_base(pair_x: torch.Tensor, acc_x: torch.Tensor, roofline: torch.Tensor | float = 0.0,

@@ -8,12 +8,15 @@ one, never the other way round.
 
 Uncertainty: an evaluator trained as a deep ensemble (``model.ensemble`` > 1) gives, with
 ``predict(..., return_std=True)``, the *calibrated* standard deviation of the natural log of
-each prediction: ``std = sqrt((scale * spread)**2 + (departure_scale * departure)**2)``, the
-spread being the members' standard deviation in log space, the departure how far the
-prediction lies from the analytic estimate it corrects (`EvaluatorNetwork.forward`), and
-``scale``, ``departure_scale`` factors per target fitted after training on the validation
-split (``calibration``, see `evaluator.validate.calibrate`; calibrations without a departure
-scale, as every artifact written before it, use the spread alone). A std of 0.05 reads as
+each prediction: ``std = sqrt((scale * spread)**2 + (departure_scale * departure)**2 +
+(tie_scale * tie)**2)``, the spread being the members' standard deviation in log space, the
+departure how far the prediction lies from the analytic estimate it corrects, the tie (energy
+only) how far the energies of the mappings the analytic model finds near-tied in time lie
+from its estimate (`EvaluatorNetwork.forward`; `evaluator.analytic.TIE_BAND`): the simulator
+may pick any of them. ``scale`` and ``departure_scale`` are factors per target fitted after
+training on the validation split, ``tie_scale`` is fixed (``calibration``, see
+`evaluator.validate.calibrate`; calibrations without a departure or tie scale, as artifacts
+written before them, leave that term out). A std of 0.05 reads as
 about +-5% (one sigma, relative). A single network (``model.ensemble = 1``, and every artifact
 written before ensembles) has no uncertainty: its std columns are NaN.
 """
@@ -128,14 +131,26 @@ class Evaluator(nn.Module):
         scale = (self.calibration or {}).get("departure_scale") or {}
         return {target: float(scale[target]) if scale.get(target) is not None else 0.0 for target in TARGETS}
 
+    @property
+    def tie_scale(self) -> dict[str, float]:
+        """The factor of the tie term per target (0.0 when the calibration has none; only
+        energy has a tie)."""
+        scale = (self.calibration or {}).get("tie_scale") or {}
+        return {target: float(scale[target]) if scale.get(target) is not None else 0.0 for target in TARGETS}
+
     def _std(self, out: dict[str, torch.Tensor], target: str) -> torch.Tensor:
-        """The calibrated std of one target from a network output with its spread and departure."""
+        """The calibrated std of one target from a network output with its spread, departure
+        and tie terms."""
         name = _LOG_NAME[target]
-        spread = out[f"spread_{name}"] * self.std_scale[target]
-        departure_scale = self.departure_scale[target]
-        if departure_scale == 0.0:
-            return spread
-        return torch.sqrt(spread.square() + (out[f"departure_{name}"] * departure_scale).square())
+        std = out[f"spread_{name}"] * self.std_scale[target]
+        departure_scale, tie_scale = self.departure_scale[target], self.tie_scale[target]
+        has_tie = tie_scale != 0.0 and f"tie_{name}" in out
+        if departure_scale == 0.0 and not has_tie:
+            return std
+        variance = std.square() + (out[f"departure_{name}"] * departure_scale).square()
+        if has_tie:
+            variance = variance + (out[f"tie_{name}"] * tie_scale).square()
+        return torch.sqrt(variance)
 
     @property
     def space_hash(self) -> str | None:
@@ -170,6 +185,7 @@ class Evaluator(nn.Module):
             for name in _LOG_NAME.values():
                 out.pop(f"spread_{name}")
                 out.pop(f"departure_{name}")
+                out.pop(f"tie_{name}", None)
             out["std_log_cycles"] = std["latency"]
             out["std_log_latency_s"] = std["latency"]
             out["std_log_energy_pj"] = std["energy"]
@@ -233,7 +249,7 @@ class Evaluator(nn.Module):
             columns["area_mm2"].append(out["area_mm2"].double().numpy())
             columns["p_feasible"].append(torch.sigmoid(out["feasible_logit"]).double().numpy())
             # in float64, as `evaluator.validate.calibrate` fitted the scales
-            terms = {key: value.double() for key, value in out.items() if key.startswith(("spread_", "departure_"))}
+            terms = {key: value.double() for key, value in out.items() if key.startswith(("spread_", "departure_", "tie_"))}
             for name in STD_COLUMNS if return_std else ():
                 columns[name].append(self._std(terms, _STD_TARGET[name]).numpy())
         index = layers.index if isinstance(layers, pd.DataFrame) else pd.RangeIndex(n)

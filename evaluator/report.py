@@ -11,7 +11,7 @@
       "analytic_base": {"latency": "builtin" | "roofline",  # the base fitted to the simulator
                         "energy_scales": {"mac": w, "rf": w, ...}},
       "calibration": {"scale": {"latency": s, ...}, "departure_scale": {"latency": b, ...},
-                      "method": "bands", "split": "val", ...},
+                      "tie_scale": {"energy": 1.0}, "method": "bands", "split": "val", ...},
       "ood_skipped": "...",                          # only when the OOD set could not be simulated
       "goal": {"within_10pct": 0.95, "kendall_tau": 0.95,
                "met": {"test": true, "ood": false}},
@@ -182,11 +182,16 @@ def _uncertainty_lines(report: dict[str, Any]) -> list[str]:
     scale = ", ".join(f"{target} {_cell(value, False)}" for target, value in (calibration.get("scale") or {}).items())
     fitted = f"{calibration.get('split', '?')} split ({calibration.get('method', '?')})"
     departure = calibration.get("departure_scale")
+    tie = calibration.get("tie_scale")
     if departure:
         described = ("std of ln(prediction) = sqrt((scale x the members' spread)^2 + (departure scale x |ln prediction "
-                     "- ln analytic estimate|)^2)")
+                     "- ln analytic estimate|)^2" + (" + (tie scale x energy tie)^2" if tie else "") + ")")
         scale += "; departure scale " + ", ".join(f"{target} {_cell(value, False)}"
                                                   for target, value in departure.items())
+        if tie:
+            scale += "; tie scale " + ", ".join(f"{target} {_cell(value, False)}" for target, value in tie.items()) + (
+                " (fixed; the energy tie: how far the energies of the mappings near-tied in time lie from the "
+                "analytic estimate)")
     else:
         described = "std of ln(prediction) = scale x the members' spread"
     return ["", f"uncertainty: {ensemble}-member ensemble; {described}, scales fitted on the {fitted}: {scale}",

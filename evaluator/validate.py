@@ -37,6 +37,13 @@ from evaluator.metrics import CALIBRATION_METHODS, band_calibration, calibration
 from evaluator.network import TARGETS
 from evaluator.ood import ood_set
 from evaluator.predictor import Evaluator
+
+# The tie term's factor in the ``bands`` calibration: fixed, not fitted. The tie is how far the
+# energies of the mappings near-tied in time lie from the estimate (`evaluator.analytic.TIE_BAND`),
+# any of which the simulator may pick: at 1, such a mapping's energy lies within one sigma. The
+# validation split cannot fit it (the network learns the tie-breaks of the layers it saw; the
+# misses are on unseen ones, where a fitted factor of 0 would leave them unflagged).
+TIE_SCALE = 1.0
 from evaluator.report import (GOAL, REPORT_FORMAT, TARGET_COLUMNS, calibration_plot, evaluate_set, goal_met,
                               parity_plot, write_report)
 
@@ -207,7 +214,8 @@ def calibrate(evaluator: Evaluator, data: str | os.PathLike, method: str = "band
         are predicted and compared with the simulator's figures.
     method : {"bands", "2sigma", "1sigma", "rms"}
         ``bands`` (`evaluator.metrics.band_calibration`): ``std = sqrt((a * spread)**2 + (b *
-        departure)**2)``, the 2-sigma band ``prediction x exp(+-2 std)`` holding 95.4% of the
+        departure)**2 + (TIE_SCALE * tie)**2)`` (the tie term for energy only, at its fixed
+        scale, `TIE_SCALE`), the 2-sigma band ``prediction x exp(+-2 std)`` holding 95.4% of the
         rows and the 1-sigma band as close to 68.3% as the departure term allows (area: the
         spread alone, as ``2sigma``: its analytic estimate is exact, so its departure is its
         error). The others
@@ -226,7 +234,7 @@ def calibrate(evaluator: Evaluator, data: str | os.PathLike, method: str = "band
     -------
     dict
         ``{}`` for a single network, else ``method``, ``split``, ``scale`` (target -> factor;
-        ``bands`` also ``departure_scale``),
+        ``bands`` also ``departure_scale`` and ``tie_scale``),
         ``n`` (target -> pairs used) and ``coverage_1sigma`` / ``coverage_2sigma`` (target ->
         the share of the calibration rows inside the calibrated bands), to store in the
         artifact (`Evaluator.calibration`).
@@ -243,10 +251,15 @@ def calibrate(evaluator: Evaluator, data: str | os.PathLike, method: str = "band
     departures = Evaluator(evaluator.network, calibration={
         "scale": dict.fromkeys(TARGETS, 0.0), "departure_scale": dict.fromkeys(TARGETS, 1.0)}).predict(
         frame, return_std=True) if method == "bands" else None
+    # the energy tie alone (0 without the analytic base), in the std at its fixed scale
+    ties = Evaluator(evaluator.network, calibration={
+        "scale": dict.fromkeys(TARGETS, 0.0), "tie_scale": {"energy": 1.0}}).predict(
+        frame, return_std=True) if method == "bands" else None
     result: dict[str, Any] = {"method": method, "split": split, "scale": {}, "n": {},
                               "coverage_1sigma": {}, "coverage_2sigma": {}}
     if method == "bands":
         result["departure_scale"] = {}
+        result["tie_scale"] = {"energy": TIE_SCALE}
     feasible = frame["feasible"].to_numpy(dtype=bool)
     for target, column, rows in TARGET_COLUMNS:
         truth = frame[column].to_numpy(dtype=np.float64)
@@ -256,9 +269,11 @@ def calibrate(evaluator: Evaluator, data: str | os.PathLike, method: str = "band
         errors = log_errors(truth[mask], guess)
         if method == "bands" and target != "area":
             departure = departures[f"{column}_std"].to_numpy(dtype=np.float64)[mask]
-            scale, departure_scale = band_calibration(errors, spread, departure)
+            tie = (TIE_SCALE * ties[f"{column}_std"].to_numpy(dtype=np.float64)[mask] if target == "energy"
+                   else np.zeros_like(departure))
+            scale, departure_scale = band_calibration(errors, spread, departure, tie)
             result["departure_scale"][target] = departure_scale
-            std = np.sqrt((spread * scale) ** 2 + (departure * departure_scale) ** 2)
+            std = np.sqrt((spread * scale) ** 2 + (departure * departure_scale) ** 2 + tie ** 2)
         elif method == "bands":  # the analytic area is exact: its departure would be the error itself
             scale = calibration_scale(errors, spread, "2sigma")
             result["departure_scale"][target] = 0.0

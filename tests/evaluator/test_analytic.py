@@ -144,3 +144,48 @@ def test_loop_orders_that_tie_in_time_are_broken_by_traffic_as_the_simulator_doe
     # such orders a hair apart; within `ORDER_TIE` it takes the least traffic too.
     result = simulate(layer, accelerator)
     assert estimate([layer], [accelerator], "log2_est_energy_pj")[0] == pytest.approx(result.energy_pj, rel=0.01)
+
+
+def test_the_energy_tie_is_zero_for_a_single_mapping_and_covers_a_near_tie_the_estimate_misses():
+    """``est_energy_tie``: 0 where the mapper has one mapping; on AlexNet's conv2 on an os array
+    (a pair of the demo's unseen-layer misses) the simulator's fastest mapping (order pkc) moves
+    far more DRAM traffic than the one the estimate calls fastest (kpc, same tiles), which the
+    simulator times 60 cycles (0.004%) slower: the estimate misses the energy by 37%, and the
+    tie says how far the near-tied mappings reach."""
+    def tie_of(layer, accelerator):
+        return float(pair_features(encode_layers([layer]), encode_accelerators([accelerator]))[
+            0, PAIR_FEATURES.index("est_energy_tie")])
+
+    single = Layer(in_h=3, in_w=5, in_c=12, out_c=12, k_h=3, k_w=5, stride=1, pad=0, groups=12, batch=2)
+    assert tie_of(single, Accelerator(pe_rows=4, pe_cols=6, dataflow="os", dram_bw=2.0, **BIG_BUFFERS)) == 0.0
+    layer = Layer(in_h=27, in_w=27, in_c=64, out_c=192, k_h=5, k_w=5, stride=1, pad=2)
+    accelerator = Accelerator(pe_rows=23, pe_cols=13, dataflow="os", rf_bytes=4, ifmap_kb=8.0, filter_kb=256.0,
+                              ofmap_kb=8.0, dram_bw=16.0, word_bits=16, freq_mhz=500.0)
+    simulated = simulate(layer, accelerator).energy_pj
+    error = math.log(estimate([layer], [accelerator], "log2_est_energy_pj")[0] / simulated)
+    tie = tie_of(layer, accelerator)
+    assert abs(math.expm1(error)) > 0.30
+    assert abs(error) <= tie <= 2.0
+
+
+def test_the_energy_tie_takes_the_farthest_near_tied_mapping():
+    """`evaluator.analytic._energy_tie` on hand-made candidates: two loop orders x two tile
+    choices of one pair; the mappings within `TIE_BAND` of the least time count, a misfit never,
+    and a pair with no fitting choice has none."""
+    import torch
+
+    from evaluator.analytic import TIE_BAND, _energy_tie
+
+    assert TIE_BAND == 0.01
+    # (order, tile choice, pair): order 0 takes 100 and 100.5 cycles, order 1 102 and 99.5
+    times = torch.tensor([[[100.0], [100.5]], [[102.0], [99.5]]])
+    traffic = torch.tensor([[[10.0], [0.1]], [[1.0], [30.0]]])
+    chosen, dram_share = torch.tensor([10.0]), torch.tensor([0.5])
+    # both choices fit: 99.5 is the least; within 1% of it (<= 100.495): itself (3x the chosen
+    # traffic: energy 1 + 0.5 * (3 - 1) = 2x the estimate) and 100 (the chosen one); 100.5 is out
+    tie = _energy_tie(times, traffic, torch.tensor([[True], [True]]), chosen, dram_share)
+    assert float(tie[0]) == pytest.approx(math.log(2.0))
+    # choice 1 does not fit: 100 is the least, and 102 lies outside the band
+    assert float(_energy_tie(times, traffic, torch.tensor([[True], [False]]), chosen, dram_share)[0]) == 0.0
+    none = torch.tensor([[False], [False]])
+    assert float(_energy_tie(times, traffic, none, chosen, dram_share)[0]) == 0.0

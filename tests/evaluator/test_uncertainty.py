@@ -140,15 +140,17 @@ def test_return_std_adds_positive_finite_std_columns_and_changes_nothing_else(tr
     assert list(layers.columns) == [*PREDICTION_COLUMNS, *STD_COLUMNS] and layers["area_mm2_std"].nunique() == 1
 
 
-def test_the_std_combines_the_scaled_members_spread_and_departure_from_the_analytic_estimate(trained, pairs):
-    from evaluator.features import pair_features
+def test_the_std_combines_the_scaled_members_spread_departure_and_energy_tie(trained, pairs):
+    from evaluator.features import PAIR_FEATURES, pair_features
     from evaluator.network import analytic_base
 
     ev = trained.evaluator
     layer_x, acc_x = encode_layers(pairs), encode_accelerators(pairs)
     with torch.no_grad():
         members, _ = ev.network.forward_members(layer_x, acc_x)
-        base = analytic_base(pair_features(layer_x, acc_x), acc_x)[:, :3].double().numpy()
+        pair_x = pair_features(layer_x, acc_x)
+        base = analytic_base(pair_x, acc_x)[:, :3].double().numpy()
+    tie = pair_x[:, PAIR_FEATURES.index("est_energy_tie")].double().numpy()
     logs = (members[:, :, :3] * ev.network.target_std[:3] + ev.network.target_mean[:3]).double()
     # the sample std over the members, over a floor of 1e-6 (members that agree exactly, as the
     # area members do where the analytic area is exact, keep a finite gradient)
@@ -156,11 +158,16 @@ def test_the_std_combines_the_scaled_members_spread_and_departure_from_the_analy
     departure = np.abs(logs.mean(dim=0).numpy() - base)  # the prediction's distance from the physics
     predicted = ev.predict(pairs, return_std=True)
     scale, departure_scale = ev.calibration["scale"], ev.calibration["departure_scale"]
+    assert ev.calibration["tie_scale"] == {"energy": 1.0}  # fixed, energy only
     for i, (target, column) in enumerate((("latency", "total_cycles_std"), ("energy", "energy_pj_std"),
                                           ("area", "area_mm2_std"))):
-        expected = np.sqrt((scale[target] * spread[:, i]) ** 2 + (departure_scale[target] * departure[:, i]) ** 2)
+        expected = np.sqrt((scale[target] * spread[:, i]) ** 2 + (departure_scale[target] * departure[:, i]) ** 2
+                           + (tie if target == "energy" else 0.0) ** 2)
         assert np.allclose(predicted[column], expected, rtol=1e-3, atol=1e-7), target
     assert departure_scale["energy"] > 0  # the default calibration uses the departure
+    assert (tie > 0.1).any() and (tie == 0).mean() > 0.5  # a few near-ties, most pairs none
+    widened = tie > 0.1
+    assert (predicted["energy_pj_std"][widened] >= tie[widened] - 1e-6).all()
 
 
 def test_forward_gives_differentiable_calibrated_stds(trained, pairs):
@@ -254,6 +261,26 @@ def test_band_calibration_recovers_known_factors():
     a, b = band_calibration(rng.normal(size=spread.size) * 3.0 * spread, spread, np.zeros(spread.size))
     assert b == 0.0 and a == pytest.approx(3.0, rel=0.05)  # no departure: the spread alone
     assert math.isnan(band_calibration(errors, np.zeros(spread.size), departure)[0])
+
+
+def test_band_calibration_fits_around_a_fixed_term():
+    """The energy tie enters the bands at a fixed scale: ``a`` and ``b`` are fitted with it in
+    place, so pairs whose errors the fixed term explains do not widen everyone's band."""
+    from evaluator.metrics import band_calibration
+
+    rng = np.random.default_rng(1)
+    n = 40_000
+    spread = rng.uniform(0.005, 0.02, n)
+    tied = rng.random(n) < 0.1  # a tenth of the pairs: near-ties, off by up to their tie
+    fixed = np.where(tied, rng.uniform(0.2, 0.6, n), 0.0)
+    errors = rng.normal(size=n) * 2.0 * spread + np.where(tied, rng.uniform(-1, 1, n) * fixed, 0.0)
+    a, b = band_calibration(errors, spread, np.zeros(n), fixed)
+    assert a == pytest.approx(2.0, rel=0.2) and b == 0.0
+    std = np.sqrt((a * spread) ** 2 + fixed ** 2)
+    assert np.mean(np.abs(errors) <= 2 * std) == pytest.approx(NORMAL_COVERAGE["2sigma"], abs=0.01)
+    assert np.mean(np.abs(errors[tied]) <= 2 * std[tied]) > 0.999  # the near-ties inside their 2-sigma band
+    a_alone, _ = band_calibration(errors, spread, np.zeros(n))  # without it, the tail sets a for all
+    assert a_alone > 3 * a
 
 
 @pytest.mark.parametrize("method,check", [("1sigma", "coverage_1sigma"), ("rms", "rms_z")])
