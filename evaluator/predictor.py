@@ -14,7 +14,9 @@ departure how far the prediction lies from the analytic estimate it corrects, th
 only) how far the energies of the mappings the analytic model finds near-tied in time lie
 from its estimate (`EvaluatorNetwork.forward`; `evaluator.analytic.TIE_BAND`): the simulator
 may pick any of them. ``scale`` and ``departure_scale`` are factors per target fitted after
-training on the validation split, ``tie_scale`` is fixed (``calibration``, see
+training on the validation split, ``tie_scale`` is fixed (1 where the imitated simulator is the
+builtin one at ``objective: latency``, whose mapper the analytic model replicates, else 0;
+``calibration``, see
 `evaluator.validate.calibrate`; calibrations without a departure or tie scale, as artifacts
 written before them, leave that term out). A std of 0.05 reads as
 about +-5% (one sigma, relative). A single network (``model.ensemble = 1``, and every artifact

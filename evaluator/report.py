@@ -182,7 +182,7 @@ def _uncertainty_lines(report: dict[str, Any]) -> list[str]:
     scale = ", ".join(f"{target} {_cell(value, False)}" for target, value in (calibration.get("scale") or {}).items())
     fitted = f"{calibration.get('split', '?')} split ({calibration.get('method', '?')})"
     departure = calibration.get("departure_scale")
-    tie = calibration.get("tie_scale")
+    tie = {target: value for target, value in (calibration.get("tie_scale") or {}).items() if value}
     if departure:
         described = ("std of ln(prediction) = sqrt((scale x the members' spread)^2 + (departure scale x |ln prediction "
                      "- ln analytic estimate|)^2" + (" + (tie scale x energy tie)^2" if tie else "") + ")")

@@ -263,6 +263,16 @@ def test_band_calibration_recovers_known_factors():
     assert math.isnan(band_calibration(errors, np.zeros(spread.size), departure)[0])
 
 
+def test_the_energy_tie_applies_to_the_simulator_whose_mapper_the_analytic_model_replicates():
+    from evaluator.validate import tie_applies
+
+    assert tie_applies({"name": "builtin", "settings": {"mapping": "search", "objective": "latency"}})
+    assert tie_applies({"name": "builtin"})  # data older than adapters: the builtin default
+    assert not tie_applies({"name": "builtin", "settings": {"objective": "energy"}})
+    assert not tie_applies({"name": "zigzag", "settings": {"objective": "latency"}})
+    assert not tie_applies({"name": "command", "settings": {}})
+
+
 def test_band_calibration_fits_around_a_fixed_term():
     """The energy tie enters the bands at a fixed scale: ``a`` and ``b`` are fitted with it in
     place, so pairs whose errors the fixed term explains do not widen everyone's band."""
