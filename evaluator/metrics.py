@@ -117,7 +117,10 @@ def classification_metrics(feasible: Any, probability: Any) -> dict[str, float]:
 NORMAL_COVERAGE: dict[str, float] = {"1sigma": math.erf(1 / math.sqrt(2)), "2sigma": math.erf(2 / math.sqrt(2))}
 UNCERTAINTY_METRICS: tuple[str, ...] = (
     "n", "coverage_1sigma", "coverage_2sigma", "rms_z", "median_sigma", "sigma_error_spearman",
+    "misses", "misses_in_2sigma",
 )
+# A "miss": a prediction more than 10% off the simulator (the accuracy goal's threshold).
+MISS = math.log(1.1)
 CALIBRATION_METHODS: tuple[str, ...] = ("bands", "2sigma", "1sigma", "rms")
 # Departure scales tried by the ``bands`` calibration (`band_calibration`), 0 first.
 DEPARTURE_SCALES = np.concatenate([[0.0], np.geomspace(0.01, 20.0, 81)])
@@ -154,6 +157,9 @@ def uncertainty_metrics(simulated: Any, predicted: Any, std: Any) -> dict[str, f
     dict
         ``coverage_1sigma`` / ``coverage_2sigma``: the share of pairs whose simulated value
         lies in ``predicted * exp(+-k std)`` (a calibrated normal std gives 0.683 / 0.954);
+        ``misses``: the pairs more than 10% off (``|ln p - ln s| > ln 1.1``) and
+        ``misses_in_2sigma`` the share of them inside their 2-sigma band, the misses the
+        uncertainty flags (NaN without misses);
         ``rms_z``: the root mean square of ``|ln p - ln s| / std`` (1 when calibrated in the
         RMS sense); ``median_sigma``: the typical std; ``sigma_error_spearman``: Spearman's rank
         correlation between the std and the absolute log error (does a larger std flag a larger
@@ -165,7 +171,7 @@ def uncertainty_metrics(simulated: Any, predicted: Any, std: Any) -> dict[str, f
     usable = np.isfinite(std) & np.isfinite(errors)
     errors, std = errors[usable], std[usable]
     if errors.size == 0:
-        return {name: (0 if name == "n" else math.nan) for name in UNCERTAINTY_METRICS}
+        return {name: (0 if name in ("n", "misses") else math.nan) for name in UNCERTAINTY_METRICS}
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(std > 0, errors / std, np.where(errors > 0, np.inf, 0.0))
     spearman = (float(stats.spearmanr(std, errors).statistic)
@@ -177,6 +183,8 @@ def uncertainty_metrics(simulated: Any, predicted: Any, std: Any) -> dict[str, f
         "rms_z": float(np.sqrt(np.mean(np.square(z)))),
         "median_sigma": float(np.median(std)),
         "sigma_error_spearman": spearman,
+        "misses": int(np.sum(errors > MISS)),
+        "misses_in_2sigma": float(np.mean(z[errors > MISS] <= 2.0)) if np.any(errors > MISS) else math.nan,
     }
 
 

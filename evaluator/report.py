@@ -29,14 +29,17 @@
               "kendall_tau", "spearman_rho",
               "uncertainty": UNCERTAINTY}                # only for an ensemble (std predicted)
     UNCERTAINTY = {"n", "coverage_1sigma", "coverage_2sigma", "rms_z", "median_sigma",
-                   "sigma_error_spearman"}            # `evaluator.metrics.uncertainty_metrics`
+                   "sigma_error_spearman", "misses",   # `evaluator.metrics.uncertainty_metrics`
+                   "misses_in_2sigma"}
 
 ``test`` is the held-out random split of the dataset; ``ood`` the layers of real networks
 not used in training, on random accelerators of the dataset's space, simulated fresh.
 ``UNCERTAINTY`` says how well the calibrated std (``predict(..., return_std=True)``)
 describes the set's actual log errors: the shares inside the 1- and 2-sigma bands (ideal
-0.683 / 0.954) and the rank correlation of sigma with the absolute log error. Format
-version 2 added ``ensemble``, ``calibration`` and ``uncertainty``; the rest is version 1's.
+0.683 / 0.954), the rank correlation of sigma with the absolute log error, and of the pairs
+more than 10% off (``misses``) the share inside their 2-sigma band (flagged). Format
+version 2 added ``ensemble``, ``calibration`` and ``uncertainty`` (``misses`` and
+``misses_in_2sigma`` came later within it: older reports lack them); the rest is version 1's.
 """
 
 from __future__ import annotations
@@ -116,14 +119,25 @@ def _cell(value: Any, percent: bool) -> str:
     return f"{100 * value:.1f}%" if percent else f"{value:.3f}"
 
 
+def _misses(uncertainty: dict[str, Any]) -> str:
+    """``inside/misses`` of the pairs more than 10% off, "" where not measured (no ensemble, or
+    a report written before the column)."""
+    misses, share = uncertainty.get("misses"), uncertainty.get("misses_in_2sigma")
+    if misses is None:
+        return ""
+    return f"{round(share * misses) if misses else 0}/{misses}"
+
+
 def format_table(report: dict[str, Any]) -> str:
     """A readable fixed-width table: one line per (model, set, target).
 
-    With an ensemble's uncertainty, three more columns: the shares of simulated values inside
-    the predicted 1- and 2-sigma bands and the rank correlation of sigma with the error.
+    With an ensemble's uncertainty, four more columns: the shares of simulated values inside
+    the predicted 1- and 2-sigma bands, the rank correlation of sigma with the error, and how
+    many of the pairs more than 10% off lie inside their 2-sigma band (``3/4``: flagged).
     """
     header = f"{'model':<24} {'set':<5} {'target':<8} {'n':>7} {'MAPE':>7} {'<=5%':>7} {'<=10%':>7} " \
-             f"{'RMSElog':>8} {'tau':>6} {'rho':>6} {'feas.acc':>8} {'in1sig':>7} {'in2sig':>7} {'rho_sig':>7}"
+             f"{'RMSElog':>8} {'tau':>6} {'rho':>6} {'feas.acc':>8} {'in1sig':>7} {'in2sig':>7} {'rho_sig':>7} " \
+             f"{'miss2sig':>8}"
     lines = [header, "-" * len(header)]
     simulator = report.get("simulator")
     if simulator:
@@ -157,7 +171,7 @@ def format_table(report: dict[str, Any]) -> str:
                     f"{_cell(m.get('spearman_rho'), False):>6} "
                     f"{_cell(accuracy, True) if target == 'latency' else '':>8} "
                     f"{_cell(u.get('coverage_1sigma'), True):>7} {_cell(u.get('coverage_2sigma'), True):>7} "
-                    f"{_cell(u.get('sigma_error_spearman'), False):>7}".rstrip()
+                    f"{_cell(u.get('sigma_error_spearman'), False):>7} {_misses(u):>8}".rstrip()
                 )
     if report.get("ood_skipped"):
         lines.append(report["ood_skipped"])
@@ -197,7 +211,8 @@ def _uncertainty_lines(report: dict[str, Any]) -> list[str]:
     return ["", f"uncertainty: {ensemble}-member ensemble; {described}, scales fitted on the {fitted}: {scale}",
             f"in1sig / in2sig: simulated values inside prediction x exp(+-sigma) / exp(+-2 sigma) (ideal "
             f"{100 * NORMAL_COVERAGE['1sigma']:.1f}% / {100 * NORMAL_COVERAGE['2sigma']:.1f}%); rho_sig: Spearman "
-            "correlation of sigma with |ln pred - ln sim|"]
+            "correlation of sigma with |ln pred - ln sim|; miss2sig: of the pairs more than 10% off, those inside "
+            "their 2-sigma band (flagged as uncertain)"]
 
 
 def parity_plot(simulated: pd.DataFrame, predicted: pd.DataFrame, path: str | os.PathLike, title: str) -> Path:

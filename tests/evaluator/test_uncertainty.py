@@ -406,6 +406,16 @@ def test_uncertainty_metrics_of_a_normal_error_with_the_true_std():
     assert halved["coverage_2sigma"] == pytest.approx(NORMAL_COVERAGE["1sigma"], abs=0.005)
     nothing = uncertainty_metrics(simulated, predicted, np.full(std.size, np.nan))
     assert nothing["n"] == 0 and math.isnan(nothing["coverage_2sigma"])
+    assert nothing["misses"] == 0 and math.isnan(nothing["misses_in_2sigma"])
+
+
+def test_the_misses_inside_their_2_sigma_band_are_counted():
+    simulated = np.ones(5)
+    predicted = np.exp([0.0, 0.05, 0.2, 0.5, -0.3])  # three misses (> 10% off)
+    std = np.array([0.01, 0.01, 0.15, 0.1, 0.2])  # 2 sigma: 0.3 reaches the first and the third miss
+    metrics = uncertainty_metrics(simulated, predicted, std)
+    assert metrics["misses"] == 3 and metrics["misses_in_2sigma"] == pytest.approx(2 / 3)
+    assert math.isnan(uncertainty_metrics(simulated, simulated, std)["misses_in_2sigma"])  # no miss
 
 
 def test_calibration_scales_recover_a_known_factor():
