@@ -2,7 +2,8 @@
 
 `validate` measures a trained `Evaluator` on (a) the held-out test split of its dataset and
 (b) the out-of-distribution set (`evaluator.ood`, simulated by the dataset's own simulator
-adapter), fits the baselines on the training split and writes the report
+adapter), fits the baselines on the training split, measures the evaluator's analytic base
+alone (`base_predictions`: what the network adds to the physics) and writes the report
 (`evaluator.report`), which names the simulator the evaluator imitates. Rows the simulator
 failed on (non-empty ``error``) are left out of every set and counted in the report.
 `validate_artifact` does the same for an artifact file and any dataset of the same
@@ -36,7 +37,9 @@ from evaluator.dataset import ForeignDatasetError, check_dataset
 from evaluator.metrics import CALIBRATION_METHODS, band_calibration, calibration_scale, log_errors, uncertainty_metrics
 from evaluator.network import TARGETS
 from evaluator.ood import ood_set
+from evaluator.features import PAIR_FEATURES
 from evaluator.predictor import Evaluator
+from evaluator.protocol import PREDICTION_COLUMNS
 
 # The tie term's factor in the ``bands`` calibration: fixed, not fitted. The tie is how far the
 # energies of the mappings near-tied in time lie from the estimate (`evaluator.analytic.TIE_BAND`),
@@ -44,6 +47,8 @@ from evaluator.predictor import Evaluator
 # validation split cannot fit it (the network learns the tie-breaks of the layers it saw; the
 # misses are on unseen ones, where a fitted factor of 0 would leave them unflagged).
 TIE_SCALE = 1.0
+# The report's row for the analytic base alone (among the baselines: a reference, not a model).
+ANALYTIC_BASE_ROW = "analytic_base"
 
 
 def tie_applies(simulator: dict[str, Any]) -> bool:
@@ -190,7 +195,9 @@ def validate(evaluator: Evaluator, data: str | os.PathLike, out: str | os.PathLi
                          out / "calibration.png", f"{evaluator.ensemble}-member evaluator: coverage of the "
                          f"predicted sigma bands (std scaled on the {evaluator.calibration.get('split', '?')} split)")
     report["goal"] = {**GOAL, "met": {name: goal_met(report[name]) for name in sets}}
-    report["baselines"] = {}
+    report["baselines"] = {ANALYTIC_BASE_ROW: {
+        set_name: evaluate_set(frame, base_predictions(evaluator, frame), description)
+        for set_name, (frame, description) in sets.items()}}
     if config.baselines:
         # Features once for every baseline: a seeded subset of the training split (as large as
         # the largest baseline's cap; each baseline takes its own seeded subset of it).
@@ -209,6 +216,32 @@ def validate(evaluator: Evaluator, data: str | os.PathLike, out: str | os.PathLi
     report["seconds"] = round(time.perf_counter() - started, 2)
     write_report(report, out)
     return report
+
+
+def base_predictions(evaluator: Evaluator, frame: pd.DataFrame) -> pd.DataFrame:
+    """What the evaluator's analytic base alone predicts (`EvaluatorNetwork.base`: the analytic
+    estimate as fitted to the imitated simulator), as `Evaluator.predict` columns: the report's
+    `ANALYTIC_BASE_ROW`, which shows what the network adds to the physics."""
+    import torch
+
+    from evaluator.features import encode_accelerators, encode_layers, pair_features
+
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in PREDICTION_COLUMNS}
+    feasible = PAIR_FEATURES.index("est_feasible")
+    with torch.no_grad():
+        for start in range(0, len(frame), 65536):
+            part = frame.iloc[start:start + 65536]
+            layer_x, acc_x = encode_layers(part), encode_accelerators(part)
+            pair_x = pair_features(layer_x, acc_x)
+            logs = evaluator.network.base(pair_x, acc_x)[:, :3].double().numpy()
+            cycles = np.exp(logs[:, 0])
+            columns["total_cycles"].append(cycles)
+            columns["latency_s"].append(cycles / (part["freq_mhz"].to_numpy(dtype=np.float64) * 1e6))
+            columns["energy_pj"].append(np.exp(logs[:, 1]))
+            columns["area_mm2"].append(np.exp(logs[:, 2]))
+            columns["p_feasible"].append(pair_x[:, feasible].double().numpy())
+    return pd.DataFrame({name: np.concatenate(parts) if parts else np.empty(0) for name, parts in columns.items()},
+                        index=frame.index)
 
 
 def calibrate(evaluator: Evaluator, data: str | os.PathLike, method: str = "bands", split: str = "val",

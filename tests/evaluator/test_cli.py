@@ -48,8 +48,15 @@ def test_the_report_has_every_target_on_both_sets_and_the_baselines(run):
             assert TARGET_KEYS <= set(report[name][target]), (name, target)
             assert report[name][target]["n"] > 0
         assert 0 <= report[name]["feasibility"]["accuracy"] <= 1
-    assert set(report["baselines"]) == {"hist_gradient_boosting", "k_neighbors"}
+    assert set(report["baselines"]) == {"analytic_base", "hist_gradient_boosting", "k_neighbors"}
     assert report["baselines"]["k_neighbors"]["ood"]["energy"]["n"] == report["ood"]["energy"]["n"]
+    # the analytic base alone: builtin rules on a builtin dataset, close but not the evaluator
+    base = report["baselines"]["analytic_base"]
+    assert base["test"]["energy"]["n"] == report["test"]["energy"]["n"]
+    assert 0.9 < base["test"]["latency"]["within_10pct"] < 1.0
+    assert base["test"]["latency"]["mape"] != pytest.approx(report["test"]["latency"]["mape"])
+    assert base["test"]["area"]["within_10pct"] == 1.0  # the analytic area is exact
+    assert "analytic_base" in (run / "report.txt").read_text()
     assert "alexnet" in report["ood"]["description"]  # the one zoo network the dataset did not use
     assert set(report["goal"]["met"]) == {"test", "ood"}
     stored = evaluator.load(run / "evaluator.pt").metrics
@@ -136,7 +143,7 @@ def test_dance_validate_reports_an_artifact_on_its_dataset(run, small_dataset, t
     latency, again = original["test"]["latency"], report["test"]["latency"]
     assert again.pop("uncertainty") == pytest.approx(latency.pop("uncertainty"))  # same split, same stored scale
     assert again == pytest.approx(latency)  # same split, same numbers
-    assert "ood" not in report and set(report["baselines"]) == {"k_neighbors"}
+    assert "ood" not in report and set(report["baselines"]) == {"analytic_base", "k_neighbors"}
 
 
 def test_dance_validate_refuses_data_from_another_space(run, other_space_dataset, tmp_path):
