@@ -385,11 +385,12 @@ class _Moments:
         return np.where(np.isfinite(self.low), self.low, 0.0), np.where(np.isfinite(self.high), self.high, 0.0)
 
 
-def statistics_of(chunks: Any) -> tuple[dict[str, torch.Tensor], int]:
+def statistics_of(chunks: Any, base_chunks: Any = None) -> tuple[dict[str, torch.Tensor], int]:
     """Normalisation statistics from encoded training chunks, and their row count.
 
     ``chunks`` is a list of chunks or a function returning an iterable of them (read twice:
-    once to fit the analytic base to the simulator, `fit_base`, once for the moments). Means
+    once to fit the analytic base to the simulator, `fit_base`, once for the moments);
+    ``base_chunks`` (a list), when given, are the rows the base is fitted on instead. Means
     and standard deviations of every feature, target and residual of a target against its
     (fitted) analytic estimate, the range (min, max) of every feature (the network clamps its
     inputs to it, see `EvaluatorNetwork`) and the base's fit (`BASE_FIT`).
@@ -397,7 +398,7 @@ def statistics_of(chunks: Any) -> tuple[dict[str, torch.Tensor], int]:
     if not callable(chunks) and iter(chunks) is chunks:  # a one-shot iterator: the moments would see nothing
         raise TypeError("statistics_of: pass a list of chunks or a function returning an iterable of them")
     read = chunks if callable(chunks) else (lambda: chunks)
-    fit = fit_base(read())
+    fit = fit_base(read() if base_chunks is None else base_chunks)
     layer, acc, pair = _Moments(D_LAYER), _Moments(D_ACC), _Moments(D_PAIR)
     target, residual = _Moments(len(TARGET_MATRIX_COLUMNS)), _Moments(len(TARGET_MATRIX_COLUMNS))
     rows = 0
@@ -497,12 +498,18 @@ class PairsDataModule(L.LightningDataModule):
         Refuse data from another simulator version (default: the installed simulator's).
     expect_space_hash : str, optional
         Refuse data from another design space.
+    base_rows : int, optional
+        Fit the analytic base (`evaluator.network.fit_base`) on the training rows among the
+        dataset's first ``base_rows`` rows (file order) instead of on every training row:
+        dance-active's space-filling round 0, when later rows were chosen for being unusual
+        (in memory only; a streamed dataset fits on every training row).
     """
 
     def __init__(self, path: str, batch_size: int = 2048, eval_batch_size: int = 16384, min_batches_per_epoch: int = 1,
                  split: Sequence[float] = (0.8, 0.1, 0.1), split_salt: int = 0, in_memory: Any = "auto",
                  max_rows_in_memory: int = 5_000_000, buffer_rows: int = 262144, num_workers: int = 0,
-                 expect_simulator_version: str | None = None, expect_space_hash: str | None = None) -> None:
+                 expect_simulator_version: str | None = None, expect_space_hash: str | None = None,
+                 base_rows: int | None = None) -> None:
         super().__init__()
         if in_memory not in ("auto", True, False):
             raise ValueError(f"in_memory = {in_memory!r}: expected 'auto', true or false")
@@ -511,6 +518,9 @@ class PairsDataModule(L.LightningDataModule):
                 raise ValueError(f"{name} = {value!r}: expected a positive integer")
         if not isinstance(min_batches_per_epoch, int) or min_batches_per_epoch < 1:
             raise ValueError(f"min_batches_per_epoch = {min_batches_per_epoch!r}: expected a positive integer")
+        if base_rows is not None and (isinstance(base_rows, bool) or not isinstance(base_rows, int) or base_rows < 1):
+            raise ValueError(f"base_rows = {base_rows!r}: expected a positive integer or null (every training row)")
+        self.base_rows = base_rows
         self.path = str(path)
         self.batch_size = batch_size
         self.min_batches_per_epoch = min_batches_per_epoch
@@ -548,15 +558,17 @@ class PairsDataModule(L.LightningDataModule):
         if not self.streaming:
             frame = read_split(self.path, None, drop_errors=False)  # dropped below, counted per split
             split = assign_split(frame, self.fractions, self.split_salt)
+            first = np.arange(len(frame)) < (self.base_rows if self.base_rows is not None else len(frame))
             keep = usable(frame)
             self.error_rows = {name: int((~keep & (split == index)).sum()) for index, name in enumerate(SPLITS)}
-            frame, split = frame[keep].drop(columns=[ERROR_COLUMN], errors="ignore"), split[keep]
+            frame, split, first = frame[keep].drop(columns=[ERROR_COLUMN], errors="ignore"), split[keep], first[keep]
             parts = {name: frame[split == index] for index, name in enumerate(SPLITS)}
             self.rows = {name: len(part) for name, part in parts.items()}
             feasible = {name: int(part["feasible"].sum()) for name, part in parts.items()}
             check_split_rows(self.path, self.rows, feasible, self.fractions, self.error_rows)
             self._tensors = {name: encode_frame(part) for name, part in parts.items()}
-            self.statistics, _ = statistics_of([self._tensors["train"]])
+            base = None if self.base_rows is None else [encode_frame(frame[(split == SPLITS.index("train")) & first])]
+            self.statistics, _ = statistics_of([self._tensors["train"]], base)
         else:
             counts = np.zeros(len(SPLITS), dtype=np.int64)
             feasible_counts = np.zeros(len(SPLITS), dtype=np.int64)

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -115,6 +116,23 @@ def test_a_stopped_run_continues_where_it_stopped_and_redoes_a_half_written_roun
     assert len(resumed) == 500
     # every draw derives from the seed and the round: the same rows as the uninterrupted run
     pd.testing.assert_frame_equal(resumed[INPUT_COLUMNS], straight[INPUT_COLUMNS])
+
+
+def test_the_active_evaluators_fit_their_base_on_round_zero(monkeypatch, tmp_path):
+    """Every active round's data module fits the analytic base on the first init_rows rows
+    (round 0's space-filling design); the uniform baseline's on all of its rows."""
+    import evaluator.data as data_module
+
+    seen = []
+    original = data_module.PairsDataModule.__init__
+
+    def recording(self, path, *args, **kwargs):
+        seen.append((Path(path).name, kwargs.get("base_rows")))
+        original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(data_module.PairsDataModule, "__init__", recording)
+    run_active(config(tmp_path / "run", "budget_rows=400"), log=quiet)
+    assert seen == [("data", 300), ("uniform-data", None), ("data", 300), ("uniform-data", None)]
 
 
 def test_bad_settings_fail_before_any_work(tmp_path):

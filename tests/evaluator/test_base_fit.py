@@ -147,3 +147,27 @@ def test_statistics_refuse_a_one_shot_iterator(encoded):
         statistics_of(iter([encoded]))
     stats, rows = statistics_of(lambda: iter([encoded]))
     assert rows == encoded["feasible"].shape[0]
+
+
+def test_the_base_can_be_fitted_on_the_first_rows_only(encoded, small_dataset):
+    """`statistics_of(..., base_chunks)` fits the base on those rows (the moments still see
+    every row), and `PairsDataModule(base_rows=N)` passes the training rows among the
+    dataset's first N: dance-active's space-filling round 0."""
+    from evaluator.data import PairsDataModule
+
+    weighted = dict(encoded)
+    _, _, parts = _base_parts(encoded["pair_x"].double(), encoded["acc_x"].double(), roofline=False)
+    weights = torch.tensor([1.0, 3.0, 1.0, 0.3, 1.0, 1.0], dtype=torch.float64)
+    targets = encoded["targets"].clone()
+    targets[:, 1] = torch.log(torch.stack(parts, dim=1).exp() @ weights).float()
+    weighted["targets"] = targets
+    stats, rows = statistics_of([encoded], base_chunks=[weighted])
+    assert stats["base_energy_scales"].tolist() == pytest.approx(weights.tolist(), rel=0.05)
+    assert rows == encoded["feasible"].shape[0]
+    assert stats["target_mean"].tolist() == statistics_of([encoded])[0]["target_mean"].tolist()
+
+    data = PairsDataModule(str(small_dataset), base_rows=500)
+    data.setup("fit")
+    assert data.base_rows == 500 and data.statistics is not None
+    with pytest.raises(ValueError, match=r"base_rows = 0: expected a positive integer or null"):
+        PairsDataModule(str(small_dataset), base_rows=0)
