@@ -567,8 +567,10 @@ class PairsDataModule(L.LightningDataModule):
             feasible = {name: int(part["feasible"].sum()) for name, part in parts.items()}
             check_split_rows(self.path, self.rows, feasible, self.fractions, self.error_rows)
             self._tensors = {name: encode_frame(part) for name, part in parts.items()}
-            base = None if self.base_rows is None else [encode_frame(frame[(split == SPLITS.index("train")) & first])]
-            self.statistics, _ = statistics_of([self._tensors["train"]], base)
+            train = self._tensors["train"]
+            in_base = torch.as_tensor(first[split == SPLITS.index("train")])  # the train rows among the first
+            base = None if self.base_rows is None else [{name: value[in_base] for name, value in train.items()}]
+            self.statistics, _ = statistics_of([train], base)
         else:
             counts = np.zeros(len(SPLITS), dtype=np.int64)
             feasible_counts = np.zeros(len(SPLITS), dtype=np.int64)

@@ -149,7 +149,7 @@ def test_statistics_refuse_a_one_shot_iterator(encoded):
     assert rows == encoded["feasible"].shape[0]
 
 
-def test_the_base_can_be_fitted_on_the_first_rows_only(encoded, small_dataset):
+def test_the_base_can_be_fitted_on_the_first_rows_only(encoded, small_dataset, monkeypatch):
     """`statistics_of(..., base_chunks)` fits the base on those rows (the moments still see
     every row), and `PairsDataModule(base_rows=N)` passes the training rows among the
     dataset's first N: dance-active's space-filling round 0."""
@@ -166,8 +166,24 @@ def test_the_base_can_be_fitted_on_the_first_rows_only(encoded, small_dataset):
     assert rows == encoded["feasible"].shape[0]
     assert stats["target_mean"].tolist() == statistics_of([encoded])[0]["target_mean"].tolist()
 
-    data = PairsDataModule(str(small_dataset), base_rows=500)
-    data.setup("fit")
-    assert data.base_rows == 500 and data.statistics is not None
+    import evaluator.data as data_module
+    from evaluator.data import SPLITS, assign_split, read_split, usable
+
+    fitted_rows = []
+    original = data_module.fit_base
+
+    def recording(chunks):
+        chunks = list(chunks)
+        fitted_rows.append(sum(int(chunk["targets"].shape[0]) for chunk in chunks))
+        return original(chunks)
+
+    monkeypatch.setattr(data_module, "fit_base", recording)
+    frame = read_split(small_dataset, None, drop_errors=False)
+    first = (assign_split(frame, (0.8, 0.1, 0.1), 0) == SPLITS.index("train")) & usable(frame)
+    for base_rows, expected in ((500, int(first[:500].sum())), (None, int(first.sum()))):
+        data = PairsDataModule(str(small_dataset), base_rows=base_rows)
+        data.setup("fit")
+        assert fitted_rows[-1] == expected, base_rows
+    assert 0 < fitted_rows[0] < fitted_rows[1]
     with pytest.raises(ValueError, match=r"base_rows = 0: expected a positive integer or null"):
         PairsDataModule(str(small_dataset), base_rows=0)
