@@ -513,9 +513,8 @@ def _energy_tie(times: torch.Tensor, traffic: torch.Tensor, fits: torch.Tensor, 
     energy. A near-tied mapping's energy is the estimate's with its own DRAM traffic (the part
     that differs most between mappings). 0 where no choice fits.
     """
-    fitting = fits.unsqueeze(0).expand_as(times)
-    least = torch.where(fitting, times, torch.full_like(times, torch.inf)).amin(dim=(0, 1))  # (n,)
-    near = fitting & (times <= least * (1.0 + TIE_BAND))
-    ratio = 1.0 + dram_share * (traffic / torch.clamp(chosen_traffic, min=1e-30) - 1.0)  # energy / estimate
-    distance = torch.log(torch.clamp(ratio, min=1e-30)).abs()
-    return torch.where(near, distance, torch.zeros_like(distance)).amax(dim=(0, 1))
+    least = torch.where(fits, times, torch.inf).amin(dim=(0, 1))  # (n,)
+    near = fits & (times <= least * (1.0 + TIE_BAND))  # (6, K, n)
+    ratio = torch.where(near, 1.0 + dram_share * (traffic / torch.clamp(chosen_traffic, min=1e-30) - 1.0), 1.0)
+    # energy / estimate of the near-tied mappings (1 elsewhere): the farthest either way
+    return torch.maximum(torch.log(ratio.amax(dim=(0, 1))), -torch.log(torch.clamp(ratio.amin(dim=(0, 1)), min=1e-30)))
