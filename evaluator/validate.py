@@ -298,7 +298,7 @@ def calibrate(evaluator: Evaluator, data: str | os.PathLike, method: str = "band
     tie_scale = TIE_SCALE if tie_applies(evaluator.simulator) else 0.0
     ties = Evaluator(evaluator.network, calibration={
         "scale": dict.fromkeys(TARGETS, 0.0), "tie_scale": {"energy": 1.0}}).predict(
-        frame, return_std=True) if method == "bands" else None
+        frame, return_std=True) if method == "bands" and tie_scale > 0 else None
     result: dict[str, Any] = {"method": method, "split": split, "scale": {}, "n": {},
                               "coverage_1sigma": {}, "coverage_2sigma": {}}
     if method == "bands":
@@ -313,8 +313,8 @@ def calibrate(evaluator: Evaluator, data: str | os.PathLike, method: str = "band
         errors = log_errors(truth[mask], guess)
         if method == "bands" and target != "area":
             departure = departures[f"{column}_std"].to_numpy(dtype=np.float64)[mask]
-            tie = (tie_scale * ties[f"{column}_std"].to_numpy(dtype=np.float64)[mask] if target == "energy"
-                   else np.zeros_like(departure))
+            tie = (tie_scale * ties[f"{column}_std"].to_numpy(dtype=np.float64)[mask]
+                   if target == "energy" and ties is not None else np.zeros_like(departure))
             scale, departure_scale = band_calibration(errors, spread, departure, tie)
             result["departure_scale"][target] = departure_scale
             std = np.sqrt((spread * scale) ** 2 + (departure * departure_scale) ** 2 + tie ** 2)
