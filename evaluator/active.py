@@ -32,6 +32,12 @@ Design decisions:
 - **Validation set**: ``val_rows`` uniform pairs of the space and layer mix (their own seed),
   simulated once (``out/_active/val.parquet``); every round's active and uniform evaluators are
   measured on it (share within 10% and Kendall tau of latency and energy, feasible rows).
+- **Unseen layers** (``unseen_pairs`` > 0): the issue a slow simulator raises is accuracy on
+  the layers a user will search, so every round's evaluators are also measured on real layers
+  the run never draws: `evaluator.ood.ood_set` on the zoo networks outside the layer pool and
+  ``pool_networks`` (``unseen_networks``, default all such: AlexNet with the default mix),
+  minus any shape those networks share with a drawable one, on random accelerators of the
+  space; simulated once (``out/_active/unseen.parquet``).
 - **Uniform baseline**: ``budget_rows`` uniform pairs drawn once (their own seed); at a round
   with ``n`` rows the baseline trains on the first ``n`` of them (simulated as needed).
 - **Resume**: ``out/_active/state.json`` is written last in a round and lists the finished
@@ -77,7 +83,7 @@ STATE_FILE = "state.json"
 INPUT_COLUMNS = list(LAYER_FIELDS) + list(ACCELERATOR_FIELDS)
 # keys of the composed config that are not part of a run's identity (paths, speed, how far to go now)
 _NOT_IDENTITY = ("out", "dataset", "max_rounds", "threads", "progress")
-_STREAMS = {"val": 1, "uniform": 2, "pool": 3}
+_STREAMS = {"val": 1, "uniform": 2, "pool": 3, "unseen": 5}  # 4: the training seeds
 
 
 class ActiveConfigError(UserError):
@@ -113,8 +119,16 @@ def _positive(config: Mapping, key: str, low: int = 1) -> int:
 
 
 def _check(config: Mapping[str, Any]) -> None:
-    for key in ("init_rows", "batch_rows", "budget_rows", "val_rows", "pool_rows", "shard_rows", "min_steps"):
-        _positive(config, key, 0 if key == "min_steps" else 1)
+    for key in ("init_rows", "batch_rows", "budget_rows", "val_rows", "pool_rows", "shard_rows", "min_steps",
+                "unseen_pairs"):
+        _positive(config, key, 0 if key in ("min_steps", "unseen_pairs") else 1)
+    networks = config["unseen_networks"]
+    if networks is not None and (isinstance(networks, str) or not all(isinstance(n, str) for n in networks)):
+        raise ActiveConfigError(f"unseen_networks = {networks!r}: expected null or a list of zoo networks")
+    sizes = config["unseen_input_sizes"]
+    if isinstance(sizes, str) or not sizes or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                                      for v in sizes):
+        raise ActiveConfigError(f"unseen_input_sizes = {sizes!r}: expected a list of positive integers")
     if config["init_rows"] > config["budget_rows"]:
         raise ActiveConfigError(f"init_rows = {config['init_rows']} exceeds budget_rows = {config['budget_rows']}")
     if config["pool_rows"] < config["batch_rows"]:
@@ -251,6 +265,16 @@ def select_batch(scores: np.ndarray, features: np.ndarray, count: int, min_dista
     return np.sort(np.array(picked, dtype=np.int64))
 
 
+def _network_layers(name: str, size: int) -> list:
+    from dataset_gen.networks import get_network
+    from dataset_gen.space import SpaceError
+
+    try:
+        return get_network(name, input_size=size)
+    except SpaceError:
+        return []  # too small an input for this network's pooling
+
+
 # --------------------------------------------------------------------------- the run
 
 class _Run:
@@ -273,6 +297,27 @@ class _Run:
         self.identity = identity_record(config)
         self.seed = int(config["seed"])
         self._uniform: pd.DataFrame | None = None
+
+    def unseen_set(self) -> pd.DataFrame | None:
+        """The unseen-layer set (`unseen_pairs`), simulated once: layers of zoo networks the
+        run's layer pool never draws (`evaluator.ood.ood_set`), on random accelerators."""
+        if int(self.config["unseen_pairs"]) <= 0:
+            return None
+        from evaluator.ood import ood_set
+
+        dataset_config = self.dataset_config()
+        layers = dataset_config["layers"]
+        used = list(layers.get("networks") or []) if layers.get("source") == "networks" else []
+        sizes = sorted({*map(int, layers.get("input_sizes") or []), *map(int, self.config["pool_input_sizes"])})
+        # every real layer the pool could draw: a shape among them is not unseen
+        drawable = [layer.to_dict() for name in used for size in sizes for layer in _network_layers(name, size)]
+        metadata = {"config": dataset_config, "layers": {"mix": float(layers.get("mix", 0.5))},
+                    "space": self.space.to_dict()}
+        networks = self.config["unseen_networks"]
+        return self.cached("unseen.parquet", lambda: ood_set(
+            metadata, pd.DataFrame(drawable, columns=list(LAYER_FIELDS)), int(self.config["unseen_pairs"]),
+            _seed(self.seed, _STREAMS["unseen"]), None if networks is None else list(networks),
+            [int(size) for size in self.config["unseen_input_sizes"]], adapter=self.adapter))
 
     # -- simulation and sampling
     def simulate(self, pairs: pd.DataFrame) -> pd.DataFrame:
@@ -453,6 +498,7 @@ class _Run:
         atomic_write_text(self.state_dir / "config.yaml", json.dumps(self.config, indent=2, default=str) + "\n")
         val = self.cached("val.parquet", lambda: self.simulate(self.draw(
             self.layers, "uniform", _seed(self.seed, _STREAMS["val"]), int(self.config["val_rows"]))))
+        unseen = self.unseen_set()
         frames = [pd.read_parquet(_round_file(self.state_dir, i)) for i in range(len(rounds))]
         data = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=INPUT_COLUMNS)
         new_rounds = 0
@@ -473,6 +519,8 @@ class _Run:
             record: dict[str, Any] = {"round": index, "rows": len(data), "new_rows": len(new), **info,
                                       "artifact": str(active_pt.relative_to(self.out)),
                                       "active": self.measure(active_pt, val)}
+            if unseen is not None:
+                record["active_unseen"] = self.measure(active_pt, unseen)
             if self.config["uniform_baseline"]:
                 uniform = self.uniform_rows(len(data))
                 uniform_dir = self.state_dir / "uniform-data"
@@ -480,6 +528,8 @@ class _Run:
                               self.space.to_dict(), self.dataset_config(), int(self.config["shard_rows"]))
                 uniform_pt = self.fit(uniform_dir, self.state_dir / "runs" / f"uniform-{index:03d}", run_seed)
                 record["uniform"] = self.measure(uniform_pt, val)
+                if unseen is not None:
+                    record["uniform_unseen"] = self.measure(uniform_pt, unseen)
             record["seconds"] = round(time.perf_counter() - round_started, 1)
             shutil.copyfile(active_pt, self.out / ".evaluator.pt.tmp")
             (self.out / ".evaluator.pt.tmp").replace(self.out / "evaluator.pt")
@@ -509,35 +559,48 @@ def _round_line(record: Mapping[str, Any]) -> str:
         return (f"{name} lat {100 * m['latency']['within_10pct']:.1f}% / en {100 * m['energy']['within_10pct']:.1f}% "
                 f"(tau {m['latency']['kendall_tau']:.3f} / {m['energy']['kendall_tau']:.3f})") if m else ""
     return (f"round {record['round']}: {record['rows']} rows (+{record['new_rows']}, {record['chosen_by']}); "
-            + "; ".join(p for p in (part("active"), part("uniform")) if p) + f"; {record['seconds']:.0f} s")
+            + "; ".join(p for p in (part("active"), part("uniform"), part("active_unseen"), part("uniform_unseen"))
+                        if p) + f"; {record['seconds']:.0f} s")
 
 
 def write_curve(out: Path, rounds: list[dict[str, Any]], config: Mapping[str, Any]) -> None:
-    """``curve.json`` (rows vs validation metrics, active and uniform) and ``learning_curve.png``."""
+    """``curve.json`` (rows vs validation metrics, active and uniform, and on the unseen layers
+    when ``unseen_pairs`` > 0) and ``learning_curve.png``."""
     curve = {"validation": {"rows": config["val_rows"], "kind": "uniform pairs of the space, simulated once"},
              "rows": [r["rows"] for r in rounds],
              "active": [r["active"] for r in rounds],
              "uniform": [r.get("uniform") for r in rounds],
              "rounds": rounds}
+    sets = [("active", "uniform", f"the {config['val_rows']}-pair validation set ({rounds[-1]['active']['n']} feasible)")]
+    if "active_unseen" in rounds[-1]:
+        curve["unseen"] = {"pairs": config["unseen_pairs"],
+                           "kind": "layers of zoo networks the layer pool never draws, on random accelerators",
+                           "active": [r.get("active_unseen") for r in rounds],
+                           "uniform": [r.get("uniform_unseen") for r in rounds]}
+        sets.append(("active_unseen", "uniform_unseen",
+                     f"unseen real-network layers ({rounds[-1]['active_unseen']['n']} feasible pairs)"))
     write_json(out / "curve.json", curve)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, grid = plt.subplots(len(sets), 2, figsize=(10, 4 * len(sets)), squeeze=False)
     rows = curve["rows"]
-    for axis, metric, label in ((axes[0], "within_10pct", "share within 10%"), (axes[1], "kendall_tau", "Kendall tau")):
-        for target, color in (("latency", "tab:blue"), ("energy", "tab:orange")):
-            axis.plot(rows, [r[target][metric] for r in curve["active"]], "o-", color=color, label=f"{target}, active")
-            if all(curve["uniform"]):
-                axis.plot(rows, [r[target][metric] for r in curve["uniform"]], "s--", color=color,
-                          label=f"{target}, uniform")
-        axis.set_xlabel("simulated rows")
-        axis.set_ylabel(label)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    fig.suptitle(f"dance-active: {rounds[-1]['active']['n']} feasible pairs of the {config['val_rows']}-pair validation set")
+    for axes, (active, uniform, title) in zip(grid, sets):
+        for axis, metric, label in ((axes[0], "within_10pct", "share within 10%"), (axes[1], "kendall_tau", "Kendall tau")):
+            for target, color in (("latency", "tab:blue"), ("energy", "tab:orange")):
+                axis.plot(rows, [r[active][target][metric] for r in rounds], "o-", color=color,
+                          label=f"{target}, active")
+                if all(uniform in r for r in rounds):
+                    axis.plot(rows, [r[uniform][target][metric] for r in rounds], "s--", color=color,
+                              label=f"{target}, uniform")
+            axis.set_xlabel("simulated rows")
+            axis.set_ylabel(label)
+            axis.set_title(title, fontsize=9)
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=8)
+    fig.suptitle("dance-active: active against uniform sampling at equal rows")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)

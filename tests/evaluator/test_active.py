@@ -53,6 +53,9 @@ def test_a_run_writes_a_dataset_an_artifact_and_a_learning_curve(finished_run):
             for target in ("latency", "energy"):
                 assert 0 <= entry[target]["within_10pct"] <= 1 and -1 <= entry[target]["kendall_tau"] <= 1
     assert (out / "learning_curve.png").stat().st_size > 1000
+    unseen = curve["unseen"]
+    assert unseen["pairs"] == 300 and len(unseen["active"]) == len(unseen["uniform"]) == 3
+    assert all(entry["n"] > 0 and 0 <= entry["energy"]["within_10pct"] <= 1 for entry in unseen["active"])
     # every later round chose pairs more uncertain than its pool's average
     assert all(r["score_chosen"] > r["score_pool"] for r in curve["rounds"][1:])
 
@@ -76,6 +79,24 @@ def test_uncertainty_choice_picks_higher_std_pairs_than_random(finished_run):
     assert scores[picked].mean() > 1.5 * np.mean(randoms)
     std = ev.predict(pool.iloc[picked], return_std=True)
     assert std["total_cycles_std"].mean() > ev.predict(pool, return_std=True)["total_cycles_std"].mean()
+
+
+def test_the_unseen_layers_are_real_layers_the_pool_never_draws(finished_run):
+    from dataset_gen.networks import get_network
+    from dataset_gen.space import LAYER_FIELDS
+
+    out, _ = finished_run
+    unseen = pd.read_parquet(out / "_active" / "unseen.parquet")
+    assert len(unseen) >= 300 and set(unseen["network"]) == {"alexnet"}  # the zoo network `layers` leaves out
+    drawable = {tuple(layer.to_dict()[f] for f in LAYER_FIELDS)
+                for name in ("resnet18", "resnet50", "mobilenet_v2", "vgg16") for size in (32, 224)
+                for layer in get_network(name, input_size=size)}
+    shapes = set(map(tuple, unseen[list(LAYER_FIELDS)].to_numpy().tolist()))
+    assert shapes and not shapes & drawable
+    # AlexNet's last two FC layers have VGG-16's shapes: left out
+    assert set(unseen["layer_name"]) == {f"alexnet@224:{name}" for name in
+                                         ("features.0", "features.3", "features.6", "features.8", "features.10",
+                                          "classifier.1")}
 
 
 def test_selection_keeps_chosen_pairs_apart():
