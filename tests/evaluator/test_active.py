@@ -99,6 +99,24 @@ def test_the_unseen_layers_are_real_layers_the_pool_never_draws(finished_run):
                                           "classifier.1")}
 
 
+def test_min_steps_defaults_to_more_steps_for_an_external_simulators_few_rows(tmp_path):
+    from evaluator.active import MIN_STEPS_BUILTIN, MIN_STEPS_EXTERNAL, _Run
+
+    example = [sys.executable, str(Path(__file__).resolve().parents[2] / "examples" / "adapters"
+                                   / "builtin_over_protocol.py")]
+    command = ",".join(f"'{part}'" for part in example)
+    builtin = _Run(config(tmp_path / "a", "min_steps=null"), quiet)
+    external = _Run(config(tmp_path / "b", "min_steps=null", "simulator=command", f"simulator.command=[{command}]"),
+                    quiet)
+    try:
+        assert (builtin.min_steps, external.min_steps) == (MIN_STEPS_BUILTIN, MIN_STEPS_EXTERNAL) == (300, 3000)
+        assert _Run(config(tmp_path / "c", "min_steps=50"), quiet).min_steps == 50  # an explicit value wins
+    finally:
+        external.adapter.close()
+    with pytest.raises(ActiveConfigError, match="min_steps"):
+        run_active(config(tmp_path / "d", "min_steps=-1"), log=quiet)
+
+
 def test_selection_keeps_chosen_pairs_apart():
     rng = np.random.default_rng(0)
     features = np.concatenate([rng.normal(0, 0.01, (50, 2)), rng.uniform(10, 100, (50, 2))])
