@@ -1,6 +1,6 @@
 """The builtin simulator's memory model against ZigZag, on real-network layers.
 
-    .venv/bin/python benchmarks/memory_vs_zigzag.py [--fixture PATH] [--json PATH] [--worst 6]
+    .venv/bin/python benchmarks/memory_vs_zigzag.py [--fixture PATH] [--json PATH] [--worst 6] [--against PATH]
 
 Reads ``tests/fixtures/zigzag_reference.csv`` (ZigZag 3.9.1's figures, LOMA unsampled,
 objective energy, our per-access energies; made by ``tools/zigzag_reference.py``), simulates
@@ -24,6 +24,10 @@ objective="energy")``) and prints, ratio = ours / ZigZag:
   energies across the five precisions;
 - the pairs feasible in one tool only; the grid pairs where our DRAM traffic exceeds
   ZigZag's most, with both tools' mappings.
+
+``--against`` compares the fixture with a second ZigZag fixture of the same grid (ZigZag at
+another LOMA effort): per-layer tau of their energies, and DRAM words over each other's
+(`reference_agreement`): the ceiling of any other mapper's ranking agreement.
 
 Pairs infeasible in either tool (or a ZigZag error row) are left out of every ratio and
 counted. ``--json`` writes every number. The functions (`compare`, `kendall_tau_b`, ...) are
@@ -378,14 +382,61 @@ def report(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def reference_agreement(first: pd.DataFrame, second: pd.DataFrame) -> dict[str, Any]:
+    """ZigZag against itself: two fixtures of the same grid (e.g. two LOMA efforts).
+
+    On the grid cases feasible in both: per layer, Kendall's tau-b of the two fixtures'
+    energies (and latencies) across the accelerators, and how often one fixture's DRAM words
+    exceed the other's by more than 5%. It is the ceiling a simulator with a mapper of its
+    own can expect against one of them: a ranking agreement no better than the reference's
+    with itself at another search effort is mapper noise, not a modelling error.
+    """
+    a, b = (frame[frame["set"] == "grid"].set_index("case") for frame in (first, second))
+    cases = a.index.intersection(b.index)
+    a, b = a.loc[cases], b.loc[cases]
+    both = (a["feasible"].astype(bool) & b["feasible"].astype(bool) & (a["error"].fillna("") == "")
+            & (b["error"].fillna("") == "")).to_numpy(bool)
+    a, b = a[both], b[both]
+    layer_key = (a["network"] + "/" + a["layer_name"]).to_numpy()
+    tau: dict[str, Any] = {}
+    for column, name in (("energy_pj", "energy"), ("total_cycles", "latency")):
+        per_layer = {layer: kendall_tau_b(a.loc[layer_key == layer, column], b.loc[layer_key == layer, column])
+                     for layer in pd.unique(layer_key) if (layer_key == layer).sum() >= 3}
+        values = np.array([v for v in per_layer.values() if np.isfinite(v)])
+        tau[name] = {"per_layer": per_layer, "median": float(np.median(values)) if len(values) else float("nan")}
+    words_a, words_b = _sum(a, DRAM_OPERANDS["total"]), _sum(b, DRAM_OPERANDS["total"])
+    ratio = _ratio(words_a, words_b)
+    return {"pairs": int(both.sum()), "tau": tau,
+            "first_dram_over_105": int((ratio > 1.05).sum()), "second_dram_over_105": int((ratio < 1 / 1.05).sum())}
+
+
+def agreement_report(agreement: dict[str, Any], first: str, second: str) -> str:
+    lines = [f"== ZigZag against itself: {first} vs {second} ({agreement['pairs']} grid pairs feasible in both) ==",
+             f"{'layer':<36} {'energy':>7} {'latency':>8}"]
+    for layer, value in agreement["tau"]["energy"]["per_layer"].items():
+        lines.append(f"{layer:<36} {value:7.3f} {agreement['tau']['latency']['per_layer'][layer]:8.3f}")
+    lines.append(f"{'median':<36} {agreement['tau']['energy']['median']:7.3f} "
+                 f"{agreement['tau']['latency']['median']:8.3f}")
+    lines.append(f"DRAM words over the other's by more than 5%: {first} on {agreement['first_dram_over_105']} "
+                 f"pairs, {second} on {agreement['second_dram_over_105']}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fixture", type=Path, default=FIXTURE, help="the ZigZag fixture (tools/zigzag_reference.py)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write every summary number here")
     parser.add_argument("--worst", type=int, default=6, help="how many worst DRAM-ratio pairs to describe")
+    parser.add_argument("--against", type=Path, default=None, metavar="FIXTURE",
+                        help="also compare the fixture with another ZigZag fixture of the same grid "
+                             "(e.g. tests/fixtures/zigzag_reference_lpf8.csv: ZigZag at another search effort)")
     args = parser.parse_args(argv)
     summary = compare(load_fixture(args.fixture), worst=args.worst)
     print(report(summary))
+    if args.against is not None:
+        summary["against"] = reference_agreement(load_fixture(args.fixture), load_fixture(args.against))
+        print()
+        print(agreement_report(summary["against"], args.fixture.name, args.against.name))
     if args.json is not None:
         write_json(args.json, summary)
         print(f"\nwrote {args.json}")

@@ -160,3 +160,19 @@ def test_regression_guards(summary):
         assert abs(medians["ours"] - medians["zigzag"]) <= MAX_PRECISION_SAVING_GAP, label
     assert summary["precision"]["median"]["4/4"]["ours"] < 0.5  # lower precision saves energy in both
     assert summary["precision"]["energy_tau_median"] >= MIN_PRECISION_TAU
+
+
+def test_zigzag_agrees_with_itself_at_two_search_efforts_only_so_far(bench, fixture):
+    """The ranking ceiling: ZigZag at LOMA lpf_limit 6 against ZigZag at 8 (1,000 sampled
+    orderings) on the same grid. Its per-layer energy tau (0.697) is the agreement a mapper that
+    searches differently can expect, which is why ours (0.42 / 0.65 against the two) is judged
+    against it (docs/simulator.md)."""
+    same = bench.reference_agreement(fixture, fixture)
+    assert same["tau"]["energy"]["median"] == 1.0 and same["first_dram_over_105"] == same["second_dram_over_105"] == 0
+    stronger = bench.load_fixture(ROOT / "tests" / "fixtures" / "zigzag_reference_lpf8.csv")
+    agreement = bench.reference_agreement(fixture, stronger)
+    assert agreement["pairs"] == 144
+    assert agreement["tau"]["energy"]["median"] == pytest.approx(0.697, abs=0.001)
+    assert agreement["tau"]["latency"]["median"] == pytest.approx(1.0)
+    # the default effort leaves DRAM traffic on 53 of the 144 pairs that the stronger search saves
+    assert (agreement["first_dram_over_105"], agreement["second_dram_over_105"]) == (53, 3)
