@@ -566,13 +566,14 @@ class _Run:
 
 
 def _round_line(record: Mapping[str, Any]) -> str:
-    def part(name: str) -> str:
+    def part(name: str, label: str) -> str:
         m = record.get(name)
-        return (f"{name} lat {100 * m['latency']['within_10pct']:.1f}% / en {100 * m['energy']['within_10pct']:.1f}% "
+        return (f"{label} lat {100 * m['latency']['within_10pct']:.1f}% / en {100 * m['energy']['within_10pct']:.1f}% "
                 f"(tau {m['latency']['kendall_tau']:.3f} / {m['energy']['kendall_tau']:.3f})") if m else ""
+    parts = (part("active", "active"), part("uniform", "uniform"),
+             part("active_unseen", "unseen layers: active"), part("uniform_unseen", "uniform"))
     return (f"round {record['round']}: {record['rows']} rows (+{record['new_rows']}, {record['chosen_by']}); "
-            + "; ".join(p for p in (part("active"), part("uniform"), part("active_unseen"), part("uniform_unseen"))
-                        if p) + f"; {record['seconds']:.0f} s")
+            + "; ".join(p for p in parts if p) + f"; {record['seconds']:.0f} s")
 
 
 def write_curve(out: Path, rounds: list[dict[str, Any]], config: Mapping[str, Any]) -> None:
