@@ -34,10 +34,10 @@ Design decisions:
   measured on it (share within 10% and Kendall tau of latency and energy, feasible rows).
 - **Unseen layers** (``unseen_pairs`` > 0): the issue a slow simulator raises is accuracy on
   the layers a user will search, so every round's evaluators are also measured on real layers
-  the run never draws: `evaluator.ood.ood_set` on the zoo networks outside the layer pool and
-  ``pool_networks`` (``unseen_networks``, default all such: AlexNet with the default mix),
-  minus any shape those networks share with a drawable one, on random accelerators of the
-  space; simulated once (``out/_active/unseen.parquet``).
+  the run never draws: `evaluator.ood.ood_set` on the layers of the zoo networks
+  (``unseen_networks``, default all) whose shapes are in neither the layer mix's pool nor
+  ``pool_networks``' (AlexNet's convolutions and first FC layer with the default mix), on
+  random accelerators of the space; simulated once (``out/_active/unseen.parquet``).
 - **Uniform baseline**: ``budget_rows`` uniform pairs drawn once (their own seed); at a round
   with ``n`` rows the baseline trains on the first ``n`` of them (simulated as needed).
 - **Resume**: ``out/_active/state.json`` is written last in a round and lists the finished
@@ -132,8 +132,11 @@ def _check(config: Mapping[str, Any]) -> None:
     if config["min_steps"] is not None:
         _positive(config, "min_steps", 0)
     networks = config["unseen_networks"]
-    if networks is not None and (isinstance(networks, str) or not all(isinstance(n, str) for n in networks)):
-        raise ActiveConfigError(f"unseen_networks = {networks!r}: expected null or a list of zoo networks")
+    from dataset_gen.networks import NETWORKS
+
+    if networks is not None and (isinstance(networks, str) or not all(n in NETWORKS for n in networks)):
+        raise ActiveConfigError(f"unseen_networks = {networks!r}: expected null or a list of zoo networks "
+                                f"({', '.join(NETWORKS)})")
     sizes = config["unseen_input_sizes"]
     if isinstance(sizes, str) or not sizes or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
                                                       for v in sizes):
@@ -274,16 +277,6 @@ def select_batch(scores: np.ndarray, features: np.ndarray, count: int, min_dista
     return np.sort(np.array(picked, dtype=np.int64))
 
 
-def _network_layers(name: str, size: int) -> list:
-    from dataset_gen.networks import get_network
-    from dataset_gen.space import SpaceError
-
-    try:
-        return get_network(name, input_size=size)
-    except SpaceError:
-        return []  # too small an input for this network's pooling
-
-
 # --------------------------------------------------------------------------- the run
 
 class _Run:
@@ -311,25 +304,30 @@ class _Run:
             MIN_STEPS_BUILTIN if self.adapter.name == "builtin" else MIN_STEPS_EXTERNAL)
 
     def unseen_set(self) -> pd.DataFrame | None:
-        """The unseen-layer set (`unseen_pairs`), simulated once: layers of zoo networks the
-        run's layer pool never draws (`evaluator.ood.ood_set`), on random accelerators."""
+        """The unseen-layer set (`unseen_pairs`), simulated once: layers of zoo networks whose
+        shapes the run can never draw (`evaluator.ood.ood_set`), on random accelerators; None
+        when off or when every such layer is drawable."""
         if int(self.config["unseen_pairs"]) <= 0:
             return None
+        from dataset_gen.networks import NETWORKS
         from evaluator.ood import ood_set
 
-        dataset_config = self.dataset_config()
-        layers = dataset_config["layers"]
-        used = list(layers.get("networks") or []) if layers.get("source") == "networks" else []
-        sizes = sorted({*map(int, layers.get("input_sizes") or []), *map(int, self.config["pool_input_sizes"])})
-        # every real layer the pool could draw: a shape among them is not unseen
-        drawable = [layer.to_dict() for name in used for size in sizes for layer in _network_layers(name, size)]
-        metadata = {"config": dataset_config, "layers": {"mix": float(layers.get("mix", 0.5))},
-                    "space": self.space.to_dict()}
+        # every real layer the run may draw (the layer mix's pool, pool_networks' pool)
+        pools = [mix.pool for mix, share in ((self.layers, 1.0 - self.layers.mix),
+                                              (self.pool_layers, 1.0 - self.pool_layers.mix))
+                 if mix.pool is not None and share > 0]
+        drawable = pd.DataFrame(np.concatenate([pool.fields for pool in pools]) if pools
+                                else np.zeros((0, len(LAYER_FIELDS)), dtype=np.int64), columns=list(LAYER_FIELDS))
         networks = self.config["unseen_networks"]
-        return self.cached("unseen.parquet", lambda: ood_set(
-            metadata, pd.DataFrame(drawable, columns=list(LAYER_FIELDS)), int(self.config["unseen_pairs"]),
-            _seed(self.seed, _STREAMS["unseen"]), None if networks is None else list(networks),
+        frame = self.cached("unseen.parquet", lambda: ood_set(
+            {"space": self.space.to_dict()}, drawable, int(self.config["unseen_pairs"]),
+            _seed(self.seed, _STREAMS["unseen"]), list(NETWORKS) if networks is None else list(networks),
             [int(size) for size in self.config["unseen_input_sizes"]], adapter=self.adapter))
+        if frame.empty:
+            self.log(f"dance-active: no unseen layers to measure: every layer of "
+                     f"{'the zoo' if networks is None else networks} can be drawn by this run")
+            return None
+        return frame
 
     # -- simulation and sampling
     def simulate(self, pairs: pd.DataFrame) -> pd.DataFrame:

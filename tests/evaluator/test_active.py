@@ -81,22 +81,43 @@ def test_uncertainty_choice_picks_higher_std_pairs_than_random(finished_run):
     assert std["total_cycles_std"].mean() > ev.predict(pool, return_std=True)["total_cycles_std"].mean()
 
 
-def test_the_unseen_layers_are_real_layers_the_pool_never_draws(finished_run):
+def test_the_unseen_layers_are_real_layers_the_pool_never_draws(finished_run, tmp_path):
     from dataset_gen.networks import get_network
     from dataset_gen.space import LAYER_FIELDS
+    from evaluator.active import _Run
 
     out, _ = finished_run
     unseen = pd.read_parquet(out / "_active" / "unseen.parquet")
-    assert len(unseen) >= 300 and set(unseen["network"]) == {"alexnet"}  # the zoo network `layers` leaves out
+    # the tiny run draws the zoo's layers at 32 px only: every network's 224 px layers are unseen
+    assert len(unseen) >= 300 and "alexnet" in set(unseen["network"])
     drawable = {tuple(layer.to_dict()[f] for f in LAYER_FIELDS)
-                for name in ("resnet18", "resnet50", "mobilenet_v2", "vgg16") for size in (32, 224)
-                for layer in get_network(name, input_size=size)}
+                for name in ("resnet18", "resnet50", "mobilenet_v2", "vgg16") for layer in get_network(name, 32)}
     shapes = set(map(tuple, unseen[list(LAYER_FIELDS)].to_numpy().tolist()))
     assert shapes and not shapes & drawable
-    # AlexNet's last two FC layers have VGG-16's shapes: left out
+    # the default mix (224 and 32 px): only AlexNet's layers, less its last two FC layers (VGG-16's shapes)
+    run = _Run(config(tmp_path / "default", "layers.input_sizes=[224,32]", "unseen_pairs=60"), quiet)
+    run.state_dir.mkdir(parents=True)
+    unseen = run.unseen_set()
     assert set(unseen["layer_name"]) == {f"alexnet@224:{name}" for name in
                                          ("features.0", "features.3", "features.6", "features.8", "features.10",
                                           "classifier.1")}
+
+
+def test_unseen_networks_are_checked_and_an_all_drawable_choice_measures_nothing(tmp_path):
+    from evaluator.active import _Run
+
+    with pytest.raises(ActiveConfigError, match=r"unseen_networks = \['lenet'\]: expected null or a list of zoo"):
+        run_active(config(tmp_path / "a", "unseen_networks=[lenet]"), log=quiet)
+    lines = []
+    # ResNet-18 at 32 px is in the layer mix's pool (layers.input_sizes=[32]): nothing unseen
+    run = _Run(config(tmp_path / "b", "unseen_networks=[resnet18]", "unseen_input_sizes=[32]"), lines.append)
+    run.state_dir.mkdir(parents=True)
+    assert run.unseen_set() is None and "no unseen layers" in lines[0]
+    # at 224 px its layers are unseen (other spatial sizes): measured
+    run = _Run(config(tmp_path / "c", "unseen_networks=[resnet18]", "unseen_pairs=40"), quiet)
+    run.state_dir.mkdir(parents=True)
+    unseen = run.unseen_set()
+    assert len(unseen) >= 40 and set(unseen["network"]) == {"resnet18"}
 
 
 def test_min_steps_defaults_to_more_steps_for_an_external_simulators_few_rows(tmp_path):
