@@ -313,9 +313,8 @@ class _Run:
         from evaluator.ood import ood_set
 
         # every real layer the run may draw (the layer mix's pool, pool_networks' pool)
-        pools = [mix.pool for mix, share in ((self.layers, 1.0 - self.layers.mix),
-                                              (self.pool_layers, 1.0 - self.pool_layers.mix))
-                 if mix.pool is not None and share > 0]
+        mixes = (self.layers,) if self.pool_layers is self.layers else (self.layers, self.pool_layers)
+        pools = [mix.pool for mix in mixes if mix.pool is not None and mix.mix < 1.0]
         drawable = pd.DataFrame(np.concatenate([pool.fields for pool in pools]) if pools
                                 else np.zeros((0, len(LAYER_FIELDS)), dtype=np.int64), columns=list(LAYER_FIELDS))
         networks = self.config["unseen_networks"]
