@@ -1,6 +1,6 @@
 """How well the evaluator's analytic base fits a dataset's simulator, before and after `fit_base`.
 
-    .venv/bin/python benchmarks/base_fit.py --data D [--data D2 ...]
+    .venv/bin/python benchmarks/base_fit.py --data D [--data D2 ...] [--fit-on D0] [--parts]
 
 For each dance-gen dataset ``D`` (any simulator: builtin, zigzag, scalesim, command), prints
 what `evaluator.network.fit_base` chooses on all its feasible rows (latency: the builtin
@@ -9,6 +9,13 @@ share of feasible rows whose base estimate lies within 10% of the simulator's fi
 builtin estimate as it is, the roofline with the parts unweighed, and the fitted base; last,
 the simulator's register-file, buffer and DRAM energy over the builtin estimate's (p10,
 median, p90). No network is trained; the figures are what the network starts from.
+
+``--data`` also takes a Parquet file of simulated pairs (e.g. dance-active's
+``_active/unseen.parquet``: real layers no training row has). ``--fit-on D0`` fits the base
+on D0's feasible rows and scores every ``--data`` with that fit (how a trained evaluator's
+base meets unseen layers). ``--parts`` adds, per energy part, the fitted base's energy within
+10% with that part replaced by the simulator's own figure, and with only that part estimated
+(every other part the simulator's): which part's per-pair estimate limits the base.
 """
 
 from __future__ import annotations
@@ -22,11 +29,12 @@ from pathlib import Path
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from dataset_gen.reader import read_dataset, read_metadata, simulator_identity  # noqa: E402
 from evaluator.data import encode_frame, usable  # noqa: E402
-from evaluator.network import ENERGY_PARTS, TARGET_MATRIX_COLUMNS, analytic_base, fit_base  # noqa: E402
+from evaluator.network import ENERGY_PARTS, TARGET_MATRIX_COLUMNS, _base_parts, analytic_base, fit_base  # noqa: E402
 
 
 def within_10pct(base: torch.Tensor, targets: torch.Tensor, column: int) -> float:
@@ -35,18 +43,52 @@ def within_10pct(base: torch.Tensor, targets: torch.Tensor, column: int) -> floa
     return float(np.mean(np.abs(np.expm1(error)) <= 0.10))
 
 
+def _feasible_rows(path: Path) -> pd.DataFrame:
+    """A dataset's (or a Parquet file of simulated pairs') feasible rows without an error."""
+    frame = pd.read_parquet(path) if path.is_file() else read_dataset(path)
+    keep = usable(frame) & frame["feasible"].to_numpy(dtype=bool)
+    if "error" in frame:
+        keep &= (frame["error"].fillna("") == "").to_numpy(dtype=bool)
+    return frame[keep].reset_index(drop=True)
+
+
+def part_substitution(chunk: dict, frame: pd.DataFrame, scales: torch.Tensor, roofline: torch.Tensor) -> dict:
+    """Energy within 10% of the fitted base with each part replaced by the simulator's figure
+    (``true``), and with only that part estimated, the others the simulator's (``only``)."""
+    with torch.no_grad():
+        _, _, parts = _base_parts(chunk["pair_x"].double(), chunk["acc_x"].double(), bool(float(roofline)))
+    estimated = np.stack([np.exp(part.numpy()) for part in parts], axis=1) * scales.double().numpy()
+    simulated = frame[[f"energy_{part}_pj" for part in ENERGY_PARTS]].to_numpy(dtype=float)
+    energy = frame["energy_pj"].to_numpy(dtype=float)
+
+    def share(total: np.ndarray) -> float:
+        return float(np.mean(np.abs(total / energy - 1.0) <= 0.10))
+
+    return {part: {"true": share(estimated.sum(axis=1) - estimated[:, i] + simulated[:, i]),
+                   "only": share(energy - simulated[:, i] + estimated[:, i])}
+            for i, part in enumerate(ENERGY_PARTS)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, type=Path, action="append", help="a dance-gen dataset (repeatable)")
+    parser.add_argument("--data", required=True, type=Path, action="append",
+                        help="a dance-gen dataset or a Parquet file of simulated pairs (repeatable)")
+    parser.add_argument("--fit-on", type=Path, default=None, metavar="D0",
+                        help="fit the base on this dataset's rows and score every --data with it")
+    parser.add_argument("--parts", action="store_true", help="the per-part substitution table")
     args = parser.parse_args(argv)
+    fixed = fit_base([encode_frame(_feasible_rows(args.fit_on))]) if args.fit_on is not None else None
     for path in args.data:
-        frame = read_dataset(path)
-        frame = frame[usable(frame) & frame["feasible"].to_numpy(dtype=bool)].reset_index(drop=True)
+        frame = _feasible_rows(path)
         chunk = encode_frame(frame)
-        fit = fit_base([chunk])
-        identity = simulator_identity(read_metadata(path))
-        settings = ", ".join(f"{key} {value}" for key, value in sorted((identity.get("settings") or {}).items()))
-        print(f"{path}: {len(frame)} feasible rows of {identity.get('name')} {identity.get('version')} ({settings})")
+        fit = fixed if fixed is not None else fit_base([chunk])
+        if path.is_file():
+            print(f"{path}: {len(frame)} feasible rows" + (f", base fitted on {args.fit_on}" if fixed else ""))
+        else:
+            identity = simulator_identity(read_metadata(path))
+            settings = ", ".join(f"{key} {value}" for key, value in sorted((identity.get("settings") or {}).items()))
+            print(f"{path}: {len(frame)} feasible rows of {identity.get('name')} {identity.get('version')} ({settings})"
+                  + (f", base fitted on {args.fit_on}" if fixed else ""))
         weights = ", ".join(f"{part} {w:.3g}" for part, w in zip(ENERGY_PARTS, fit["base_energy_scales"].tolist()))
         print(f"  fit: latency {'roofline' if float(fit['base_roofline']) else 'builtin'}; energy weights {weights}")
         print(f"  {'base':<34} {'cycles <=10%':>12} {'energy <=10%':>12}")
@@ -65,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
             ratio = ratio[np.isfinite(ratio)]
             low, mid, high = np.percentile(ratio, [10, 50, 90]) if ratio.size else (np.nan,) * 3
             print(f"  {part} energy over the builtin estimate's: p10 {low:.2f}, median {mid:.2f}, p90 {high:.2f}")
+        if args.parts:
+            table = part_substitution(chunk, frame, fit["base_energy_scales"], fit["base_roofline"])
+            print(f"  fitted base's energy <=10% with one part the simulator's / only that part estimated:")
+            for part, entry in table.items():
+                print(f"    {part:<6} {100 * entry['true']:5.1f}% / {100 * entry['only']:5.1f}%")
     return 0
 
 
