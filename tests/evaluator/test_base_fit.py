@@ -123,7 +123,7 @@ def test_the_evaluator_and_its_report_say_which_base_it_fitted(encoded):
                                      "parts as they are (fitted to the training split)")
 
 
-def test_the_base_fit_benchmark_reports_the_builtin_fit_on_builtin_rows(small_dataset, capsys):
+def _base_fit_benchmark():
     import importlib.util
     from pathlib import Path
 
@@ -131,13 +131,47 @@ def test_the_base_fit_benchmark_reports_the_builtin_fit_on_builtin_rows(small_da
     spec = importlib.util.spec_from_file_location("base_fit_benchmark", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert module.main(["--data", str(small_dataset)]) == 0
+    return module
+
+
+def test_the_base_fit_benchmark_reports_the_builtin_fit_on_builtin_rows(small_dataset, capsys):
+    assert _base_fit_benchmark().main(["--data", str(small_dataset)]) == 0
     out = capsys.readouterr().out
     assert "fit: latency builtin; energy weights mac 1, rf 1, array 1, sram 1, dram 1, leak 1" in out
     builtin = next(line for line in out.splitlines() if line.strip().startswith("builtin estimate"))
     fitted = next(line for line in out.splitlines() if line.strip().startswith("fitted"))
     assert builtin.split()[-2:] == fitted.split()[-2:]  # the same base, the same shares
     assert float(builtin.split()[-2].rstrip("%")) > 90.0
+
+
+def test_the_part_substitution_table_finds_the_part_that_is_off(small_dataset):
+    from evaluator.network import ENERGY_PARTS, _base_parts
+
+    bench = _base_fit_benchmark()
+    frame = bench._feasible_rows(small_dataset)
+    chunk = encode_frame(frame)
+    scales, roofline = torch.ones(len(ENERGY_PARTS)), torch.tensor(0.0)
+    # a simulator whose parts are the estimate's exactly, except SRAM at 3x
+    _, _, parts = _base_parts(chunk["pair_x"].double(), chunk["acc_x"].double(), False)
+    for part, values in zip(ENERGY_PARTS, parts):
+        frame[f"energy_{part}_pj"] = np.exp(values.numpy()) * (3.0 if part == "sram" else 1.0)
+    frame["energy_pj"] = frame[[f"energy_{part}_pj" for part in ENERGY_PARTS]].sum(axis=1)
+    table = bench.part_substitution(chunk, frame, scales, roofline)
+    assert table["sram"]["true"] == 1.0  # the one part that is off, replaced: every pair right
+    assert all(table[part]["only"] == 1.0 for part in ENERGY_PARTS if part != "sram")
+    off = table["sram"]["only"]  # the pairs whose SRAM share is under 5% of the energy
+    assert 0.0 < off < 1.0 and all(table[part]["true"] == off for part in ENERGY_PARTS if part != "sram")
+
+
+def test_the_base_fit_benchmark_scores_a_parquet_file_with_a_fit_made_elsewhere(small_dataset, tmp_path, capsys):
+    bench = _base_fit_benchmark()
+    pairs = tmp_path / "pairs.parquet"
+    read_dataset(small_dataset).iloc[:500].to_parquet(pairs)
+    assert bench.main(["--data", str(pairs), "--fit-on", str(small_dataset), "--parts"]) == 0
+    out = capsys.readouterr().out
+    assert f"{pairs}: " in out and f"base fitted on {small_dataset}" in out
+    assert "fit: latency builtin; energy weights mac 1, rf 1" in out
+    assert "with one part the simulator's / only that part estimated" in out
 
 
 def test_statistics_refuse_a_one_shot_iterator(encoded):
