@@ -82,13 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         frame = _feasible_rows(path)
         chunk = encode_frame(frame)
         fit = fixed if fixed is not None else fit_base([chunk])
-        if path.is_file():
-            print(f"{path}: {len(frame)} feasible rows" + (f", base fitted on {args.fit_on}" if fixed else ""))
-        else:
+        source = ""
+        if not path.is_file():  # a dataset records its simulator
             identity = simulator_identity(read_metadata(path))
             settings = ", ".join(f"{key} {value}" for key, value in sorted((identity.get("settings") or {}).items()))
-            print(f"{path}: {len(frame)} feasible rows of {identity.get('name')} {identity.get('version')} ({settings})"
-                  + (f", base fitted on {args.fit_on}" if fixed else ""))
+            source = f" of {identity.get('name')} {identity.get('version')} ({settings})"
+        print(f"{path}: {len(frame)} feasible rows{source}" + (f", base fitted on {args.fit_on}" if fixed else ""))
         weights = ", ".join(f"{part} {w:.3g}" for part, w in zip(ENERGY_PARTS, fit["base_energy_scales"].tolist()))
         print(f"  fit: latency {'roofline' if float(fit['base_roofline']) else 'builtin'}; energy weights {weights}")
         print(f"  {'base':<34} {'cycles <=10%':>12} {'energy <=10%':>12}")
@@ -109,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {part} energy over the builtin estimate's: p10 {low:.2f}, median {mid:.2f}, p90 {high:.2f}")
         if args.parts:
             table = part_substitution(chunk, frame, fit["base_energy_scales"], fit["base_roofline"])
-            print(f"  fitted base's energy <=10% with one part the simulator's / only that part estimated:")
+            print("  fitted base's energy <=10% with one part the simulator's / only that part estimated:")
             for part, entry in table.items():
                 print(f"    {part:<6} {100 * entry['true']:5.1f}% / {100 * entry['only']:5.1f}%")
     return 0

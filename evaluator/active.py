@@ -68,6 +68,7 @@ import dataset_gen
 from dataset_gen.adapters import ERROR_COLUMN, make_adapter, result_columns
 from dataset_gen.common.errors import UserError
 from dataset_gen.common.files import atomic_write_bytes, atomic_write_text, write_json
+from dataset_gen.networks import NETWORKS
 from dataset_gen.ranges import Space, parse_space
 from dataset_gen.sampling import SAMPLERS, LayerMix, parse_layers, sample_pairs
 from dataset_gen.space import ACCELERATOR_FIELDS, LAYER_FIELDS
@@ -132,8 +133,6 @@ def _check(config: Mapping[str, Any]) -> None:
     if config["min_steps"] is not None:
         _positive(config, "min_steps", 0)
     networks = config["unseen_networks"]
-    from dataset_gen.networks import NETWORKS
-
     if networks is not None and (isinstance(networks, str) or not all(n in NETWORKS for n in networks)):
         raise ActiveConfigError(f"unseen_networks = {networks!r}: expected null or a list of zoo networks "
                                 f"({', '.join(NETWORKS)})")
@@ -309,7 +308,6 @@ class _Run:
         when off or when every such layer is drawable."""
         if int(self.config["unseen_pairs"]) <= 0:
             return None
-        from dataset_gen.networks import NETWORKS
         from evaluator.ood import ood_set
 
         # every real layer the run may draw (the layer mix's pool, pool_networks' pool)
