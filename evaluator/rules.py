@@ -7,7 +7,7 @@ and tables come from the simulator itself; what is re-written here is only what 
 torch: the tile ladders (channel ladders, output tiles with width tiles), tile words (input
 spans), buffer and register-file capacities (single-tile operands get the whole buffer),
 the per-tile fold models (register-file blocking, rs filters per PE, ofmap read-backs within
-a tile, array hops), the DRAM reuse rule with halo reuse and buffer residency, the buffer
+a tile, array hops), the DRAM reuse rule with halo reuse (line buffers) and buffer residency, the buffer
 access counts, area and the six energy components.
 
 ``tests/evaluator/test_rules_golden.py`` checks every rule against the live simulator on a
@@ -288,6 +288,22 @@ def ifmap_halo_words(layer: dict, tq: torch.Tensor, tc: torch.Tensor) -> torch.T
     return halo_rows(layer) * ifmap_cols(tq, layer) * tc
 
 
+def ifmap_fill_words(layer: dict, tq: torch.Tensor, tc: torch.Tensor) -> torch.Tensor:
+    """Ifmap words a line buffer loads at a width-tiled sweep's start beyond its first tile
+    (`mapper.ifmap_fill_words`): the halo rows across the rest of the width."""
+    return halo_rows(layer) * (ifmap_cols(layer["out_w"], layer) - ifmap_cols(tq, layer)) * tc
+
+
+def line_buffer(layer: dict, acc: dict, tq: torch.Tensor, tc: torch.Tensor) -> torch.Tensor:
+    """1.0 where width tiles of ``tq`` columns keep a line buffer (`mapper.line_buffer_fits`):
+    the input rows of one output row across the whole width, plus one tile, fit the ifmap
+    buffer; else 0.0 (row tiles: 0.0, their halo reuse needs none)."""
+    one = torch.ones_like(tq)
+    footprint = (ifmap_rows(one, layer) * (ifmap_cols(layer["out_w"], layer) + ifmap_cols(tq, layer)) * tc)
+    capacity = buffer_capacity_words(acc["ifmap_kb"], acc.get("ifmap_bits", acc["word_bits"]))
+    return ((tq < layer["out_w"]) & (footprint <= capacity)).to(tq.dtype)
+
+
 # ----------------------------------------------------------------------------- fold models
 
 # The GEMM dimensions a systolic dataflow maps on the array's rows, its columns, and streams
@@ -460,14 +476,16 @@ def sweep_flags(order: str, changes: dict) -> dict[str, tuple[str, torch.Tensor 
     return flags
 
 
-def sweep_words(layer: dict, p_tiles) -> dict[str, torch.Tensor]:
+def sweep_words(layer: dict, p_tiles, line: torch.Tensor) -> dict[str, torch.Tensor]:
     """Words of one sweep of each operand over a (group, image): every tile of it once, and
     ``"halo"``: the ifmap words halo reuse saves of a sweep when it applies.
 
-    ``p_tiles``: the ``p`` loop's (full tiles, rows per tile, edge rows, columns) (`spatial_split`).
-    Ifmap tiles overlap by their halo, so an ifmap sweep depends on the output tiling. Halo
-    reuse: every ``p`` step of a sweep (``trips - 1`` per ``c`` tile) finds `halo_rows` rows
-    of its row tile on chip (`reference.step_schedule`); none for width tiles.
+    ``p_tiles``: the ``p`` loop's (full tiles, rows per tile, edge rows, columns) (`spatial_split`);
+    ``line``: `line_buffer` of those columns and the ``c`` tile. Ifmap tiles overlap by their
+    halo, so an ifmap sweep depends on the output tiling. Halo reuse: every ``p`` step of a
+    sweep (``trips - 1`` per ``c`` tile) finds `halo_rows` rows of its tile on chip
+    (`reference.step_schedule`): row tiles always, width tiles with a line buffer, which
+    loads `ifmap_fill_words` once per ``c`` tile (the saving is net of it).
     """
     full, size, edge, tq = p_tiles
     cg = layer["in_c_per_group"]
@@ -475,7 +493,8 @@ def sweep_words(layer: dict, p_tiles) -> dict[str, torch.Tensor]:
     row_tiles = (tq >= layer["out_w"]).to(cols.dtype)
     return {
         "ifmap": (full * ifmap_rows(size, layer) + ifmap_rows(edge, layer)) * cols * cg,
-        "halo": row_tiles * full * halo_rows(layer) * cols * cg,
+        "halo": ((row_tiles + line) * full * halo_rows(layer) * cols * cg
+                 - line * ifmap_fill_words(layer, tq, cg)),
         "filter": layer["k_h"] * layer["k_w"] * cg * layer["out_c_per_group"],
         "ofmap": layer["out_h"] * layer["out_w"] * layer["out_c_per_group"],
     }
@@ -609,7 +628,7 @@ def buffer_words(layer: dict, acc: dict, chosen, order: torch.Tensor, sums: torc
     blocks = layer["batch"] * layer["groups"]
     trips, changes = mapping_trips(chosen)
     readback = layer["out_h"] * layer["out_w"] * layer["out_c_per_group"] * (trips["c"] - 1)  # c tiles but the first
-    words = sweep_words(layer, chosen[0])
+    words = sweep_words(layer, chosen[0], line_buffer(layer, acc, chosen[0][3], chosen[1][1]))
     dram = torch.zeros((blocks.shape[0], 3), dtype=blocks.dtype)
     sizes = (chosen[0][1], chosen[0][3], chosen[1][1], chosen[2][1])
     for position, loop_order in enumerate(LOOP_ORDERS):

@@ -26,7 +26,7 @@ from .mapper import OBJECTIVES, candidate_mappings, check_objective
 from . import reference
 from .reference import RESULT_DTYPES, RESULT_FIELDS, SimResult
 
-SIMULATOR_VERSION = "2.2.0"
+SIMULATOR_VERSION = "2.3.0"
 ENGINES: tuple[str, ...] = ("fast", "reference")
 
 __all__ = ["SIMULATOR_VERSION", "RESULT_FIELDS", "RESULT_DTYPES", "OBJECTIVES", "ENGINES", "SimResult",

@@ -204,9 +204,11 @@ class _Tiling:
     rows (``out_w``), or a width tile (one row of ``tile_q < out_w`` columns; then the loop
     runs ``out_h * out_w / tile_q`` tiles, the edge tile like the others). Word tables
     (2S, 2S, B) hold the tile words of every (p, c) / (c, k) / (p, k) slot pair, and
-    ``ifmap_halo`` the ifmap words a row tile shares with the previous one (0 for width
-    tiles); ``ifmap_total`` (S, S, B) by (p, c) and ``filter_total`` by (c, k) the words of
-    one sweep of the operand, ``halo_total`` by (p, c) what halo reuse saves of a sweep.
+    ``ifmap_halo`` the ifmap words a tile shares with the previous one (width tiles: 0
+    without a line buffer), ``ifmap_fill`` those a line buffer loads when a sweep starts;
+    ``ifmap_total`` (S, S, B) by (p, c) and ``filter_total`` by (c, k) the words of one
+    sweep of the operand, ``halo_total`` and ``fill_total`` by (p, c) what halo reuse saves
+    of a sweep and what a line buffer's fills add to it.
     ``blocking``: register-file blocking in the fold model (off for SCALE-Sim's mapping).
     """
 
@@ -234,8 +236,18 @@ class _Tiling:
         span_q = mapper.input_span(self.size_q, pairs.k_w, pairs.stride, pairs.in_w)  # (2S, B)
         span_p = mapper.input_span(self.size_p, pairs.k_h, pairs.stride, pairs.in_h)
         self.ifmap_words = (span_p * span_q)[:, None] * self.size_c[None, :]
-        halo_rows = np.where(self.size_q < pairs.out_w, 0, mapper.halo(pairs.k_h, pairs.stride))
-        self.ifmap_halo = (halo_rows * span_q)[:, None] * self.size_c[None, :]
+        # Halo reuse: row tiles always; width tiles with a line buffer (`mapper.line_buffer_fits`
+        # on the full c tile, by (p, c) slot), which loads the halo rows across the rest of the
+        # width at the start of each sweep (``ifmap_fill``).
+        line = (width_tiles[:, None, :] & blocking) & mapper.line_buffer_fits(
+            self.tile_q[:, None, :], self.tile_c[None, :, :], pairs.out_w, pairs.in_h, pairs.in_w, pairs.stride,
+            pairs.k_h, pairs.k_w, pairs.full_ifmap)  # (S, S, B) by (p, c)
+        halo_on = np.tile(line | ~width_tiles[:, None, :], (2, 2, 1))  # (2S, 2S, B)
+        halo_rows = mapper.halo(pairs.k_h, pairs.stride)
+        self.ifmap_halo = np.where(halo_on, (halo_rows * span_q)[:, None] * self.size_c[None, :], 0)
+        span_w = mapper.input_span(pairs.out_w, pairs.k_w, pairs.stride, pairs.in_w)
+        self.ifmap_fill = np.where(np.tile(line, (2, 2, 1)),
+                                   (halo_rows * (span_w - span_q))[:, None] * self.size_c[None, :], 0)
         self.filter_words = mapper.filter_tile_words(self.size_c[:, None], self.size_k[None, :], pairs.k_h, pairs.k_w)
         self.ofmap_words = mapper.ofmap_tile_words(self.size_p[:, None], self.size_q[:, None], self.size_k[None, :])
 
@@ -245,9 +257,12 @@ class _Tiling:
 
         self.ifmap_total = total(self.ifmap_words, self.mult_p, self.mult_c, pairs.images)
         self.filter_total = total(self.filter_words, self.mult_c, self.mult_k, pairs.groups)
-        # Each sweep's p steps (count_p - 1 per c tile and image) reuse a halo of the full tile.
-        saved = pairs.images * (self.count_p - 1) * (halo_rows[:slots] * span_q[:slots]) * pairs.cg  # (S, B)
-        self.halo_total = np.broadcast_to(saved[:, None, :], (slots, slots, pairs.count))
+        # Each sweep's p steps (count_p - 1 per c tile and image) reuse a halo of the full tile;
+        # a line buffer's fill comes once per c tile and image.
+        saved = pairs.images * (self.count_p - 1) * (halo_rows * span_q[:slots]) * pairs.cg  # (S, B)
+        self.halo_total = np.where(halo_on[:slots, :slots], saved[:, None, :], 0)
+        fill = pairs.images * halo_rows * (span_w - span_q[:slots]) * pairs.cg  # (S, B)
+        self.fill_total = np.where(line, fill[:, None, :], 0)
         # Buffer residency (`mapper.ifmap_resident` by (p, c), `mapper.filter_resident` by (c, k),
         # `mapper.ofmap_resident` by (p, k)) for each set of relevant loops an order puts inside
         # the operand's irrelevant loop, packed per operand: bit `_RESIDENT_BIT` of each (S, S, B)
@@ -325,7 +340,7 @@ class _Combos:
     """Tile combinations (M of them, sorted by pair): slots, counts and order-free totals."""
 
     _PER_COMBO = ("pair", "slot_p", "slot_c", "slot_k", "count_p", "count_c", "count_k", "groups", "batch",
-                  "ifmap_total", "halo_total", "filter_total", "ofmap_total", "last_writeback_words",
+                  "ifmap_total", "halo_total", "fill_total", "filter_total", "ofmap_total", "last_writeback_words",
                   "last_writeback", "dram_cycles_per_bit", "ifmap_bits", "filter_bits", "ofmap_bits",
                   "resident_bits")
 
@@ -345,6 +360,7 @@ class _Combos:
         self.groups, self.batch = pairs.groups[pair], pairs.batch[pair]
         self.ifmap_total = tiling.ifmap_total.ravel()[(slot_p * s + slot_c) * count + pair]
         self.halo_total = tiling.halo_total.ravel()[(slot_p * s + slot_c) * count + pair]
+        self.fill_total = tiling.fill_total.ravel()[(slot_p * s + slot_c) * count + pair]
         self.filter_total = tiling.filter_total.ravel()[(slot_c * s + slot_k) * count + pair]
         self.ofmap_total = pairs.ofmap_total[pair]
         # The last step's ofmap tile is the edge tile in p and k.
@@ -386,7 +402,8 @@ def _sweeps(cmb: _Combos, orders: tuple[int, ...]) -> dict[str, np.ndarray]:
     per iteration of the loops irrelevant to it that lie outside that loop, except a tiled
     loop across which it stays on chip (buffer residency, `_Combos.resident`). Also
     ``ifmap_words``: the ifmap words those sweeps read, less the halo rows that row tiles
-    find on chip when a p step keeps the c tile (c outside p, or a single c tile).
+    (and width tiles with a line buffer, plus its fills) find on chip when a p step keeps
+    the c tile (c outside p, or a single c tile).
     """
     count = {"g": cmb.groups, "n": cmb.batch, "p": cmb.count_p, "c": cmb.count_c, "k": cmb.count_k}
     advances = {dim: values > 1 for dim, values in count.items()}
@@ -413,7 +430,8 @@ def _sweeps(cmb: _Combos, orders: tuple[int, ...]) -> dict[str, np.ndarray]:
                 factor = factors[(dim, inner, resident)]
                 sweeps = factor if sweeps is None else sweeps * factor
             out[operand][row] = 1 if sweeps is None else sweeps
-    halo = np.where(_C_OUTSIDE_P[list(orders)][:, None] | (cmb.count_c == 1)[None, :], cmb.halo_total, 0)
+    halo = np.where(_C_OUTSIDE_P[list(orders)][:, None] | (cmb.count_c == 1)[None, :],
+                    cmb.halo_total - cmb.fill_total, 0)
     out["ifmap_words"] = out["ifmap"] * (cmb.ifmap_total - halo)
     return out
 
@@ -671,6 +689,7 @@ class _StallView:
         self.code = code
         self.ifmap_words = lookup(tiling.ifmap_words, "p", "c")
         self.ifmap_halo = lookup(tiling.ifmap_halo, "p", "c")
+        self.ifmap_fill = lookup(tiling.ifmap_fill, "p", "c")
         self.filter_words = lookup(tiling.filter_words, "c", "k")
         self.ofmap_words = lookup(tiling.ofmap_words, "p", "k")
         self.shape_cycles = folds.costs[0][folds.shape.ravel()[np.take(_DIM_CELL.T, code, axis=1) * len(cmb) + combo]]
@@ -692,6 +711,10 @@ class _StallView:
         # (the next row tile's halo rows are on chip).
         keeps_c = _C_OUTSIDE_P[code] | (cmb.count_c[combo] == 1)
         self.halo_at = (np.arange(5)[:, None] == _P_LEVEL[code][None, :]) & keeps_c[None, :]
+        # (5, S): whether a step where that level advanced starts a sweep of p (p restarts
+        # inside it) that keeps its c tile: a line buffer loads its fill (0 words without one).
+        self.fill_at = (np.arange(5)[:, None] < _P_LEVEL[code][None, :]) & keeps_c[None, :]
+        self.keeps_c = keeps_c
         # Buffer residency: whether the operand stays on chip across its irrelevant loop, and
         # that loop's level (a step loads such an operand only while the loop's index is 0).
         # ``resident_at[operand]`` (5, S): resident, and its irrelevant loop at that level.
@@ -714,7 +737,8 @@ def _stall(view: _StallView) -> np.ndarray:
     stall = np.zeros(len(view.code), dtype=np.int64)
     for lam, mult_spec, now, before, c_positive in _LEVEL_CLASSES:
         if before is None:  # the first step loads everything, nothing before it
-            bits = view.ifmap_words[now] * view.ifmap_bits + view.filter_words[now] * view.filter_bits
+            bits = ((view.ifmap_words[now] + view.ifmap_fill[now] * view.keeps_c) * view.ifmap_bits
+                    + view.filter_words[now] * view.filter_bits)
             stall = stall + reference.dram_cycles_bits(bits, view.dram_bw)
             continue
         if not advancing[lam]:  # no candidate has such a step
@@ -742,7 +766,8 @@ def _stall(view: _StallView) -> np.ndarray:
         if nonzero:
             for operand in loads:  # a resident input is on chip past its loop's first index
                 loads[operand] = loads[operand] & ~np.logical_or.reduce(view.resident_at[operand][nonzero], axis=0)
-        bits = ((view.ifmap_words[now] - view.ifmap_halo[now] * view.halo_at[lam]) * loads["ifmap"]
+        bits = ((view.ifmap_words[now] - view.ifmap_halo[now] * view.halo_at[lam]
+                 + view.ifmap_fill[now] * view.fill_at[lam]) * loads["ifmap"]
                 * view.ifmap_bits + view.filter_words[now] * loads["filter"] * view.filter_bits
                 + ofmap_words * view.ofmap_bits)
         load_cycles = reference.dram_cycles_bits(bits, view.dram_bw)

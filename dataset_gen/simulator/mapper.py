@@ -112,6 +112,22 @@ def ifmap_halo_words(tq, tc, in_w, stride, k_h, k_w):
     return halo(k_h, stride) * input_span(tq, k_w, stride, in_w) * np.asarray(tc, dtype=np.int64)
 
 
+def ifmap_fill_words(tq, tc, out_w, in_w, stride, k_h, k_w):
+    """Ifmap words a line buffer loads at the start of a width-tiled sweep, beyond its first
+    tile: the halo rows across the rest of the input width (`line_buffer_fits`)."""
+    rest = input_span(out_w, k_w, stride, in_w) - input_span(tq, k_w, stride, in_w)
+    return halo(k_h, stride) * rest * np.asarray(tc, dtype=np.int64)
+
+
+def line_buffer_fits(tq, tc, out_w, in_h, in_w, stride, k_h, k_w, buffer):
+    """Whether width tiles of ``tq`` columns can keep a line buffer in the ifmap ``buffer``
+    (words): the input rows one output row reads across the whole width, plus one tile (the
+    prefetch), fit. Then a width-tiled sweep loads the halo rows once (`ifmap_fill_words`)
+    and every tile only its new rows, as row tiles do (`ifmap_halo_words`)."""
+    footprint = ifmap_tile_words(1, out_w, tc, in_h, in_w, stride, k_h, k_w)
+    return footprint + ifmap_tile_words(1, tq, tc, in_h, in_w, stride, k_h, k_w) <= buffer
+
+
 def filter_tile_words(tc, tk, k_h, k_w):
     """Filter words of a tile."""
     return np.asarray(k_h, dtype=np.int64) * k_w * tc * tk

@@ -232,6 +232,12 @@ def step_schedule(layer: Layer, accelerator: Accelerator, mapping: Mapping,
     ifmap_resident, filter_resident, ofmap_resident = (mapper.resident_operands(
         layer, a, mapping.order, tp_full, tq, tiles["c"], tiles["k"], widths) if blocking else (False,) * 3)
     last_c = counts_per_loop["c"] - 1
+    # A line buffer (`mapper.line_buffer_fits`): width tiles whose sweeps keep the c tile (c
+    # outside p, or one c tile) reuse halo rows as row tiles do, after a fill per sweep.
+    keeps_c = mapping.order.index("c") < mapping.order.index("p") or counts_per_loop["c"] == 1
+    line_buffer = bool(blocking and not row_tiles and keeps_c and mapper.line_buffer_fits(
+        tq, tiles["c"], layer.out_w, layer.in_h, layer.in_w, layer.stride, layer.k_h, layer.k_w,
+        mapper.buffer_words(a.ifmap_kb, bits["ifmap"])))
     cost_cache: dict[tuple[int, int, int], tuple[int, ...]] = {}
 
     def costs(tp: int, tc: int, tk: int) -> tuple[int, ...]:
@@ -243,7 +249,8 @@ def step_schedule(layer: Layer, accelerator: Accelerator, mapping: Mapping,
                 mapper.ifmap_tile_words(tp, tq, tc, layer.in_h, layer.in_w, layer.stride, layer.k_h, layer.k_w),
                 mapper.filter_tile_words(tc, tk, layer.k_h, layer.k_w),
                 mapper.ofmap_tile_words(tp, tq, tk),
-                mapper.ifmap_halo_words(tq, tc, layer.in_w, layer.stride, layer.k_h, layer.k_w)))
+                mapper.ifmap_halo_words(tq, tc, layer.in_w, layer.stride, layer.k_h, layer.k_w),
+                mapper.ifmap_fill_words(tq, tc, layer.out_w, layer.in_w, layer.stride, layer.k_h, layer.k_w)))
         return cost_cache[(tp, tc, tk)]
 
     dram_cache: dict[int, int] = {}
@@ -264,12 +271,14 @@ def step_schedule(layer: Layer, accelerator: Accelerator, mapping: Mapping,
         changed = set(levels) if previous is None else {lv for lv in levels if index[lv] != previous[lv]}
         tp, tc, tk = size("p", index["p"]), size("c", index["c"]), size("k", index["k"])
         (cycles, sram_ifmap, sram_filter, sram_ofmap_writes, sram_ofmap_reads, hops,
-         ifmap_words, filter_words, ofmap_words, halo_words) = costs(tp, tc, tk)
+         ifmap_words, filter_words, ofmap_words, halo_words, fill_words) = costs(tp, tc, tk)
         load_bits = 0
         ifmap_changed = changed & OPERAND_LOOPS["ifmap"]
         if ifmap_changed and not (ifmap_resident and index["k"] > 0):
-            if row_tiles and ifmap_changed == {"p"} and index["p"] == previous["p"] + 1:
+            if (row_tiles or line_buffer) and ifmap_changed == {"p"} and index["p"] == previous["p"] + 1:
                 ifmap_words -= halo_words  # the rows shared with the previous row tile stay on chip
+            elif line_buffer and index["p"] == 0:
+                ifmap_words += fill_words  # the line buffer's halo rows across the whole width
             load_bits += ifmap_words * bits["ifmap"]
             total["dram_ifmap_reads"] += ifmap_words
         if changed & OPERAND_LOOPS["filter"] and not (filter_resident and index["p"] > 0):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from dataset_gen.simulator import (RESULT_DTYPES, RESULT_FIELDS, SIMULATOR_VERSION, SimResult,
+from dataset_gen.simulator import (ENGINES, RESULT_DTYPES, RESULT_FIELDS, SIMULATOR_VERSION, SimResult,
                                    candidate_mappings, simulate, simulate_batch)
 from dataset_gen.simulator import dataflows, mapper, systolic
 from dataset_gen.space import DATAFLOWS, Accelerator, Layer, Mapping, SpaceError
@@ -23,7 +23,7 @@ TINY_ARRAY = Accelerator(pe_rows=1, pe_cols=1, dataflow="rs", rf_bytes=4, ifmap_
 
 
 def test_version_and_fields_are_the_documented_contract():
-    assert SIMULATOR_VERSION == "2.2.0"
+    assert SIMULATOR_VERSION == "2.3.0"
     assert RESULT_FIELDS[:5] == ("feasible", "total_cycles", "compute_cycles", "stall_cycles", "latency_s")
     assert RESULT_FIELDS[-6:] == ("map_kind", "map_order", "map_tile_p", "map_tile_q", "map_tile_c", "map_tile_k")
     assert "energy_array_pj" in RESULT_FIELDS
@@ -176,8 +176,15 @@ def test_width_tiles_cut_rows_into_equal_segments():
     accelerator = Accelerator(pe_rows=4, pe_cols=4, ifmap_kb=64, filter_kb=64, ofmap_kb=64)
     result = simulate(layer, accelerator, Mapping("pck", 1, 2, 2, tile_q=4))
     assert result.feasible and (result.map_tile_p, result.map_tile_q) == (1, 4)
-    # 6 rows x 2 segments, each 3 rows x (3*1 + 3) = 6 columns x 2 channels, no halo reuse
-    assert result.dram_ifmap_reads == 12 * 3 * 6 * 2
+    # 6 rows x 2 segments, each 3 rows x (3*1 + 3) = 6 columns x 2 channels; the 64 KB buffer
+    # keeps a line buffer, so only the first segment loads all 3 rows (and the 2 halo rows of
+    # the other 8 - 6 input columns), every other segment its 1 new row
+    assert result.dram_ifmap_reads == (3 * 6 * 2 + 2 * 2 * 2) + 11 * 1 * 6 * 2
+    # 0.15 KB (76 words) holds a tile in each half (36 words) but no line buffer (3 rows x 8
+    # columns x 2 channels + a tile = 84 words): every segment loads its 3 rows
+    small = simulate(layer, Accelerator(pe_rows=4, pe_cols=4, ifmap_kb=0.15, filter_kb=64, ofmap_kb=64),
+                     Mapping("pck", 1, 2, 2, tile_q=4))
+    assert small.feasible and small.dram_ifmap_reads == 12 * 3 * 6 * 2
     assert result.dram_ofmap_writes == 6 * 8 * 2 and result.macs == layer.macs
     whole = simulate(layer, accelerator, Mapping("pck", 1, 2, 2))
     assert whole.map_tile_q == 8
@@ -185,6 +192,24 @@ def test_width_tiles_cut_rows_into_equal_segments():
         simulate(layer, accelerator, Mapping("pck", 1, 2, 2, tile_q=3))
     with pytest.raises(SpaceError, match="tile_q = 4.*tile_p = 1"):
         simulate(layer, accelerator, Mapping("pck", 2, 2, 2, tile_q=4))
+
+
+@pytest.mark.parametrize(("ifmap_kb", "ifmap_words"), [(40.0, 9088 + 111 * 1920), (24.0, 112 * 5760)])
+def test_line_buffer_worked_example(ifmap_kb, ifmap_words):
+    # docs/simulator.md "Line buffers": ResNet-18's layer1.0.conv1 (56x56x64, 3x3) in width
+    # tiles of 28 columns, order pck, all 64 channels per tile: 112 tiles of 3 input rows x 30
+    # columns x 64 = 5,760 words. At 16 bits 40 KB (20,480 words) holds the line buffer (3 rows
+    # x 56 columns x 64 = 10,752, plus a tile): the first tile loads its 5,760 words and the 2
+    # halo rows of the other 26 input columns (3,328), the other 111 tiles their new row
+    # (1 x 30 x 64 = 1,920). 24 KB (12,288 words) holds a tile per half but not the line
+    # buffer: every tile loads its 3 rows.
+    layer = Layer(in_h=56, in_w=56, in_c=64, out_c=64, k_h=3, k_w=3, pad=1)
+    accelerator = Accelerator(pe_rows=8, pe_cols=8, dataflow="os", rf_bytes=16, ifmap_kb=ifmap_kb,
+                              filter_kb=256.0, ofmap_kb=8.0, word_bits=16)
+    for engine in ENGINES:
+        result = simulate_batch(pd.DataFrame([{**layer.to_dict(), **accelerator.to_dict()}]),
+                                Mapping("pck", 1, 64, 64, tile_q=28), engine=engine).iloc[0]
+        assert result.feasible and result.dram_ifmap_reads == ifmap_words, engine
 
 
 def test_a_single_tile_may_fill_its_whole_buffer():

@@ -117,12 +117,21 @@ def counts(layer: Layer, mapping: Mapping) -> tuple[int, int, int]:
     return count_p, -(-layer.in_c_per_group // mapping.tile_c), -(-layer.out_c_per_group // mapping.tile_k)
 
 
-def halo_reuse(layer: Layer, mapping: Mapping) -> bool:
-    """Whether the mapping's row tiles reuse a halo (some p step keeps the c tile, k_h > stride)."""
+def line_buffer(layer: Layer, acc: Accelerator, mapping: Mapping) -> bool:
+    """Whether the mapping's width tiles fit a line buffer (`mapper.line_buffer_fits`)."""
+    tq = mapping.width_tile(layer.out_w)
+    return tq < layer.out_w and bool(mapper.line_buffer_fits(
+        tq, min(mapping.tile_c, layer.in_c_per_group), layer.out_w, layer.in_h, layer.in_w, layer.stride, layer.k_h,
+        layer.k_w, mapper.buffer_words(acc.ifmap_kb, acc.word_bits)))
+
+
+def halo_reuse(layer: Layer, acc: Accelerator, mapping: Mapping) -> bool:
+    """Whether the mapping reuses a halo (some p step keeps the c tile, k_h > stride): row
+    tiles, or width tiles with a line buffer."""
     count_p, count_c, _ = counts(layer, mapping)
     keeps_c = mapping.order.index("c") < mapping.order.index("p") or count_c == 1
-    return (mapping.width_tile(layer.out_w) == layer.out_w and count_p > 1 and keeps_c
-            and layer.k_h > layer.stride)
+    return ((mapping.width_tile(layer.out_w) == layer.out_w or line_buffer(layer, acc, mapping))
+            and count_p > 1 and keeps_c and layer.k_h > layer.stride)
 
 
 def swept_again(layer: Layer, acc: Accelerator, mapping: Mapping, operand: str) -> bool | None:
@@ -146,9 +155,14 @@ KINDS = {
     "winner": lambda layer, acc, m: True,
     "middle": lambda layer, acc, m: True,
     "width tile": lambda layer, acc, m: m.width_tile(layer.out_w) < layer.out_w,
-    "halo, c outside p": lambda layer, acc, m: halo_reuse(layer, m) and counts(layer, m)[1] > 1,
-    "halo, one c tile": lambda layer, acc, m: (halo_reuse(layer, m) and counts(layer, m)[1] == 1
+    "halo, c outside p": lambda layer, acc, m: halo_reuse(layer, acc, m) and counts(layer, m)[1] > 1,
+    "halo, one c tile": lambda layer, acc, m: (halo_reuse(layer, acc, m) and counts(layer, m)[1] == 1
                                                and m.order.index("c") > m.order.index("p")),
+    "halo of width tiles (line buffer)": lambda layer, acc, m: (halo_reuse(layer, acc, m)
+                                                                and m.width_tile(layer.out_w) < layer.out_w),
+    "width tiles, no line buffer": lambda layer, acc, m: (m.width_tile(layer.out_w) < layer.out_w
+                                                          and layer.k_h > layer.stride
+                                                          and not line_buffer(layer, acc, m)),
     "no halo, c inside p": lambda layer, acc, m: (counts(layer, m)[0] > 1 and counts(layer, m)[1] > 1
                                                   and m.order.index("c") > m.order.index("p")),
     "ifmap resident across k": lambda layer, acc, m: swept_again(layer, acc, m, "ifmap") is True,
@@ -301,8 +315,8 @@ def test_compute_dram_reuse_buffer_counts_and_array_hops_of_a_mapping_are_the_si
             acc.dataflow, t_layer, t_acc["pe_rows"], t_acc["pe_cols"], p, q, c, k, rf)) * blocks
         agree(f"compute cycles of {what}", compute, result.compute_cycles)
         trips, changes = rules.mapping_trips(chosen)
-        sweep = rules.sweep_words(t_layer, chosen[0])
-        if halo_reuse(layer, mapping):
+        sweep = rules.sweep_words(t_layer, chosen[0], rules.line_buffer(t_layer, t_acc, chosen[0][3], chosen[1][1]))
+        if halo_reuse(layer, acc, mapping):
             assert float(sweep["halo"]) > 0
         resident = rules.resident_operands(mapping.order, t_layer, t_acc, chosen[0][1], chosen[0][3], chosen[1][1],
                                            chosen[2][1])
