@@ -30,11 +30,12 @@ TOOL = ROOT / "tools" / "zigzag_reference.py"
 #: share of grid pairs where our DRAM words exceed ZigZag's by more than 5% (today 6/144 = 0.042,
 #: the issue's goal 0.10; simulator 2.1.0: 23/144; 1.0.0: 36/144 over 20%)
 MAX_DRAM_OVER_105_SHARE = 0.06
-#: share of grid pairs where our DRAM words exceed ZigZag's by more than 20% (today 4/144 = 0.028)
-MAX_DRAM_OVER_120_SHARE = 0.04
+#: share of grid pairs where our DRAM words exceed ZigZag's by more than 20% (today 3/144 = 0.021;
+#: simulator 2.2.0, before line buffers: 4/144)
+MAX_DRAM_OVER_120_SHARE = 0.03
 #: median over grid pairs of our DRAM words / ZigZag's (today 1.000)
 MAX_DRAM_MEDIAN_RATIO = 1.02
-#: median over the 12 grid layers of Kendall's tau-b, our energy vs ZigZag's (today 0.424; 0.394 with
+#: median over the 12 grid layers of Kendall's tau-b, our energy vs ZigZag's (today 0.439; 2.2.0: 0.424; 0.394 with
 #: the fixture of ZigZag adapter revision 2, whose register files stalled ZigZag's latency and so
 #: its leakage energy)
 MIN_ENERGY_TAU_MEDIAN = 0.38
