@@ -44,8 +44,8 @@ Accuracy against the simulator (2.3.0, version 7) on the small test dataset (300
 1.000), compute cycles on 97.8%, energy on 99.0% (median 1.000; line buffers add near-tied
 orders of different traffic, `est_energy_tie`); the feasibility flag agrees on every pair.
 (Simulator 2.2.0, version 5, and version 6, which added the tie and left every estimate as
-it was: 98.4%, 97.8%, 99.2%.) (Simulator 2.0.0: 98.5%, 98.6%, 97.9%; version 1 against 1.0.0: 98.2%, 98.9%
-and 97.3%.)
+it was: 98.4%, 97.8%, 99.2%; simulator 2.0.0: 98.5%, 98.6%, 97.9%; version 1 against 1.0.0:
+98.2%, 98.9% and 97.3%.)
 """
 
 from __future__ import annotations
@@ -84,7 +84,9 @@ from evaluator.rules import (
 
 # Bumped whenever the estimates change: an artifact records it, and one trained on other
 # estimates is refused (its corrections would be to numbers it never saw).
-ANALYTIC_VERSION = 7  # 7: line buffers (simulator 2.3.0); 6: energy tie; 5: order ties; 4: buffer residency (simulator 2.2.0); 3: layer precision (2.1.0)
+# 7: line buffers (simulator 2.3.0); 6: energy tie; 5: order ties; 4: buffer residency (simulator
+# 2.2.0); 3: layer precision (2.1.0)
+ANALYTIC_VERSION = 7
 TILE_CHOICES = SPATIAL_SLOTS * CHANNEL_SLOTS * CHANNEL_SLOTS  # the coarse pass's grid, per pair
 # Loop orders of one tile choice whose estimated times lie within this share of the least are
 # taken as tied (the simulator's exactly equal times, where compute hides every stall, come

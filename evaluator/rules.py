@@ -7,8 +7,8 @@ and tables come from the simulator itself; what is re-written here is only what 
 torch: the tile ladders (channel ladders, output tiles with width tiles), tile words (input
 spans), buffer and register-file capacities (single-tile operands get the whole buffer),
 the per-tile fold models (register-file blocking, rs filters per PE, ofmap read-backs within
-a tile, array hops), the DRAM reuse rule with halo reuse (line buffers) and buffer residency, the buffer
-access counts, area and the six energy components.
+a tile, array hops), the DRAM reuse rule with halo reuse (line buffers) and buffer residency,
+the buffer access counts, area and the six energy components.
 
 ``tests/evaluator/test_rules_golden.py`` checks every rule against the live simulator on a
 fixed set of pairs; when the simulator's rules change, update this module (and

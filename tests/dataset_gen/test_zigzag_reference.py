@@ -35,9 +35,9 @@ MAX_DRAM_OVER_105_SHARE = 0.06
 MAX_DRAM_OVER_120_SHARE = 0.03
 #: median over grid pairs of our DRAM words / ZigZag's (today 1.000)
 MAX_DRAM_MEDIAN_RATIO = 1.02
-#: median over the 12 grid layers of Kendall's tau-b, our energy vs ZigZag's (today 0.439; 2.2.0: 0.424; 0.394 with
-#: the fixture of ZigZag adapter revision 2, whose register files stalled ZigZag's latency and so
-#: its leakage energy)
+#: median over the 12 grid layers of Kendall's tau-b, our energy vs ZigZag's (today 0.439; simulator
+#: 2.2.0: 0.424; 0.394 with the fixture of ZigZag adapter revision 2, whose register files stalled
+#: ZigZag's latency and so its leakage energy)
 MIN_ENERGY_TAU_MEDIAN = 0.38
 #: the same with ZigZag's DRAM energy in ours: the rest of the model, the mappers' traffic taken
 #: out (today 0.727)
