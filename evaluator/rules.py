@@ -268,8 +268,9 @@ def ifmap_cols(tq: torch.Tensor, layer: dict) -> torch.Tensor:
 
 
 def halo_rows(layer: dict) -> torch.Tensor:
-    """Input rows two consecutive row tiles share (`mapper.halo`): ``max(0, k_h - stride)``."""
-    return torch.clamp(layer["k_h"] - layer["stride"], min=0.0)
+    """Input rows two consecutive row tiles share (`mapper.halo`): ``max(0, k_h - stride)``,
+    at most ``in_h``."""
+    return torch.minimum(torch.clamp(layer["k_h"] - layer["stride"], min=0.0), layer["in_h"])
 
 
 def tile_words(layer: dict, tp: torch.Tensor, tq: torch.Tensor, tc: torch.Tensor,

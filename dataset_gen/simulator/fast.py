@@ -243,7 +243,7 @@ class _Tiling:
             self.tile_q[:, None, :], self.tile_c[None, :, :], pairs.out_w, pairs.in_h, pairs.in_w, pairs.stride,
             pairs.k_h, pairs.k_w, pairs.full_ifmap)  # (S, S, B) by (p, c)
         halo_on = np.tile(line | ~width_tiles[:, None, :], (2, 2, 1))  # (2S, 2S, B)
-        halo_rows = mapper.halo(pairs.k_h, pairs.stride)
+        halo_rows = mapper.halo(pairs.k_h, pairs.stride, pairs.in_h)
         self.ifmap_halo = np.where(halo_on, (halo_rows * span_q)[:, None] * self.size_c[None, :], 0)
         span_w = mapper.input_span(pairs.out_w, pairs.k_w, pairs.stride, pairs.in_w)
         self.ifmap_fill = np.where(np.tile(line, (2, 2, 1)),

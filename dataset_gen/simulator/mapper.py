@@ -97,9 +97,11 @@ def input_span(outputs, kernel, stride, size):
     return np.minimum(span, size)
 
 
-def halo(kernel, stride):
-    """Input rows two consecutive row tiles share: ``max(0, kernel - stride)``."""
-    return np.maximum(np.asarray(kernel, dtype=np.int64) - stride, 0)
+def halo(kernel, stride, size):
+    """Input rows two consecutive row tiles share: ``max(0, kernel - stride)``, at most the
+    input's ``size`` (a tile never holds more rows than the input has: padding is not stored,
+    and a smaller cap could leave a tile a negative count of new rows)."""
+    return np.minimum(np.maximum(np.asarray(kernel, dtype=np.int64) - stride, 0), size)
 
 
 def ifmap_tile_words(tp, tq, tc, in_h, in_w, stride, k_h, k_w):
@@ -107,16 +109,16 @@ def ifmap_tile_words(tp, tq, tc, in_h, in_w, stride, k_h, k_w):
     return input_span(tp, k_h, stride, in_h) * input_span(tq, k_w, stride, in_w) * np.asarray(tc, dtype=np.int64)
 
 
-def ifmap_halo_words(tq, tc, in_w, stride, k_h, k_w):
+def ifmap_halo_words(tq, tc, in_h, in_w, stride, k_h, k_w):
     """Ifmap words of a row tile already on chip from the previous row tile (its halo)."""
-    return halo(k_h, stride) * input_span(tq, k_w, stride, in_w) * np.asarray(tc, dtype=np.int64)
+    return halo(k_h, stride, in_h) * input_span(tq, k_w, stride, in_w) * np.asarray(tc, dtype=np.int64)
 
 
-def ifmap_fill_words(tq, tc, out_w, in_w, stride, k_h, k_w):
+def ifmap_fill_words(tq, tc, out_w, in_h, in_w, stride, k_h, k_w):
     """Ifmap words a line buffer loads at the start of a width-tiled sweep, beyond its first
     tile: the halo rows across the rest of the input width (`line_buffer_fits`)."""
     rest = input_span(out_w, k_w, stride, in_w) - input_span(tq, k_w, stride, in_w)
-    return halo(k_h, stride) * rest * np.asarray(tc, dtype=np.int64)
+    return halo(k_h, stride, in_h) * rest * np.asarray(tc, dtype=np.int64)
 
 
 def line_buffer_fits(tq, tc, out_w, in_h, in_w, stride, k_h, k_w, buffer):

@@ -249,8 +249,9 @@ def step_schedule(layer: Layer, accelerator: Accelerator, mapping: Mapping,
                 mapper.ifmap_tile_words(tp, tq, tc, layer.in_h, layer.in_w, layer.stride, layer.k_h, layer.k_w),
                 mapper.filter_tile_words(tc, tk, layer.k_h, layer.k_w),
                 mapper.ofmap_tile_words(tp, tq, tk),
-                mapper.ifmap_halo_words(tq, tc, layer.in_w, layer.stride, layer.k_h, layer.k_w),
-                mapper.ifmap_fill_words(tq, tc, layer.out_w, layer.in_w, layer.stride, layer.k_h, layer.k_w)))
+                mapper.ifmap_halo_words(tq, tc, layer.in_h, layer.in_w, layer.stride, layer.k_h, layer.k_w),
+                mapper.ifmap_fill_words(tq, tc, layer.out_w, layer.in_h, layer.in_w, layer.stride, layer.k_h,
+                                        layer.k_w)))
         return cost_cache[(tp, tc, tk)]
 
     dram_cache: dict[int, int] = {}

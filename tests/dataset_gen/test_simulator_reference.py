@@ -155,7 +155,8 @@ def test_input_spans_skip_what_strided_windows_never_read():
     # 1x1 stride 2: 4 output rows read 4 input rows, not 7; 3x3 stride 1: 4 + 2 halo rows
     assert int(mapper.input_span(4, 1, 2, 100)) == 4 and int(mapper.input_span(4, 3, 1, 100)) == 6
     assert int(mapper.input_span(4, 3, 1, 5)) == 5  # capped at the input (padding is not stored)
-    assert int(mapper.halo(3, 1)) == 2 and int(mapper.halo(3, 2)) == 1 and int(mapper.halo(1, 2)) == 0
+    assert int(mapper.halo(3, 1, 8)) == 2 and int(mapper.halo(3, 2, 8)) == 1 and int(mapper.halo(1, 2, 8)) == 0
+    assert int(mapper.halo(4, 1, 1)) == 1  # a 1-row input: the halo is that row, never more
 
 
 def test_halo_rows_are_fetched_once_when_c_stays():
@@ -210,6 +211,23 @@ def test_line_buffer_worked_example(ifmap_kb, ifmap_words):
         result = simulate_batch(pd.DataFrame([{**layer.to_dict(), **accelerator.to_dict()}]),
                                 Mapping("pck", 1, 64, 64, tile_q=28), engine=engine).iloc[0]
         assert result.feasible and result.dram_ifmap_reads == ifmap_words, engine
+
+
+def test_an_input_smaller_than_the_kernel_never_loads_negative_words():
+    # A 1x1 input, 4x1 kernel, pad 2: 2 x 5 outputs from one input row. The halo (k_h - stride
+    # = 3 rows) is capped at the input's 1 row, so a tile after the first loads 0 new words
+    # (before the cap: -2 for row tiles, -34 with a line buffer, and a negative energy). Every
+    # mapping and the search load the input once, 1 x 1 x 2 words, in both engines.
+    layer = Layer(in_h=1, in_w=1, in_c=2, out_c=1, k_h=4, k_w=1, stride=1, pad=2)
+    accelerator = Accelerator(pe_rows=1, pe_cols=1, dataflow="ws", rf_bytes=2, ifmap_kb=0.0625, filter_kb=0.0625,
+                              ofmap_kb=0.0625, dram_bw=0.01, word_bits=8)
+    frame = pd.DataFrame([{**layer.to_dict(), **accelerator.to_dict()}])
+    runs = [(mapping, "latency") for mapping in (Mapping("cpk", 1, 2, 1), Mapping("cpk", 1, 2, 1, tile_q=1))]
+    runs += [("search", objective) for objective in ("latency", "energy", "edp")]
+    for mapping, objective in runs:
+        results = [simulate_batch(frame, mapping, objective, engine=engine).iloc[0] for engine in ENGINES]
+        assert results[0].equals(results[1]), (mapping, objective)
+        assert results[0].feasible and results[0].dram_ifmap_reads == 2 and results[0].energy_pj > 0, (mapping, objective)
 
 
 def test_a_single_tile_may_fill_its_whole_buffer():

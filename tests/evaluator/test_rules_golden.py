@@ -76,6 +76,10 @@ PAIRS = [
     (Layer(in_h=30, in_w=30, in_c=20, out_c=36, k_h=3, k_w=3, pad=1),
      Accelerator(pe_rows=10, pe_cols=12, dataflow="os", word_bits=32, rf_bytes=64, ifmap_kb=4.0, filter_kb=8.0,
                  ofmap_kb=2.0, dram_bw=12.0, freq_mhz=1200.0)),
+    # an input row smaller than the kernel's halo (the halo capped at in_h)
+    (Layer(in_h=1, in_w=3, in_c=4, out_c=6, k_h=4, k_w=3, pad=2, batch=2),
+     Accelerator(pe_rows=2, pe_cols=3, dataflow="ws", word_bits=8, rf_bytes=8, ifmap_kb=0.125, filter_kb=1.0,
+                 ofmap_kb=0.5, dram_bw=1.0)),
 ]
 IDS = [f"{acc.dataflow}-{layer.in_h}x{layer.in_w}x{layer.in_c}-g{layer.groups}" for layer, acc in PAIRS]
 
