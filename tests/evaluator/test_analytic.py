@@ -156,14 +156,11 @@ def test_a_line_buffer_near_tie_the_estimate_misses_is_flagged_by_the_energy_tie
     off, takes the least traffic. ``est_energy_tie`` spans that miss (within 5%)."""
     result = simulate(ALEXNET_CONV1, SMALL_IFMAP_OS)
     assert (result.map_order, result.map_tile_q) in {(order, 11) for order in ("kpc", "pck", "pkc")}
-    tied = {}
-    for mapping in candidate_mappings(ALEXNET_CONV1, SMALL_IFMAP_OS):
-        other = simulate(ALEXNET_CONV1, SMALL_IFMAP_OS, mapping)
-        if other.total_cycles <= result.total_cycles * 1.001:
-            tied[mapping.order] = other
-    assert {order for order, other in tied.items() if other.dram_ifmap_reads < result.dram_ifmap_reads} == {
+    tied = [(mapping.order, other) for mapping in candidate_mappings(ALEXNET_CONV1, SMALL_IFMAP_OS)
+            if (other := simulate(ALEXNET_CONV1, SMALL_IFMAP_OS, mapping)).total_cycles <= result.total_cycles * 1.001]
+    assert {order for order, other in tied if other.dram_ifmap_reads < result.dram_ifmap_reads} == {
         "ckp", "cpk", "kcp"}
-    assert min(other.energy_pj for other in tied.values()) < result.energy_pj / 3
+    assert min(other.energy_pj for _, other in tied) < result.energy_pj / 3
     error = math.log(estimate([ALEXNET_CONV1], [SMALL_IFMAP_OS], "log2_est_energy_pj")[0] / result.energy_pj)
     tie = float(pair_features(encode_layers([ALEXNET_CONV1]), encode_accelerators([SMALL_IFMAP_OS]))[
         0, PAIR_FEATURES.index("est_energy_tie")])
