@@ -34,7 +34,7 @@ import torch  # noqa: E402
 
 from dataset_gen.reader import read_dataset, read_metadata, simulator_identity  # noqa: E402
 from evaluator.data import encode_frame, usable  # noqa: E402
-from evaluator.network import ENERGY_PARTS, TARGET_MATRIX_COLUMNS, _base_parts, analytic_base, fit_base  # noqa: E402
+from evaluator.network import ENERGY_PARTS, TARGET_MATRIX_COLUMNS, base_parts, analytic_base, fit_base  # noqa: E402
 
 
 def within_10pct(base: torch.Tensor, targets: torch.Tensor, column: int) -> float:
@@ -56,7 +56,7 @@ def part_substitution(chunk: dict, frame: pd.DataFrame, scales: torch.Tensor, ro
     """Energy within 10% of the fitted base with each part replaced by the simulator's figure
     (``true``), and with only that part estimated, the others the simulator's (``only``)."""
     with torch.no_grad():
-        _, _, parts = _base_parts(chunk["pair_x"].double(), chunk["acc_x"].double(), bool(float(roofline)))
+        _, _, parts = base_parts(chunk["pair_x"].double(), chunk["acc_x"].double(), bool(float(roofline)))
     estimated = np.stack([np.exp(part.numpy()) for part in parts], axis=1) * scales.double().numpy()
     simulated = frame[[f"energy_{part}_pj" for part in ENERGY_PARTS]].to_numpy(dtype=float)
     energy = frame["energy_pj"].to_numpy(dtype=float)

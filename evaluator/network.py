@@ -433,13 +433,13 @@ def analytic_base(pair_x: torch.Tensor, acc_x: torch.Tensor, roofline: torch.Ten
     (1) takes latency as the larger of the layer's compute with whole loop dimensions unrolled
     (``log2_unrolled_cycles``: a loop-nest tool's compute, no fill or drain) and the
     compulsory DRAM time, takes the DRAM energy of the compulsory traffic and scales the
-    leakage with the time (`_base_parts`); ``energy_scales`` weigh the energy parts
+    leakage with the time (`base_parts`); ``energy_scales`` weigh the energy parts
     (`ENERGY_PARTS`) in the energy's sum: both as `fit_base` fits them to a simulator whose
     rules differ from the builtin one's.
     """
     scaled = energy_scales is not None and bool((energy_scales != 1.0).any())
     rooflined = bool(torch.as_tensor(roofline) > 0.5)
-    cycles, compute, parts = _base_parts(pair_x, acc_x, rooflined)
+    cycles, compute, parts = base_parts(pair_x, acc_x, rooflined)
     if scaled or rooflined:
         weights = energy_scales if energy_scales is not None else torch.ones(len(ENERGY_PARTS))
         parts = [part + torch.log(torch.clamp(w, min=1e-30)) for part, w in zip(parts, weights)]
@@ -453,7 +453,7 @@ def analytic_base(pair_x: torch.Tensor, acc_x: torch.Tensor, roofline: torch.Ten
     return torch.stack(columns, dim=1)
 
 
-def _base_parts(pair_x: torch.Tensor, acc_x: torch.Tensor,
+def base_parts(pair_x: torch.Tensor, acc_x: torch.Tensor,
                 roofline: bool) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     """Natural logs of the base's cycles, compute cycles and energy parts (`ENERGY_PARTS`,
     unscaled), builtin or roofline (`analytic_base`).
@@ -512,7 +512,7 @@ def fit_base(chunks: Any) -> dict[str, torch.Tensor]:
             continue
         room = ENERGY_FIT_ROWS - rows
         for kind in moments:
-            cycles, _, parts = _base_parts(pair_x[usable].double(), acc_x[usable].double(), kind == "roofline")
+            cycles, _, parts = base_parts(pair_x[usable].double(), acc_x[usable].double(), kind == "roofline")
             residual = log_cycles[usable] - cycles
             moments[kind] += torch.stack([torch.ones_like(residual).sum(), residual.sum(), (residual ** 2).sum()])
             if room > 0:

@@ -15,7 +15,7 @@ from evaluator.features import PAIR_FEATURES
 from evaluator.network import (
     ENERGY_PARTS,
     EvaluatorNetwork,
-    _base_parts,
+    base_parts,
     _fit_energy_scales,
     analytic_base,
     fit_base,
@@ -52,7 +52,7 @@ def test_a_loop_nest_tool_gets_the_roofline_and_its_energy_weights(encoded):
     rng = np.random.default_rng(0)
     roof = torch.maximum(_feature(chunk, "log2_unrolled_cycles"), _feature(chunk, "log2_dram_bound_cycles"))
     weights = torch.tensor([1.0, 3.0, 0.01, 0.5, 1.0, 1.0], dtype=torch.float64)
-    _, _, parts = _base_parts(chunk["pair_x"].double(), chunk["acc_x"].double(), roofline=True)
+    _, _, parts = base_parts(chunk["pair_x"].double(), chunk["acc_x"].double(), roofline=True)
     targets = chunk["targets"].clone()
     targets[:, 0] = (roof + torch.tensor(rng.normal(0.0, 0.03, len(roof)))).float()
     targets[:, 1] = torch.log(torch.stack(parts, dim=1).exp() @ weights).float()
@@ -78,7 +78,7 @@ def test_weights_that_barely_help_are_not_used(encoded):
     remove less than `ENERGY_FIT_GAIN` of the loss (the builtin estimates' own near-tie
     misses weigh more), so the parts stay as they are; at 3x they are used."""
     chunk = dict(encoded)
-    _, _, parts = _base_parts(chunk["pair_x"].double(), chunk["acc_x"].double(), roofline=False)
+    _, _, parts = base_parts(chunk["pair_x"].double(), chunk["acc_x"].double(), roofline=False)
     stacked = torch.stack(parts, dim=1).exp()
     for factor, used in ((1.1, False), (3.0, True)):
         weights = torch.ones(len(ENERGY_PARTS), dtype=torch.float64)
@@ -145,14 +145,14 @@ def test_the_base_fit_benchmark_reports_the_builtin_fit_on_builtin_rows(small_da
 
 
 def test_the_part_substitution_table_finds_the_part_that_is_off(small_dataset):
-    from evaluator.network import ENERGY_PARTS, _base_parts
+    from evaluator.network import ENERGY_PARTS, base_parts
 
     bench = _base_fit_benchmark()
     frame = bench._feasible_rows(small_dataset)
     chunk = encode_frame(frame)
     scales, roofline = torch.ones(len(ENERGY_PARTS)), torch.tensor(0.0)
     # a simulator whose parts are the estimate's exactly, except SRAM at 3x
-    _, _, parts = _base_parts(chunk["pair_x"].double(), chunk["acc_x"].double(), False)
+    _, _, parts = base_parts(chunk["pair_x"].double(), chunk["acc_x"].double(), False)
     for part, values in zip(ENERGY_PARTS, parts):
         frame[f"energy_{part}_pj"] = np.exp(values.numpy()) * (3.0 if part == "sram" else 1.0)
     frame["energy_pj"] = frame[[f"energy_{part}_pj" for part in ENERGY_PARTS]].sum(axis=1)
@@ -190,7 +190,7 @@ def test_the_base_can_be_fitted_on_the_first_rows_only(encoded, small_dataset, m
     from evaluator.data import PairsDataModule
 
     weighted = dict(encoded)
-    _, _, parts = _base_parts(encoded["pair_x"].double(), encoded["acc_x"].double(), roofline=False)
+    _, _, parts = base_parts(encoded["pair_x"].double(), encoded["acc_x"].double(), roofline=False)
     weights = torch.tensor([1.0, 3.0, 1.0, 0.3, 1.0, 1.0], dtype=torch.float64)
     targets = encoded["targets"].clone()
     targets[:, 1] = torch.log(torch.stack(parts, dim=1).exp() @ weights).float()
