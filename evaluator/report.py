@@ -154,7 +154,7 @@ def format_table(report: dict[str, Any]) -> str:
         scales = base.get("energy_scales") or {}
         scaled = any(value != 1.0 for value in scales.values())
         lines.insert(1 if simulator else 0, "analytic base: latency "
-                     + ("the roofline (whole loop dimensions unrolled, compulsory DRAM traffic)"
+                     + ("the roofline (whole loop dimensions unrolled, the least-traffic mapping's DRAM time)"
                         if base.get("latency") == "roofline" else "the builtin estimate")
                      + "; energy " + ("parts weighed " + ", ".join(f"{part} {value:.3g}" for part, value in scales.items())
                                       if scaled else "the builtin estimate's parts as they are")

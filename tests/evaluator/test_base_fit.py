@@ -46,11 +46,11 @@ def test_builtin_rows_keep_the_builtin_estimates(encoded):
 
 def test_a_loop_nest_tool_gets_the_roofline_and_its_energy_weights(encoded):
     """A made-up tool: latency the larger of the whole-dimension unrolled compute and the
-    compulsory DRAM time (a few percent of noise), energy the roofline's parts weighed 1, 3,
+    least-traffic mapping's DRAM time (a few percent of noise), energy the roofline's parts weighed 1, 3,
     0.01, 0.5, 1, 1 (ZigZag-like: more register-file energy, next to no array transfers)."""
     chunk = dict(encoded)
     rng = np.random.default_rng(0)
-    roof = torch.maximum(_feature(chunk, "log2_unrolled_cycles"), _feature(chunk, "log2_dram_bound_cycles"))
+    roof = torch.maximum(_feature(chunk, "log2_unrolled_cycles"), _feature(chunk, "log2_est_least_dram_cycles"))
     weights = torch.tensor([1.0, 3.0, 0.01, 0.5, 1.0, 1.0], dtype=torch.float64)
     _, _, parts = base_parts(chunk["pair_x"].double(), chunk["acc_x"].double(), roofline=True)
     targets = chunk["targets"].clone()
