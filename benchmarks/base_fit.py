@@ -4,11 +4,12 @@
 
 For each dance-gen dataset ``D`` (any simulator: builtin, zigzag, scalesim, command), prints
 what `evaluator.network.fit_base` chooses on all its feasible rows (latency: the builtin
-estimate or the roofline; the energy parts' weights) and, for total cycles and energy, the
-share of feasible rows whose base estimate lies within 10% of the simulator's figure: the
-builtin estimate as it is, the roofline with the parts unweighed, and the fitted base; last,
-the simulator's register-file, buffer and DRAM energy over the builtin estimate's (p10,
-median, p90). No network is trained; the figures are what the network starts from.
+estimate or the roofline; DRAM: the builtin estimate's or the least-traffic mapping's; the
+energy parts' weights) and, for total cycles and energy, the share of feasible rows whose
+base estimate lies within 10% of the simulator's figure: the builtin estimate as it is,
+with the least-traffic DRAM energy, the roofline with the parts unweighed, and the fitted
+base; last, the simulator's register-file, buffer and DRAM energy over the builtin
+estimate's (p10, median, p90). No network is trained; the figures are what the network starts from.
 
 ``--data`` also takes a Parquet file of simulated pairs (e.g. dance-active's
 ``_active/unseen.parquet``: real layers no training row has). ``--fit-on D0`` fits the base
@@ -52,11 +53,13 @@ def _feasible_rows(path: Path) -> pd.DataFrame:
     return frame[keep].reset_index(drop=True)
 
 
-def part_substitution(chunk: dict, frame: pd.DataFrame, scales: torch.Tensor, roofline: torch.Tensor) -> dict:
+def part_substitution(chunk: dict, frame: pd.DataFrame, scales: torch.Tensor, roofline: torch.Tensor,
+                      least_dram: torch.Tensor) -> dict:
     """Energy within 10% of the fitted base with each part replaced by the simulator's figure
     (``true``), and with only that part estimated, the others the simulator's (``only``)."""
     with torch.no_grad():
-        _, _, parts = base_parts(chunk["pair_x"].double(), chunk["acc_x"].double(), bool(float(roofline)))
+        _, _, parts = base_parts(chunk["pair_x"].double(), chunk["acc_x"].double(), bool(float(roofline) > 0.5),
+                                 bool(float(least_dram) > 0.5))
     estimated = np.stack([np.exp(part.numpy()) for part in parts], axis=1) * scales.double().numpy()
     simulated = frame[[f"energy_{part}_pj" for part in ENERGY_PARTS]].to_numpy(dtype=float)
     energy = frame["energy_pj"].to_numpy(dtype=float)
@@ -89,13 +92,16 @@ def main(argv: list[str] | None = None) -> int:
             source = f" of {identity.get('name')} {identity.get('version')} ({settings})"
         print(f"{path}: {len(frame)} feasible rows{source}" + (f", base fitted on {args.fit_on}" if fixed else ""))
         weights = ", ".join(f"{part} {w:.3g}" for part, w in zip(ENERGY_PARTS, fit["base_energy_scales"].tolist()))
-        print(f"  fit: latency {'roofline' if float(fit['base_roofline']) else 'builtin'}; energy weights {weights}")
+        rooflined, least = float(fit["base_roofline"]) > 0.5, float(fit["base_least_dram"]) > 0.5
+        dram = "least-traffic" if rooflined or least else "builtin"
+        print(f"  fit: latency {'roofline' if rooflined else 'builtin'}; DRAM {dram}; energy weights {weights}")
         print(f"  {'base':<34} {'cycles <=10%':>12} {'energy <=10%':>12}")
-        bases = {"builtin estimate": (0.0, None), "roofline, parts unweighed": (1.0, None),
-                 "fitted": (fit["base_roofline"], fit["base_energy_scales"])}
+        bases = {"builtin estimate": (0.0, None, 0.0), "builtin, least-traffic DRAM": (0.0, None, 1.0),
+                 "roofline, parts unweighed": (1.0, None, 0.0),
+                 "fitted": (fit["base_roofline"], fit["base_energy_scales"], fit["base_least_dram"])}
         with torch.no_grad():
-            for name, (roofline, scales) in bases.items():
-                base = analytic_base(chunk["pair_x"], chunk["acc_x"], roofline, scales)
+            for name, (roofline, scales, least_dram) in bases.items():
+                base = analytic_base(chunk["pair_x"], chunk["acc_x"], roofline, scales, least_dram)
                 print(f"  {name:<34} {100 * within_10pct(base, chunk['targets'], 0):>11.1f}% "
                       f"{100 * within_10pct(base, chunk['targets'], 1):>11.1f}%")
         # the simulator's energy parts over the builtin estimate's (p10 / median / p90)
@@ -107,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             low, mid, high = np.percentile(ratio, [10, 50, 90]) if ratio.size else (np.nan,) * 3
             print(f"  {part} energy over the builtin estimate's: p10 {low:.2f}, median {mid:.2f}, p90 {high:.2f}")
         if args.parts:
-            table = part_substitution(chunk, frame, fit["base_energy_scales"], fit["base_roofline"])
+            table = part_substitution(chunk, frame, fit["base_energy_scales"], fit["base_roofline"],
+                                      fit["base_least_dram"])
             print("  fitted base's energy <=10% with one part the simulator's / only that part estimated:")
             for part, entry in table.items():
                 print(f"    {part:<6} {100 * entry['true']:5.1f}% / {100 * entry['only']:5.1f}%")

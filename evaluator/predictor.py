@@ -109,10 +109,12 @@ class Evaluator(nn.Module):
     @property
     def analytic_base(self) -> dict[str, Any]:
         """How the analytic base was fitted to the imitated simulator (`evaluator.network.fit_base`):
-        ``{"latency": "builtin" | "roofline", "energy_scales": {part: scale}}`` (scales of 1:
-        the builtin estimate's parts as they are)."""
+        ``{"latency": "builtin" | "roofline", "dram": "builtin" | "least-traffic",
+        "energy_scales": {part: scale}}`` (scales of 1: the estimate's parts as they are)."""
         network = self.network
+        least = float(network.base_roofline) > 0.5 or float(network.base_least_dram) > 0.5
         return {"latency": "roofline" if float(network.base_roofline) > 0.5 else "builtin",
+                "dram": "least-traffic" if least else "builtin",
                 "energy_scales": {part: round(float(scale), 4)
                                   for part, scale in zip(ENERGY_PARTS, network.base_energy_scales.tolist())}}
 

@@ -9,6 +9,7 @@
       "error_rows": {"test": int, "ood": int},       # simulator failures, left out of the sets
       "ensemble": int,                               # members of the evaluator's deep ensemble
       "analytic_base": {"latency": "builtin" | "roofline",  # the base fitted to the simulator
+                        "dram": "builtin" | "least-traffic",
                         "energy_scales": {"mac": w, "rf": w, ...}},
       "calibration": {"scale": {"latency": s, ...}, "departure_scale": {"latency": b, ...},
                       "tie_scale": {"energy": 1.0}, "method": "bands", "split": "val", ...},
@@ -156,6 +157,8 @@ def format_table(report: dict[str, Any]) -> str:
         lines.insert(1 if simulator else 0, "analytic base: latency "
                      + ("the roofline (whole loop dimensions unrolled, the least-traffic mapping's DRAM time)"
                         if base.get("latency") == "roofline" else "the builtin estimate")
+                     + ("; DRAM energy the least-traffic mapping's" if base.get("dram") == "least-traffic"
+                        and base.get("latency") != "roofline" else "")
                      + "; energy " + ("parts weighed " + ", ".join(f"{part} {value:.3g}" for part, value in scales.items())
                                       if scaled else "the builtin estimate's parts as they are")
                      + " (fitted to the training split)")
