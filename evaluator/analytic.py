@@ -93,8 +93,9 @@ from evaluator.rules import (
 
 # Bumped whenever the estimates change: an artifact records it, and one trained on other
 # estimates is refused (its corrections would be to numbers it never saw).
-# 9: the least DRAM traffic (est_least_dram_cycles); 8: stall classes split by the outer loops'
-# tile kinds; 7: line buffers (simulator 2.3.0); 6: energy tie; 5: order ties; 4: buffer residency (simulator 2.2.0); 3: layer precision (2.1.0)
+# 9: the least DRAM traffic (est_least_dram_cycles); 8: stall classes split by the outer
+# loops' tile kinds; 7: line buffers (simulator 2.3.0); 6: energy tie; 5: order ties;
+# 4: buffer residency (simulator 2.2.0); 3: layer precision (2.1.0)
 ANALYTIC_VERSION = 9
 TILE_CHOICES = SPATIAL_SLOTS * CHANNEL_SLOTS * CHANNEL_SLOTS  # the coarse pass's grid, per pair
 # Loop orders of one tile choice whose estimated times lie within this share of the least are
@@ -234,8 +235,9 @@ def _coarse_ranking(layer: dict, acc: dict, tiles) -> tuple[torch.Tensor, torch.
 
     Returns the `REFINED` least-time choices ``(K, n)`` (flat indices into the ``(Sp, Sc,
     Sk)`` grid; fitting ones first), whether each fits, whether any choice of the pair fits
-    ``(n,)``, and the fitting choice of least DRAM traffic ``(1, n)`` (under its best order). Capacities are checked in the inputs' dtype; the times, a ranking only, in
-    float32 (half the memory traffic of float64 inputs).
+    ``(n,)``, and the fitting choice of least DRAM traffic under its best order ``(1, n)``.
+    Capacities are checked in the inputs' dtype; the times, a ranking only, in float32 (half
+    the memory traffic of float64 inputs).
     """
     def grid(layer: dict, tiles):
         sizes = (tiles[0][1][:, None, None, :], tiles[0][3][:, None, None, :], tiles[1][1][None, :, None, :],
