@@ -100,9 +100,9 @@ def test_the_least_dram_traffic_bounds_every_mapping_and_is_what_an_energy_mappe
     and loop orders. No mapping moves less: not the estimate's own (the fastest), not the
     simulator's under the energy objective, which moves exactly that on most pairs (where DRAM
     dominates its energy; the rest trade a little DRAM for SRAM or time)."""
+    from dataset_gen.simulator import simulate_batch
     from dataset_gen.simulator.energy import DRAM_PJ_PER_BIT
     from dataset_gen.space import ACCELERATOR_FIELDS, LAYER_FIELDS
-    from dataset_gen.simulator import simulate_batch
 
     frame = read_dataset(small_dataset)
     frame = frame[frame["feasible"]].reset_index(drop=True)

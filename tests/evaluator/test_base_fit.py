@@ -46,8 +46,9 @@ def test_builtin_rows_keep_the_builtin_estimates(encoded):
 
 def test_a_loop_nest_tool_gets_the_roofline_and_its_energy_weights(encoded):
     """A made-up tool: latency the larger of the whole-dimension unrolled compute and the
-    least-traffic mapping's DRAM time (a few percent of noise), energy the roofline's parts weighed 1, 3,
-    0.01, 0.5, 1, 1 (ZigZag-like: more register-file energy, next to no array transfers)."""
+    least-traffic mapping's DRAM time (a few percent of noise), energy the roofline's parts
+    weighed 1, 3, 0.01, 0.5, 1, 1 (ZigZag-like: more register-file energy, next to no array
+    transfers)."""
     chunk = dict(encoded)
     rng = np.random.default_rng(0)
     roof = torch.maximum(_feature(chunk, "log2_unrolled_cycles"), _feature(chunk, "log2_est_least_dram_cycles"))
