@@ -4,11 +4,11 @@
 
 For each dance-gen dataset ``D`` (any simulator: builtin, zigzag, scalesim, command), prints
 what `evaluator.network.fit_base` chooses on all its feasible rows (latency: the builtin
-estimate or the roofline; DRAM: the builtin estimate's or the least-traffic mapping's; the
-energy parts' weights) and, for total cycles and energy, the share of feasible rows whose
-base estimate lies within 10% of the simulator's figure: the builtin estimate as it is,
-with the least-traffic DRAM energy, the roofline with the parts unweighed, and the fitted
-base; last, the simulator's register-file, buffer and DRAM energy over the builtin
+estimate or the roofline; the mapping objective the builtin estimate follows; the energy
+parts' weights) and, for total cycles and energy, the share of feasible rows whose base
+estimate lies within 10% of the simulator's figure: the builtin estimate as it is (the
+fastest mapping), its least-energy and least-EDP mappings, the roofline with the parts
+unweighed, and the fitted base; last, the simulator's register-file, buffer and DRAM energy over the builtin
 estimate's (p10, median, p90). No network is trained; the figures are what the network starts from.
 
 ``--data`` also takes a Parquet file of simulated pairs (e.g. dance-active's
@@ -35,7 +35,14 @@ import torch  # noqa: E402
 
 from dataset_gen.reader import read_dataset, read_metadata, simulator_identity  # noqa: E402
 from evaluator.data import encode_frame, usable  # noqa: E402
-from evaluator.network import ENERGY_PARTS, TARGET_MATRIX_COLUMNS, base_parts, analytic_base, fit_base  # noqa: E402
+from evaluator.network import (  # noqa: E402
+    BASE_OBJECTIVES,
+    ENERGY_PARTS,
+    TARGET_MATRIX_COLUMNS,
+    analytic_base,
+    base_parts,
+    fit_base,
+)
 
 
 def within_10pct(base: torch.Tensor, targets: torch.Tensor, column: int) -> float:
@@ -53,13 +60,11 @@ def _feasible_rows(path: Path) -> pd.DataFrame:
     return frame[keep].reset_index(drop=True)
 
 
-def part_substitution(chunk: dict, frame: pd.DataFrame, scales: torch.Tensor, roofline: torch.Tensor,
-                      least_dram: torch.Tensor) -> dict:
+def part_substitution(chunk: dict, frame: pd.DataFrame, scales: torch.Tensor, roofline: torch.Tensor) -> dict:
     """Energy within 10% of the fitted base with each part replaced by the simulator's figure
     (``true``), and with only that part estimated, the others the simulator's (``only``)."""
     with torch.no_grad():
-        _, _, parts = base_parts(chunk["pair_x"].double(), chunk["acc_x"].double(), bool(float(roofline) > 0.5),
-                                 bool(float(least_dram) > 0.5))
+        _, _, parts = base_parts(chunk["pair_x"].double(), chunk["acc_x"].double(), bool(float(roofline) > 0.5))
     estimated = np.stack([np.exp(part.numpy()) for part in parts], axis=1) * scales.double().numpy()
     simulated = frame[[f"energy_{part}_pj" for part in ENERGY_PARTS]].to_numpy(dtype=float)
     energy = frame["energy_pj"].to_numpy(dtype=float)
@@ -92,16 +97,17 @@ def main(argv: list[str] | None = None) -> int:
             source = f" of {identity.get('name')} {identity.get('version')} ({settings})"
         print(f"{path}: {len(frame)} feasible rows{source}" + (f", base fitted on {args.fit_on}" if fixed else ""))
         weights = ", ".join(f"{part} {w:.3g}" for part, w in zip(ENERGY_PARTS, fit["base_energy_scales"].tolist()))
-        rooflined, least = float(fit["base_roofline"]) > 0.5, float(fit["base_least_dram"]) > 0.5
-        dram = "least-traffic" if rooflined or least else "builtin"
-        print(f"  fit: latency {'roofline' if rooflined else 'builtin'}; DRAM {dram}; energy weights {weights}")
+        rooflined = float(fit["base_roofline"]) > 0.5
+        objective = BASE_OBJECTIVES[int(round(float(fit["base_objective"])))]
+        print(f"  fit: latency {'roofline' if rooflined else 'builtin'}; objective {objective}; "
+              f"energy weights {weights}")
         print(f"  {'base':<34} {'cycles <=10%':>12} {'energy <=10%':>12}")
-        bases = {"builtin estimate": (0.0, None, 0.0), "builtin, least-traffic DRAM": (0.0, None, 1.0),
-                 "roofline, parts unweighed": (1.0, None, 0.0),
-                 "fitted": (fit["base_roofline"], fit["base_energy_scales"], fit["base_least_dram"])}
+        bases = {"builtin estimate": (0.0, None, 0.0), "builtin, least-energy mapping": (0.0, None, 1.0),
+                 "builtin, least-EDP mapping": (0.0, None, 2.0), "roofline, parts unweighed": (1.0, None, 0.0),
+                 "fitted": (fit["base_roofline"], fit["base_energy_scales"], fit["base_objective"])}
         with torch.no_grad():
-            for name, (roofline, scales, least_dram) in bases.items():
-                base = analytic_base(chunk["pair_x"], chunk["acc_x"], roofline, scales, least_dram)
+            for name, (roofline, scales, chosen) in bases.items():
+                base = analytic_base(chunk["pair_x"], chunk["acc_x"], roofline, scales, chosen)
                 print(f"  {name:<34} {100 * within_10pct(base, chunk['targets'], 0):>11.1f}% "
                       f"{100 * within_10pct(base, chunk['targets'], 1):>11.1f}%")
         # the simulator's energy parts over the builtin estimate's (p10 / median / p90)
@@ -113,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             low, mid, high = np.percentile(ratio, [10, 50, 90]) if ratio.size else (np.nan,) * 3
             print(f"  {part} energy over the builtin estimate's: p10 {low:.2f}, median {mid:.2f}, p90 {high:.2f}")
         if args.parts:
-            table = part_substitution(chunk, frame, fit["base_energy_scales"], fit["base_roofline"],
-                                      fit["base_least_dram"])
+            table = part_substitution(chunk, frame, fit["base_energy_scales"], fit["base_roofline"])
             print("  fitted base's energy <=10% with one part the simulator's / only that part estimated:")
             for part, entry in table.items():
                 print(f"    {part:<6} {100 * entry['true']:5.1f}% / {100 * entry['only']:5.1f}%")

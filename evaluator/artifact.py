@@ -152,8 +152,6 @@ def load(path: str | os.PathLike) -> Evaluator:
     state = payload["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise EvaluatorLoadError(f"{path}: state_dict is not a dict of tensors")
-    if "base_least_dram" not in state:  # saved before the base could take the least-traffic DRAM
-        state = {**state, "base_least_dram": torch.zeros(())}
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as error:

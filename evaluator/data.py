@@ -408,7 +408,7 @@ def statistics_of(chunks: Any, base_chunks: Any = None) -> tuple[dict[str, torch
         pair.add(chunk["pair_x"].double().numpy())
         target.add(chunk["targets"].double().numpy())
         base = analytic_base(chunk["pair_x"], chunk["acc_x"], fit["base_roofline"], fit["base_energy_scales"],
-                             fit["base_least_dram"])
+                             fit["base_objective"])
         residual.add((chunk["targets"] - base).double().numpy())
         rows += int(chunk["feasible"].shape[0])
     stats = dict(fit)

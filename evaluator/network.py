@@ -65,7 +65,9 @@ STATISTICS: tuple[str, ...] = ("layer_mean", "layer_std", "layer_min", "layer_ma
 # The analytic energy parts, in `COMPONENT_COLUMNS` order (the base's energy is their sum).
 ENERGY_PARTS: tuple[str, ...] = ("mac", "rf", "array", "sram", "dram", "leak")
 # Statistics that fit the analytic base to the simulator (`fit_base`); optional.
-BASE_FIT: tuple[str, ...] = ("base_roofline", "base_energy_scales", "base_least_dram")
+BASE_FIT: tuple[str, ...] = ("base_roofline", "base_energy_scales", "base_objective")
+# The mapping objectives the builtin estimate can follow (`analytic_base`'s ``objective``).
+BASE_OBJECTIVES: tuple[str, ...] = ("latency", "energy", "edp")
 
 
 def _norm(kind: str, width: int) -> nn.Module:
@@ -204,9 +206,9 @@ class EvaluatorNetwork(nn.Module):
         # per analytic energy part (`ENERGY_PARTS`; all 1: the builtin estimate as it is).
         self.register_buffer("base_roofline", torch.zeros(()))
         self.register_buffer("base_energy_scales", torch.ones(len(ENERGY_PARTS)))
-        # 1 where the DRAM energy is the least-traffic mapping's, not the builtin estimate's
-        # (always so with the roofline): a simulator whose mapper minimises energy.
-        self.register_buffer("base_least_dram", torch.zeros(()))
+        # Which mapping the builtin estimate follows (an index into `BASE_OBJECTIVES`): the
+        # fastest (0), or the least-energy or least energy x delay one, a mapper's objective.
+        self.register_buffer("base_objective", torch.zeros(()))
 
     def set_statistics(self, stats: dict[str, torch.Tensor]) -> None:
         """Store normalisation statistics (means and standard deviations of the train split).
@@ -227,7 +229,7 @@ class EvaluatorNetwork(nn.Module):
 
     def base(self, pair_x: torch.Tensor, acc_x: torch.Tensor) -> torch.Tensor:
         """The analytic estimate of every target column as fitted to the simulator (`analytic_base`)."""
-        return analytic_base(pair_x, acc_x, self.base_roofline, self.base_energy_scales, self.base_least_dram)
+        return analytic_base(pair_x, acc_x, self.base_roofline, self.base_energy_scales, self.base_objective)
 
     def _normalise(self, x: torch.Tensor, name: str) -> torch.Tensor:
         """Clamp to the training range, then standardise."""
@@ -428,7 +430,7 @@ _ENERGY_TIE = PAIR_FEATURES.index("est_energy_tie")
 
 
 def analytic_base(pair_x: torch.Tensor, acc_x: torch.Tensor, roofline: torch.Tensor | float = 0.0,
-                  energy_scales: torch.Tensor | None = None, least_dram: torch.Tensor | float = 0.0) -> torch.Tensor:
+                  energy_scales: torch.Tensor | None = None, objective: torch.Tensor | float = 0.0) -> torch.Tensor:
     """The analytic model's estimate of every target column, as natural logs ``(n, 11)``
     (``ln(1 + x)`` for the `LOG1P_COLUMNS`).
 
@@ -436,21 +438,25 @@ def analytic_base(pair_x: torch.Tensor, acc_x: torch.Tensor, roofline: torch.Ten
     (1) takes latency as the larger of the layer's compute with whole loop dimensions unrolled
     (``log2_unrolled_cycles``: a loop-nest tool's compute, no fill or drain) and the DRAM
     time of the least-traffic mapping, takes the DRAM energy of that traffic and scales the
-    leakage with the time (`base_parts`); ``least_dram`` (1) takes the DRAM energy of the
-    least-traffic mapping with the builtin latency; ``energy_scales`` weigh the energy parts
-    (`ENERGY_PARTS`) in the energy's sum: all three as `fit_base` fits them to a simulator
-    whose rules (or mapping objective) differ from the builtin one's.
+    leakage with the time (`base_parts`); ``energy_scales`` weigh the energy parts
+    (`ENERGY_PARTS`) in the energy's sum; ``objective`` (an index into `BASE_OBJECTIVES`, the
+    builtin latency only) takes the cycles and energy of the least-energy (1) or least energy
+    x delay (2) mapping instead of the fastest one's, as the builtin mapper picks them under
+    that objective (the components stay the fastest mapping's). All as `fit_base` fits them
+    to a simulator whose rules or mapping objective differ from the builtin default's.
     """
     scaled = energy_scales is not None and bool((energy_scales != 1.0).any())
     rooflined = bool(torch.as_tensor(roofline) > 0.5)
-    least = bool(torch.as_tensor(least_dram) > 0.5)
-    cycles, compute, parts = base_parts(pair_x, acc_x, rooflined, least)
-    if scaled or rooflined or least:
+    cycles, compute, parts = base_parts(pair_x, acc_x, rooflined)
+    if scaled or rooflined:
         weights = energy_scales if energy_scales is not None else torch.ones(len(ENERGY_PARTS))
         parts = [part + torch.log(torch.clamp(w, min=1e-30)) for part, w in zip(parts, weights)]
         energy = torch.logsumexp(torch.stack(parts, dim=1), dim=1)
     else:  # the builtin estimate exactly as the analytic model sums it
         energy = pair_x[:, PAIR_FEATURES.index("log2_est_energy_pj")] * _LN2
+    chosen = int(round(float(objective)))
+    if chosen and not rooflined:
+        cycles, energy = objective_estimates(pair_x, BASE_OBJECTIVES[chosen])
     stall = torch.log1p(torch.clamp(torch.exp(cycles) - torch.exp(compute), min=0.0))
     mac, rf, array, *rest = parts
     columns = [cycles, energy, analytic_area(decode_accelerators(acc_x)) * _LN2, compute, stall,
@@ -458,11 +464,20 @@ def analytic_base(pair_x: torch.Tensor, acc_x: torch.Tensor, roofline: torch.Ten
     return torch.stack(columns, dim=1)
 
 
-def base_parts(pair_x: torch.Tensor, acc_x: torch.Tensor, roofline: bool,
-               least_dram: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+def objective_estimates(pair_x: torch.Tensor, objective: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Natural logs of the builtin estimate's cycles and energy under a mapping ``objective``
+    (`BASE_OBJECTIVES`): the fastest mapping's, or the least-energy or least-EDP one's."""
+    if objective == "latency":
+        names = ("log2_est_cycles", "log2_est_energy_pj")
+    else:
+        names = (f"log2_est_{objective}_objective_cycles", f"log2_est_{objective}_objective_energy_pj")
+    return tuple(pair_x[:, PAIR_FEATURES.index(name)] * _LN2 for name in names)
+
+
+def base_parts(pair_x: torch.Tensor, acc_x: torch.Tensor,
+               roofline: bool) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     """Natural logs of the base's cycles, compute cycles and energy parts (`ENERGY_PARTS`,
-    unscaled), builtin or roofline (`analytic_base`); ``least_dram``: the builtin estimate
-    with the least-traffic mapping's DRAM energy (the roofline's, which always has it).
+    unscaled), builtin or roofline (`analytic_base`).
 
     The roofline owes nothing to the builtin mapper's choices: compute with whole loop
     dimensions unrolled, the DRAM traffic of the least-traffic mapping in the builtin tiling
@@ -481,13 +496,11 @@ def base_parts(pair_x: torch.Tensor, acc_x: torch.Tensor, roofline: bool,
 
     cycles, compute = estimate("log2_est_cycles"), estimate("log2_est_compute_cycles")
     parts = [estimate(f"log2_est_{part}_pj") for part in ENERGY_PARTS]
-    least = estimate("log2_est_least_dram_cycles")
-    if roofline or least_dram:
+    if roofline:
+        unrolled, least = estimate("log2_unrolled_cycles"), estimate("log2_est_least_dram_cycles")
+        roof = torch.maximum(unrolled, least)
         dram_bytes = least + acc_x[:, ACCEL_FEATURES.index("log2_dram_bw")] * _LN2  # cycles x bytes per cycle
         parts[ENERGY_PARTS.index("dram")] = dram_bytes + math.log(8 * DRAM_PJ_PER_BIT)
-    if roofline:
-        unrolled = estimate("log2_unrolled_cycles")
-        roof = torch.maximum(unrolled, least)
         parts[-1] = parts[-1] + roof - cycles  # leakage: power x time
         cycles, compute = roof, unrolled
     return cycles, compute, parts
@@ -503,10 +516,11 @@ def fit_base(chunks: Any) -> dict[str, torch.Tensor]:
 
     - latency: the roofline (`analytic_base`) replaces the builtin estimate when its log
       residuals against the simulator's cycles vary less over the chunks' feasible rows;
-    - DRAM energy, with the builtin latency: the least-traffic mapping's replaces the builtin
-      estimate's when that cuts the energy's loss (below) by at least `ENERGY_FIT_GAIN` (the
-      builtin simulator under ``objective=energy`` or ``edp``, whose mapper trades time for
-      traffic, where the estimate follows the fastest mapping; the roofline always has it);
+    - mapping objective, with the builtin latency: the cycles and energy of the least-energy
+      or least-EDP mapping replace the fastest one's when that cuts the sum of the cycles' and
+      the energy's losses (below) by at least `ENERGY_FIT_GAIN` (the builtin simulator under
+      ``objective=energy`` or ``edp``, whose mapper trades time for traffic); the energy's
+      parts then stay as they are;
     - energy: positive scales of the analytic parts whose sum fits the simulator's energy in
       log space (the pseudo-Huber loss of the log residual, `ENERGY_FIT_DELTA`: a few wild
       rows do not pull the scales), kept only when they cut that loss by at least
@@ -517,11 +531,12 @@ def fit_base(chunks: Any) -> dict[str, torch.Tensor]:
     -------
     dict of torch.Tensor
         ``base_roofline`` (0 or 1), ``base_energy_scales`` ``(len(ENERGY_PARTS),)`` and
-        ``base_least_dram`` (0 or 1).
+        ``base_objective`` (an index into `BASE_OBJECTIVES`).
     """
     moments = {kind: torch.zeros(3, dtype=torch.float64) for kind in ("builtin", "roofline")}
-    # (rows, parts + 1): parts, ln energy; "least": the builtin parts with the least-traffic DRAM
-    kept: dict[str, list[torch.Tensor]] = {kind: [] for kind in (*moments, "least")}
+    kept: dict[str, list[torch.Tensor]] = {kind: [] for kind in moments}  # (rows, parts + 1): parts, ln energy
+    # (rows, 2 * objectives + 2): each objective's ln cycles and ln energy, then the targets'
+    objectives: list[torch.Tensor] = []
     rows = 0
     for chunk in chunks:
         pair_x, acc_x, targets = chunk["pair_x"], chunk["acc_x"], chunk["targets"].double()
@@ -537,8 +552,8 @@ def fit_base(chunks: Any) -> dict[str, torch.Tensor]:
             if room > 0:
                 kept[kind].append(torch.stack([*parts, log_energy[usable]], dim=1)[:room])
         if room > 0:
-            _, _, parts = base_parts(pair_x[usable].double(), acc_x[usable].double(), False, True)
-            kept["least"].append(torch.stack([*parts, log_energy[usable]], dim=1)[:room])
+            estimates = [value for name in BASE_OBJECTIVES for value in objective_estimates(pair_x[usable].double(), name)]
+            objectives.append(torch.stack([*estimates, log_cycles[usable], log_energy[usable]], dim=1)[:room])
         rows += min(max(room, 0), int(usable.sum()))
 
     def variance(m: torch.Tensor) -> float:
@@ -546,19 +561,20 @@ def fit_base(chunks: Any) -> dict[str, torch.Tensor]:
 
     kind = "roofline" if variance(moments["roofline"]) < variance(moments["builtin"]) else "builtin"
     scales = torch.ones(len(ENERGY_PARTS), dtype=torch.float64)
-    least = False
-    if rows > 1:
+    objective = 0
+    if rows > 1 and kind == "builtin":
+        table = torch.cat(objectives)
+        losses = [float(_huber(table[:, 2 * i] - table[:, -2]).mean() + _huber(table[:, 2 * i + 1] - table[:, -1]).mean())
+                  for i in range(len(BASE_OBJECTIVES))]
+        best = min(range(len(losses)), key=losses.__getitem__)
+        objective = best if losses[best] < (1.0 - ENERGY_FIT_GAIN) * losses[0] else 0
+    if rows > 1 and objective == 0:
         table = torch.cat(kept[kind])
-        if kind == "builtin":
-            other = torch.cat(kept["least"])
-            least = _energy_loss(other[:, :-1], other[:, -1]) < (1.0 - ENERGY_FIT_GAIN) * _energy_loss(
-                table[:, :-1], table[:, -1])
-            table = other if least else table
         fitted, fitted_loss, plain_loss = _fit_energy_scales(table[:, :-1], table[:, -1])
         if fitted_loss < (1.0 - ENERGY_FIT_GAIN) * plain_loss:
             scales = fitted
     return {"base_roofline": torch.tensor(1.0 if kind == "roofline" else 0.0),
-            "base_energy_scales": scales.float(), "base_least_dram": torch.tensor(1.0 if least else 0.0)}
+            "base_energy_scales": scales.float(), "base_objective": torch.tensor(float(objective))}
 
 
 # The share of the analytic energy's loss in log space that fitted scales must remove before
@@ -572,17 +588,17 @@ ENERGY_FIT_DELTA = 0.1
 ENERGY_FIT_ROWS = 200_000
 
 
-def _energy_loss(parts: torch.Tensor, log_energy: torch.Tensor, log_w: torch.Tensor | float = 0.0) -> torch.Tensor:
-    """The mean pseudo-Huber loss (`ENERGY_FIT_DELTA`) of ``ln sum(w * exp(parts)) - log_energy``."""
-    residual = torch.logsumexp(parts + log_w, dim=1) - log_energy
-    return (ENERGY_FIT_DELTA ** 2 * (torch.sqrt(1 + (residual / ENERGY_FIT_DELTA) ** 2) - 1)).mean()
+def _huber(residual: torch.Tensor) -> torch.Tensor:
+    """The pseudo-Huber loss of log residuals, scale `ENERGY_FIT_DELTA`."""
+    return ENERGY_FIT_DELTA ** 2 * (torch.sqrt(1 + (residual / ENERGY_FIT_DELTA) ** 2) - 1)
 
 
 def _fit_energy_scales(parts: torch.Tensor, log_energy: torch.Tensor) -> tuple[torch.Tensor, float, float]:
-    """Positive scales ``w`` of the parts (natural logs, ``(n, k)``) minimising `_energy_loss`
-    (L-BFGS on ``ln w`` from 0, float64), the loss there and at ``w = 1``."""
+    """Positive scales ``w`` of the parts (natural logs, ``(n, k)``) minimising the mean
+    `_huber` loss of ``ln sum(w * exp(parts)) - log_energy`` (L-BFGS on ``ln w`` from 0,
+    float64), the loss there and at ``w = 1``."""
     def loss(log_w: torch.Tensor) -> torch.Tensor:
-        return _energy_loss(parts, log_energy, log_w)
+        return _huber(torch.logsumexp(parts + log_w, dim=1) - log_energy).mean()
 
     log_w = torch.zeros(parts.shape[1], dtype=torch.float64, requires_grad=True)
     optimiser = torch.optim.LBFGS([log_w], lr=1.0, max_iter=200, tolerance_grad=1e-12, tolerance_change=1e-14,

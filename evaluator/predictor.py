@@ -37,7 +37,7 @@ from torch import nn
 from dataset_gen.reader import simulator_identity
 from dataset_gen.space import ACCELERATOR_FIELDS, Accelerator, SpaceError
 from evaluator.features import encode_accelerators, encode_layers
-from evaluator.network import ENERGY_PARTS, TARGETS, EvaluatorNetwork
+from evaluator.network import BASE_OBJECTIVES, ENERGY_PARTS, TARGETS, EvaluatorNetwork
 from evaluator.protocol import PREDICTION_COLUMNS, check_pairs
 
 # The std columns `Evaluator.predict(..., return_std=True)` adds: the calibrated standard
@@ -109,12 +109,12 @@ class Evaluator(nn.Module):
     @property
     def analytic_base(self) -> dict[str, Any]:
         """How the analytic base was fitted to the imitated simulator (`evaluator.network.fit_base`):
-        ``{"latency": "builtin" | "roofline", "dram": "builtin" | "least-traffic",
-        "energy_scales": {part: scale}}`` (scales of 1: the estimate's parts as they are)."""
+        ``{"latency": "builtin" | "roofline", "objective": "latency" | "energy" | "edp",
+        "energy_scales": {part: scale}}`` (scales of 1: the estimate's parts as they are;
+        ``objective``: the mapping the builtin estimate follows, the fastest by default)."""
         network = self.network
-        least = float(network.base_roofline) > 0.5 or float(network.base_least_dram) > 0.5
         return {"latency": "roofline" if float(network.base_roofline) > 0.5 else "builtin",
-                "dram": "least-traffic" if least else "builtin",
+                "objective": BASE_OBJECTIVES[int(round(float(network.base_objective)))],
                 "energy_scales": {part: round(float(scale), 4)
                                   for part, scale in zip(ENERGY_PARTS, network.base_energy_scales.tolist())}}
 

@@ -9,7 +9,7 @@
       "error_rows": {"test": int, "ood": int},       # simulator failures, left out of the sets
       "ensemble": int,                               # members of the evaluator's deep ensemble
       "analytic_base": {"latency": "builtin" | "roofline",  # the base fitted to the simulator
-                        "dram": "builtin" | "least-traffic",
+                        "objective": "latency" | "energy" | "edp",  # the mapping it follows
                         "energy_scales": {"mac": w, "rf": w, ...}},
       "calibration": {"scale": {"latency": s, ...}, "departure_scale": {"latency": b, ...},
                       "tie_scale": {"energy": 1.0}, "method": "bands", "split": "val", ...},
@@ -132,6 +132,24 @@ def _misses(uncertainty: dict[str, Any]) -> str:
     return f"{round(share * misses) if misses else 0}/{misses}"
 
 
+_OBJECTIVE_MAPPINGS = {"energy": "least-energy", "edp": "least energy x delay"}
+
+
+def _base_line(base: dict) -> str:
+    """The report's line on the analytic base the evaluator corrects (`Evaluator.analytic_base`)."""
+    mapping = _OBJECTIVE_MAPPINGS.get(base.get("objective"))
+    if base.get("latency") != "roofline" and mapping:
+        return f"analytic base: latency and energy the builtin estimate of the {mapping} mapping (fitted to the training split)"
+    scales = base.get("energy_scales") or {}
+    scaled = any(value != 1.0 for value in scales.values())
+    return ("analytic base: latency "
+            + ("the roofline (whole loop dimensions unrolled, the least-traffic mapping's DRAM time)"
+               if base.get("latency") == "roofline" else "the builtin estimate")
+            + "; energy " + ("parts weighed " + ", ".join(f"{part} {value:.3g}" for part, value in scales.items())
+                             if scaled else "the builtin estimate's parts as they are")
+            + " (fitted to the training split)")
+
+
 def format_table(report: dict[str, Any]) -> str:
     """A readable fixed-width table: one line per (model, set, target).
 
@@ -152,16 +170,7 @@ def format_table(report: dict[str, Any]) -> str:
                         + (f"; {failed} rows the simulator failed on left out" if failed else ""))
     base = report.get("analytic_base")
     if base:
-        scales = base.get("energy_scales") or {}
-        scaled = any(value != 1.0 for value in scales.values())
-        lines.insert(1 if simulator else 0, "analytic base: latency "
-                     + ("the roofline (whole loop dimensions unrolled, the least-traffic mapping's DRAM time)"
-                        if base.get("latency") == "roofline" else "the builtin estimate")
-                     + ("; DRAM energy the least-traffic mapping's" if base.get("dram") == "least-traffic"
-                        and base.get("latency") != "roofline" else "")
-                     + "; energy " + ("parts weighed " + ", ".join(f"{part} {value:.3g}" for part, value in scales.items())
-                                      if scaled else "the builtin estimate's parts as they are")
-                     + " (fitted to the training split)")
+        lines.insert(1 if simulator else 0, _base_line(base))
     models = [("evaluator", {name: report[name] for name in ("test", "ood") if name in report})]
     models += [(name, sets) for name, sets in (report.get("baselines") or {}).items()]
     for model, sets in models:

@@ -628,7 +628,6 @@ def buffer_words(layer: dict, acc: dict, chosen, order: torch.Tensor, sums: torc
         sums = tile_sums(layer, acc, chosen)
     blocks = layer["batch"] * layer["groups"]
     trips, changes = mapping_trips(chosen)
-    readback = layer["out_h"] * layer["out_w"] * layer["out_c_per_group"] * (trips["c"] - 1)  # c tiles but the first
     words = sweep_words(layer, chosen[0], line_buffer(layer, acc, chosen[0][3], chosen[1][1]))
     dram = torch.zeros((blocks.shape[0], 3), dtype=blocks.dtype)
     sizes = (chosen[0][1], chosen[0][3], chosen[1][1], chosen[2][1])
@@ -637,8 +636,17 @@ def buffer_words(layer: dict, acc: dict, chosen, order: torch.Tensor, sums: torc
                                          resident_operands(loop_order, layer, acc, *sizes))
         selected = (order == position).to(blocks.dtype)[:, None]
         dram = dram + selected * torch.stack([per_operand["ifmap"], per_operand["filter"], per_operand["ofmap"]], dim=1)
-    on_chip = torch.stack([sums[:, 0], sums[:, 1], sums[:, 2] + sums[:, 3] + readback], dim=1) * blocks[:, None]
-    return on_chip + dram
+    return on_chip_buffer_words(layer, chosen, sums) + dram
+
+
+def on_chip_buffer_words(layer: dict, chosen, sums: torch.Tensor) -> torch.Tensor:
+    """``(n, 3)`` buffer words of one mapping that do not depend on its loop order: the fold
+    model's reads and writes of every tile (`tile_sums`) and the partial-sum read-backs between
+    ``c`` tiles (`buffer_words` adds the DRAM traffic's fills and write-backs)."""
+    trips, _ = mapping_trips(chosen)
+    readback = layer["out_h"] * layer["out_w"] * layer["out_c_per_group"] * (trips["c"] - 1)  # c tiles but the first
+    blocks = layer["batch"] * layer["groups"]
+    return torch.stack([sums[:, 0], sums[:, 1], sums[:, 2] + sums[:, 3] + readback], dim=1) * blocks[:, None]
 
 
 def array_hops(layer: dict, acc: dict, chosen, sums: torch.Tensor | None = None) -> torch.Tensor:

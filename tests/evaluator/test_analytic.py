@@ -115,6 +115,27 @@ def test_the_least_dram_traffic_bounds_every_mapping_and_is_what_an_energy_mappe
     assert np.mean(ratio <= 1 + 1e-3) >= 0.9
 
 
+@pytest.mark.parametrize("objective", ["energy", "edp"])
+def test_the_estimates_under_another_objective_follow_the_simulator_under_it(small_dataset, objective):
+    """``est_{objective}_objective_*``: the least-energy (least energy x delay) mapping among
+    the refined candidates, as the builtin mapper picks it under that objective; closer to
+    that simulator than the fastest mapping's estimate."""
+    from dataset_gen.simulator import simulate_batch
+    from dataset_gen.space import ACCELERATOR_FIELDS, LAYER_FIELDS
+
+    frame = read_dataset(small_dataset)
+    frame = frame[frame["feasible"]].reset_index(drop=True)
+    simulated = simulate_batch(frame[[*LAYER_FIELDS, *ACCELERATOR_FIELDS]], objective=objective)
+
+    def within(name: str, column: str) -> float:
+        return float(np.mean(np.abs(estimate(frame, frame, name) / simulated[column].to_numpy() - 1) <= 0.10))
+
+    cycles = within(f"log2_est_{objective}_objective_cycles", "total_cycles")
+    energy = within(f"log2_est_{objective}_objective_energy_pj", "energy_pj")
+    assert cycles >= 0.93 and energy >= 0.98
+    assert energy >= within("log2_est_energy_pj", "energy_pj")
+
+
 def test_more_pe_rows_lower_the_estimated_cycles_of_a_compute_bound_layer():
     layer = Layer(in_h=28, in_w=28, in_c=64, out_c=64, k_h=3, k_w=3, pad=1)
     acc_x = encode_accelerators(Accelerator(pe_rows=8, pe_cols=8, dataflow="ws", dram_bw=64.0, **BIG_BUFFERS))

@@ -122,17 +122,6 @@ def test_an_artifact_of_another_analytic_model_version_is_refused(trained, tmp_p
         evaluator.load(other)
 
 
-def test_an_artifact_saved_before_the_least_traffic_dram_base_loads_with_the_builtin_dram(trained, tmp_path):
-    payload = torch.load(trained.artifact, weights_only=True)
-    state = {name: tensor for name, tensor in payload["state_dict"].items() if name != "base_least_dram"}
-    older = tmp_path / "older.pt"
-    torch.save({**payload, "state_dict": state}, older)
-    loaded = evaluator.load(older)
-    assert float(loaded.network.base_least_dram) == 0.0 and loaded.analytic_base["dram"] == "builtin"
-    pairs = pd.DataFrame([{**layer.to_dict(), **ACCELERATOR.to_dict()} for layer in LAYERS])
-    assert np.array_equal(loaded.predict(pairs).to_numpy(), trained.evaluator.predict(pairs).to_numpy())
-
-
 def test_an_artifact_written_and_loaded_by_this_code_predicts_on_a_pairs_frame(trained, tmp_path):
     loaded = evaluator.load(evaluator.save(trained.evaluator, tmp_path / "current.pt"))
     pairs = pd.DataFrame([{**layer.to_dict(), **ACCELERATOR.to_dict()} for layer in LAYERS])
