@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from dataset_gen.reader import read_dataset
 from dataset_gen.simulator import candidate_mappings, simulate
@@ -134,6 +135,11 @@ def test_the_estimates_under_another_objective_follow_the_simulator_under_it(sma
     energy = within(f"log2_est_{objective}_objective_energy_pj", "energy_pj")
     assert cycles >= 0.93 and energy >= 0.98
     assert energy >= within("log2_est_energy_pj", "energy_pj")
+    # the winners carry gradients w.r.t. the accelerator (the search needs them)
+    acc_x = torch.as_tensor(np.asarray(encode_accelerators(frame.head(64)))).requires_grad_(True)
+    features = pair_features(torch.as_tensor(np.asarray(encode_layers(frame.head(64)))), acc_x)
+    features[:, PAIR_FEATURES.index(f"log2_est_{objective}_objective_energy_pj")].sum().backward()
+    assert torch.isfinite(acc_x.grad).all() and float(acc_x.grad.abs().sum()) > 0
 
 
 def test_more_pe_rows_lower_the_estimated_cycles_of_a_compute_bound_layer():
