@@ -9,7 +9,8 @@ parts' weights) and, for total cycles and energy, the share of feasible rows who
 estimate lies within 10% of the simulator's figure: the builtin estimate as it is (the
 fastest mapping), its least-energy and least-EDP mappings, the roofline with the parts
 unweighed, and the fitted base; last, the simulator's register-file, buffer and DRAM energy over the builtin
-estimate's (p10, median, p90). No network is trained; the figures are what the network starts from.
+estimate's (p10, median, p90), and the share of rows whose DRAM energy lies within 10% of the
+builtin estimate's, the compulsory traffic's and the least-traffic mapping's. No network is trained; the figures are what the network starts from.
 
 ``--data`` also takes a Parquet file of simulated pairs (e.g. dance-active's
 ``_active/unseen.parquet``: real layers no training row has). ``--fit-on D0`` fits the base
@@ -34,7 +35,9 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from dataset_gen.reader import read_dataset, read_metadata, simulator_identity  # noqa: E402
+from dataset_gen.simulator.energy import DRAM_PJ_PER_BIT  # noqa: E402
 from evaluator.data import encode_frame, usable  # noqa: E402
+from evaluator.features import ACCEL_FEATURES, PAIR_FEATURES  # noqa: E402
 from evaluator.network import (  # noqa: E402
     BASE_OBJECTIVES,
     ENERGY_PARTS,
@@ -75,6 +78,20 @@ def part_substitution(chunk: dict, frame: pd.DataFrame, scales: torch.Tensor, ro
     return {part: {"true": share(estimated.sum(axis=1) - estimated[:, i] + simulated[:, i]),
                    "only": share(energy - simulated[:, i] + estimated[:, i])}
             for i, part in enumerate(ENERGY_PARTS)}
+
+
+def dram_shares(chunk: dict) -> dict[str, float]:
+    """Shares of rows whose simulated DRAM energy lies within 10% of the DRAM energy of the
+    builtin estimate's traffic (the fastest mapping's), of the compulsory traffic (every
+    operand once) and of the least-traffic mapping's (``est_least_dram_cycles``)."""
+    pair_x, acc_x = chunk["pair_x"].double(), chunk["acc_x"].double()
+    to_pj = (acc_x[:, ACCEL_FEATURES.index("log2_dram_bw")] + torch.log2(torch.tensor(8 * DRAM_PJ_PER_BIT))) * np.log(2)
+    column = TARGET_MATRIX_COLUMNS.index("energy_dram_pj")
+    logs = {"builtin estimate": pair_x[:, PAIR_FEATURES.index("log2_est_dram_pj")] * np.log(2),
+            "compulsory": pair_x[:, PAIR_FEATURES.index("log2_dram_bound_cycles")] * np.log(2) + to_pj,
+            "least-traffic mapping": pair_x[:, PAIR_FEATURES.index("log2_est_least_dram_cycles")] * np.log(2) + to_pj}
+    return {name: within_10pct(value[:, None].expand(-1, column + 1), chunk["targets"], column)
+            for name, value in logs.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             ratio = ratio[np.isfinite(ratio)]
             low, mid, high = np.percentile(ratio, [10, 50, 90]) if ratio.size else (np.nan,) * 3
             print(f"  {part} energy over the builtin estimate's: p10 {low:.2f}, median {mid:.2f}, p90 {high:.2f}")
+        print("  simulator's DRAM energy <=10% of the traffic's: "
+              + ", ".join(f"{name} {100 * share:.1f}%" for name, share in dram_shares(chunk).items()))
         if args.parts:
             table = part_substitution(chunk, frame, fit["base_energy_scales"], fit["base_roofline"])
             print("  fitted base's energy <=10% with one part the simulator's / only that part estimated:")

@@ -553,8 +553,8 @@ def _estimates(layer: dict[str, torch.Tensor], acc: dict[str, torch.Tensor], kin
     # Not what the builtin mapper picks (it takes the fastest mapping): what a mapper that
     # minimises energy or energy x delay moves at least in this tiling space. Another tool's
     # mapper lands near it: over 1,458 ZigZag pairs (objective edp), its DRAM energy lies
-    # within 10% of this traffic's on 86.9% of them, of the compulsory traffic's on 80.8% and
-    # of the builtin estimate's on 85.2%.
+    # within 10% of this traffic's on 87.4% of them, of the compulsory traffic's on 81.3% and
+    # of the builtin estimate's on 85.7% (`benchmarks/base_fit.py --data D`).
     least_dram = order_traffic[:, -1].amin(dim=0)
     objectives = _objective_winners(layer, acc, [(k_Tp, k_p, k_ep, k_q), (k_Tc, k_c, k_ec), (k_Tk, k_k, k_ek)],
                                     times, k_per_operand, objective_fits)
@@ -574,13 +574,15 @@ def _objective_winners(layer: dict, acc: dict, chosen, times: torch.Tensor, per_
     is the estimate's own rule (`rules.energy_components`) on its buffer words, array hops,
     DRAM words and cycles: the candidates run along the pair axis, ``K`` copies of each pair.
 
-    Against the builtin simulator under those objectives (12,000 default-space pairs each):
-    cycles within 10% on 96.9% (energy) and 98.9% (edp), energy on 99.3% and 99.8%, where the
-    fastest mapping's estimate holds 89.5% and 92.8% (energy objective). It costs about two
+    Against the builtin simulator under those objectives (`benchmarks/base_fit.py --data D`,
+    D: 20,000 default-space rows of ``dance-gen objective=energy`` / ``edp``, 15,917 feasible):
+    cycles within 10% on 96.9% (energy) and 98.9% (edp), energy on 99.4% and 99.8%, where the
+    fastest mapping's estimate holds 89.5% / 92.8% and 97.7% / 94.9%. It costs about two
     thirds of the estimate's time again (every candidate's buffer counts; the search runs
-    without gradients and only the two winners are recomputed with them); searching only the
-    8 (4) fastest refined choices and the least-traffic one saved under 10% of it and lost 1.9
-    (4.3) points of the energy objective's cycles.
+    without gradients and only the two winners are recomputed with them; the evaluator's
+    speed: `benchmarks/evaluator.py`). Searching only the 8 (4) fastest refined choices and the
+    least-traffic one saved under 10% of it and lost 1.9 (4.3) points of the energy
+    objective's cycles (measured with a patched estimate, not kept).
     """
     orders, count, n = times.shape
 

@@ -175,6 +175,10 @@ def test_the_base_fit_benchmark_reports_the_builtin_fit_on_builtin_rows(small_da
     fitted = next(line for line in out.splitlines() if line.strip().startswith("fitted"))
     assert builtin.split()[-2:] == fitted.split()[-2:]  # the same base, the same shares
     assert float(builtin.split()[-2].rstrip("%")) > 90.0
+    dram = next(line for line in out.splitlines() if "DRAM energy <=10% of the traffic's" in line)
+    shares = dict(part.rsplit(" ", 1) for part in dram.split(": ", 1)[1].split(", "))
+    assert float(shares["builtin estimate"].rstrip("%")) > 95.0  # the simulator's own traffic
+    assert float(shares["compulsory"].rstrip("%")) < float(shares["least-traffic mapping"].rstrip("%"))
 
 
 def test_the_part_substitution_table_finds_the_part_that_is_off(small_dataset):
