@@ -586,8 +586,10 @@ def _objective_winners(layer: dict, acc: dict, chosen, times: torch.Tensor, per_
     """
     orders, count, n = times.shape
 
-    def energy_of(layer: dict, acc: dict, chosen, dram: torch.Tensor, cycles: torch.Tensor) -> torch.Tensor:
-        sums = tile_sums(layer, acc, chosen)
+    def energy_of(layer: dict, acc: dict, chosen, dram: torch.Tensor, cycles: torch.Tensor,
+                  sums: torch.Tensor | None = None) -> torch.Tensor:
+        """Total energy of mappings along the pair axis (``sums``: their `tile_sums`, if known)."""
+        sums = tile_sums(layer, acc, chosen) if sums is None else sums
         hops = sums[:, 4] * layer["batch"] * layer["groups"]
         parts = energy_components(acc, layer["macs"], on_chip_buffer_words(layer, chosen, sums) + dram, dram, cycles,
                                   hops, layer["packed_macs"])
@@ -601,16 +603,10 @@ def _objective_winners(layer: dict, acc: dict, chosen, times: torch.Tensor, per_
         layer_k = {name: repeat(value) for name, value in layer.items()}
         acc_k = {name: repeat(value) for name, value in acc.items()}
         chosen_k = [tuple(part.reshape(-1) for part in dim_tiles) for dim_tiles in chosen]
-        sums = tile_sums(layer_k, acc_k, chosen_k)
-        on_chip = on_chip_buffer_words(layer_k, chosen_k, sums)  # (K n, 3)
-        hops = sums[:, 4] * layer_k["batch"] * layer_k["groups"]
-        energy = []
-        for order in range(orders):
-            dram = per_operand[order].reshape(3, -1).T  # (K n, 3)
-            parts = energy_components(acc_k, layer_k["macs"], on_chip + dram, dram, times[order].reshape(-1), hops,
-                                      layer_k["packed_macs"])
-            energy.append(total_energy(*parts).reshape(count, n))
-        energy = torch.stack(energy).reshape(orders * count, n)
+        sums = tile_sums(layer_k, acc_k, chosen_k)  # the orders share the tiles' counts
+        energy = torch.stack([energy_of(layer_k, acc_k, chosen_k, per_operand[order].reshape(3, -1).T,
+                                        times[order].reshape(-1), sums).reshape(count, n)
+                              for order in range(orders)]).reshape(orders * count, n)
         cycles = times.reshape(orders * count, n)
         allowed = fits[None].expand(orders, count, n).reshape(orders * count, n)
         picks = []
