@@ -84,7 +84,9 @@ def test_a_run_killed_with_sigkill_finishes_on_the_next_start_with_no_row_lost_o
 
 def test_ctrl_c_stops_at_once_keeping_finished_shards_and_leaving_no_temporary_file(tmp_path):
     out = tmp_path / "data"
-    process = subprocess.Popen([str(DANCE_GEN), *SMALL, "n_samples=4000", "shard_rows=40", "workers=2",
+    # 40,000 rows: stopped after its first shards, the run must still be far from done when the
+    # signal arrives on a loaded machine (4,000 once finished between the poll and the signal)
+    process = subprocess.Popen([str(DANCE_GEN), *SMALL, "n_samples=40000", "shard_rows=40", "workers=2",
                                 "progress=false", f"out={out}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                stdin=subprocess.DEVNULL, text=True, start_new_session=True)
     try:
