@@ -152,6 +152,8 @@ def load(path: str | os.PathLike) -> Evaluator:
     state = payload["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise EvaluatorLoadError(f"{path}: state_dict is not a dict of tensors")
+    if "base_loopnest" not in state:  # written before the loop-nest base: off
+        state = {**state, "base_loopnest": torch.zeros_like(network.base_loopnest)}
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as error:

@@ -30,6 +30,7 @@ import pyarrow.dataset as pads
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from dataset_gen.reader import simulator_identity
 from dataset_gen.space import ACCELERATOR_FIELDS, DATAFLOWS, LAYER_FIELDS, PE_KINDS, SpaceError
 from dataset_gen.writer import DatasetError, list_shards
 from evaluator.features import (
@@ -47,6 +48,7 @@ from evaluator.network import (
     TARGET_MATRIX_COLUMNS,
     analytic_base,
     fit_base,
+    loopnest_log_energy,
 )
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -385,7 +387,8 @@ class _Moments:
         return np.where(np.isfinite(self.low), self.low, 0.0), np.where(np.isfinite(self.high), self.high, 0.0)
 
 
-def statistics_of(chunks: Any, base_chunks: Any = None) -> tuple[dict[str, torch.Tensor], int]:
+def statistics_of(chunks: Any, base_chunks: Any = None,
+                  simulator: dict[str, Any] | None = None) -> tuple[dict[str, torch.Tensor], int]:
     """Normalisation statistics from encoded training chunks, and their row count.
 
     ``chunks`` is a list of chunks or a function returning an iterable of them (read twice:
@@ -393,12 +396,13 @@ def statistics_of(chunks: Any, base_chunks: Any = None) -> tuple[dict[str, torch
     ``base_chunks`` (a list), when given, are the rows the base is fitted on instead. Means
     and standard deviations of every feature, target and residual of a target against its
     (fitted) analytic estimate, the range (min, max) of every feature (the network clamps its
-    inputs to it, see `EvaluatorNetwork`) and the base's fit (`BASE_FIT`).
+    inputs to it, see `EvaluatorNetwork`) and the base's fit (`BASE_FIT`; ``simulator``, the
+    data's simulator identity, lets it try the loop-nest model, `fit_base`).
     """
     if not callable(chunks) and iter(chunks) is chunks:  # a one-shot iterator: the moments would see nothing
         raise TypeError("statistics_of: pass a list of chunks or a function returning an iterable of them")
     read = chunks if callable(chunks) else (lambda: chunks)
-    fit = fit_base(read() if base_chunks is None else base_chunks)
+    fit = fit_base(read() if base_chunks is None else base_chunks, simulator)
     layer, acc, pair = _Moments(D_LAYER), _Moments(D_ACC), _Moments(D_PAIR)
     target, residual = _Moments(len(TARGET_MATRIX_COLUMNS)), _Moments(len(TARGET_MATRIX_COLUMNS))
     rows = 0
@@ -407,8 +411,10 @@ def statistics_of(chunks: Any, base_chunks: Any = None) -> tuple[dict[str, torch
         acc.add(chunk["acc_x"].double().numpy())
         pair.add(chunk["pair_x"].double().numpy())
         target.add(chunk["targets"].double().numpy())
+        nest = (loopnest_log_energy(chunk["layer_x"], chunk["acc_x"], fit["base_loopnest"])
+                if float(fit["base_loopnest"][0]) > 0.5 else None)
         base = analytic_base(chunk["pair_x"], chunk["acc_x"], fit["base_roofline"], fit["base_energy_scales"],
-                             fit["base_objective"])
+                             fit["base_objective"], nest)
         residual.add((chunk["targets"] - base).double().numpy())
         rows += int(chunk["feasible"].shape[0])
     stats = dict(fit)
@@ -571,7 +577,7 @@ class PairsDataModule(L.LightningDataModule):
             train = self._tensors["train"]
             in_base = torch.as_tensor(first[split == SPLITS.index("train")])  # the train rows among the first
             base = None if self.base_rows is None else [{name: value[in_base] for name, value in train.items()}]
-            self.statistics, _ = statistics_of([train], base)
+            self.statistics, _ = statistics_of([train], base, simulator_identity(self.metadata))
         else:
             counts = np.zeros(len(SPLITS), dtype=np.int64)
             feasible_counts = np.zeros(len(SPLITS), dtype=np.int64)
@@ -591,7 +597,8 @@ class PairsDataModule(L.LightningDataModule):
             check_split_rows(self.path, self.rows, dict(zip(SPLITS, feasible_counts.tolist())), self.fractions,
                              self.error_rows)
             train_stream = StreamingBatches(self._files, "train", self.fractions, self.split_salt, 1 << 30, False, 0)
-            self.statistics, _ = statistics_of(lambda: train_stream._encoded_chunks(self._files))
+            self.statistics, _ = statistics_of(lambda: train_stream._encoded_chunks(self._files),
+                                               simulator=simulator_identity(self.metadata))
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if self.statistics is None:

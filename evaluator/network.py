@@ -35,8 +35,10 @@ from evaluator.features import (
     FREQ_FEATURE_INDEX,
     PAIR_FEATURES,
     decode_accelerators,
+    decode_layers,
     pair_features,
 )
+from evaluator.loopnest import LoopNestCache, LoopNestSettings, pair_dicts
 
 TARGETS: tuple[str, ...] = ("latency", "energy", "area")
 # The simulator column each target imitates (natural log of it is what the network fits).
@@ -65,9 +67,15 @@ STATISTICS: tuple[str, ...] = ("layer_mean", "layer_std", "layer_min", "layer_ma
 # The analytic energy parts, in `COMPONENT_COLUMNS` order (the base's energy is their sum).
 ENERGY_PARTS: tuple[str, ...] = ("mac", "rf", "array", "sram", "dram", "leak")
 # Statistics that fit the analytic base to the simulator (`fit_base`); optional.
-BASE_FIT: tuple[str, ...] = ("base_roofline", "base_energy_scales", "base_objective")
+BASE_FIT: tuple[str, ...] = ("base_roofline", "base_energy_scales", "base_objective", "base_loopnest")
 # The mapping objectives the builtin estimate can follow (`analytic_base`'s ``objective``).
 BASE_OBJECTIVES: tuple[str, ...] = ("latency", "energy", "edp")
+# The ``base_loopnest`` buffer's entries (`loopnest_log_energy`).
+LOOPNEST_SETTINGS: tuple[str, ...] = ("on", "lpf_limit", "max_orderings", "energies_zigzag")
+# The simulators whose rules the loop-nest model follows, and the settings it needs there.
+LOOPNEST_SIMULATORS: dict[str, dict[str, Any]] = {"zigzag": {"mapping": "search"}}
+# The most training rows the loop-nest model is tried on by `fit_base` (~20 ms each).
+LOOPNEST_FIT_ROWS = 2_000
 
 
 def _norm(kind: str, width: int) -> nn.Module:
@@ -209,6 +217,9 @@ class EvaluatorNetwork(nn.Module):
         # Which mapping the builtin estimate follows (an index into `BASE_OBJECTIVES`): the
         # fastest (0), or the least-energy or least energy x delay one, a mapper's objective.
         self.register_buffer("base_objective", torch.zeros(()))
+        # The loop-nest model's settings when the energy follows it (`evaluator.loopnest`, ZigZag's
+        # rules): ``(on, lpf_limit, max_orderings or 0 for all, energies: 0 ours | 1 zigzag)``.
+        self.register_buffer("base_loopnest", torch.zeros(len(LOOPNEST_SETTINGS)))
 
     def set_statistics(self, stats: dict[str, torch.Tensor]) -> None:
         """Store normalisation statistics (means and standard deviations of the train split).
@@ -227,9 +238,17 @@ class EvaluatorNetwork(nn.Module):
                 value = torch.where(value > 1e-6, value, torch.ones_like(value))
             getattr(self, name).copy_(value)
 
-    def base(self, pair_x: torch.Tensor, acc_x: torch.Tensor) -> torch.Tensor:
-        """The analytic estimate of every target column as fitted to the simulator (`analytic_base`)."""
-        return analytic_base(pair_x, acc_x, self.base_roofline, self.base_energy_scales, self.base_objective)
+    def base(self, pair_x: torch.Tensor, acc_x: torch.Tensor, layer_x: torch.Tensor | None = None) -> torch.Tensor:
+        """The analytic estimate of every target column as fitted to the simulator (`analytic_base`;
+        with the loop-nest model's energy when the fit chose it, which needs ``layer_x``)."""
+        loopnest = None
+        if float(self.base_loopnest[0]) > 0.5:
+            if layer_x is None:
+                raise ValueError("EvaluatorNetwork.base: this evaluator's energy follows the loop-nest model, "
+                                 "which needs the layer encoding (layer_x)")
+            loopnest = loopnest_log_energy(layer_x, acc_x, self.base_loopnest)
+        return analytic_base(pair_x, acc_x, self.base_roofline, self.base_energy_scales, self.base_objective,
+                             loopnest)
 
     def _normalise(self, x: torch.Tensor, name: str) -> torch.Tensor:
         """Clamp to the training range, then standardise."""
@@ -258,7 +277,7 @@ class EvaluatorNetwork(nn.Module):
         pair_n = self._normalise(pair_x, "pair")  # (n, d_pair)
         inputs = torch.cat([layer_n, acc_n, pair_n] if self.layer_inputs else [acc_n, pair_n], dim=1)
         # the analytic estimate of every target column, natural logs (n, 10)
-        base = self.base(pair_x, acc_x) if self.analytic_base else None
+        base = self.base(pair_x, acc_x, layer_x) if self.analytic_base else None
         outputs, logits = zip(*(self._member(trunk, area, inputs, acc_n, base)
                                 for trunk, area in zip(self.trunks, self.areas)))
         return torch.stack(outputs), torch.stack(logits)
@@ -368,7 +387,7 @@ class EvaluatorNetwork(nn.Module):
             spread = member_spread(member_logs)  # (n, 3)
             # How far the learned correction moves the analytic estimate (0 without one): large
             # where the network departs from the physics, which on unseen layers is mostly error.
-            departure = ((torch.stack([log_cycles, log_energy, log_area], dim=1) - self.base(pair_x, acc_x)[:, :3])
+            departure = ((torch.stack([log_cycles, log_energy, log_area], dim=1) - self.base(pair_x, acc_x, layer_x)[:, :3])
                          .abs() if pair_x is not None else torch.zeros_like(spread))
             for i, name in enumerate(("log_cycles", "log_energy_pj", "log_area_mm2")):
                 out[f"spread_{name}"] = spread[:, i]
@@ -430,7 +449,8 @@ _ENERGY_TIE = PAIR_FEATURES.index("est_energy_tie")
 
 
 def analytic_base(pair_x: torch.Tensor, acc_x: torch.Tensor, roofline: torch.Tensor | float = 0.0,
-                  energy_scales: torch.Tensor | None = None, objective: torch.Tensor | float = 0.0) -> torch.Tensor:
+                  energy_scales: torch.Tensor | None = None, objective: torch.Tensor | float = 0.0,
+                  loopnest: torch.Tensor | None = None) -> torch.Tensor:
     """The analytic model's estimate of every target column, as natural logs ``(n, 11)``
     (``ln(1 + x)`` for the `LOG1P_COLUMNS`).
 
@@ -442,8 +462,13 @@ def analytic_base(pair_x: torch.Tensor, acc_x: torch.Tensor, roofline: torch.Ten
     (`ENERGY_PARTS`) in the energy's sum; ``objective`` (an index into `BASE_OBJECTIVES`, the
     builtin latency only) takes the cycles and energy of the least-energy (1) or least energy
     x delay (2) mapping instead of the fastest one's, as the builtin mapper picks them under
-    that objective (the components stay the fastest mapping's). All as `fit_base` fits them
-    to a simulator whose rules or mapping objective differ from the builtin default's.
+    that objective (the components stay the fastest mapping's). ``loopnest`` (natural logs of
+    the loop-nest model's dynamic energy, `loopnest_log_energy`; NaN where it has none) takes
+    that energy plus the base's leakage as the energy's value, with the gradient of the energy
+    as it would be without it (the loop nest is a search over discrete orderings: its value
+    is a step function of the sizes; a co-search needs the slope of the smooth estimate).
+    All as `fit_base` fits them to a simulator whose rules or mapping objective differ from
+    the builtin default's.
     """
     scaled = energy_scales is not None and bool((energy_scales != 1.0).any())
     rooflined = bool(torch.as_tensor(roofline) > 0.5)
@@ -457,6 +482,10 @@ def analytic_base(pair_x: torch.Tensor, acc_x: torch.Tensor, roofline: torch.Ten
     chosen = int(round(float(objective)))
     if chosen and not rooflined:
         cycles, energy = objective_estimates(pair_x, BASE_OBJECTIVES[chosen])
+    if loopnest is not None:
+        value = torch.logaddexp(loopnest.to(energy.dtype), parts[-1])  # dynamic + leakage
+        value = torch.where(torch.isfinite(value), value, energy)
+        energy = energy + (value - energy).detach()
     stall = torch.log1p(torch.clamp(torch.exp(cycles) - torch.exp(compute), min=0.0))
     mac, rf, array, *rest = parts
     columns = [cycles, energy, analytic_area(decode_accelerators(acc_x)) * _LN2, compute, stall,
@@ -506,7 +535,34 @@ def base_parts(pair_x: torch.Tensor, acc_x: torch.Tensor,
     return cycles, compute, parts
 
 
-def fit_base(chunks: Any) -> dict[str, torch.Tensor]:
+def loopnest_settings(simulator: dict[str, Any] | None) -> torch.Tensor | None:
+    """The ``base_loopnest`` buffer for a simulator identity (`dataset_gen.reader.simulator_identity`)
+    whose rules the loop-nest model follows (`LOOPNEST_SIMULATORS`), or None."""
+    if not isinstance(simulator, dict) or simulator.get("name") not in LOOPNEST_SIMULATORS:
+        return None
+    settings = dict(simulator.get("settings") or {})
+    if any(settings.get(key, value) != value for key, value in LOOPNEST_SIMULATORS[simulator["name"]].items()):
+        return None
+    parsed = LoopNestSettings.from_simulator(settings)
+    return torch.tensor([1.0, parsed.lpf_limit, parsed.max_orderings or 0, float(parsed.energies == "zigzag")])
+
+
+_LOOPNEST_CACHES: dict[LoopNestSettings, LoopNestCache] = {}
+
+
+def loopnest_log_energy(layer_x: torch.Tensor, acc_x: torch.Tensor, settings: torch.Tensor) -> torch.Tensor:
+    """Natural logs of the loop-nest model's dynamic energy (`evaluator.loopnest`) of encoded
+    pairs, ``(n,)`` (NaN where no loop nest fits), with the settings of a ``base_loopnest``
+    buffer; no gradient. Results are kept per settings (a process-wide `LoopNestCache`)."""
+    values = [float(v) for v in settings.tolist()]
+    key = LoopNestSettings(int(values[1]), int(values[2]) or None, "zigzag" if values[3] > 0.5 else "ours")
+    cache = _LOOPNEST_CACHES.setdefault(key, LoopNestCache(key))
+    with torch.no_grad():
+        pairs = pair_dicts(decode_layers(layer_x), decode_accelerators(acc_x))
+    return torch.log(torch.as_tensor(cache(pairs), dtype=acc_x.dtype))
+
+
+def fit_base(chunks: Any, simulator: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
     """Fit the analytic base to the simulator of encoded training chunks (`BASE_FIT` statistics).
 
     The analytic estimates follow the builtin simulator's rules. Another simulator (ZigZag's
@@ -527,17 +583,25 @@ def fit_base(chunks: Any) -> dict[str, torch.Tensor]:
       `ENERGY_FIT_GAIN` against the parts as they are (so the builtin simulator, which its
       estimates match, keeps them), fitted on at most `ENERGY_FIT_ROWS` rows.
 
+    - loop nest: for a simulator whose rules the loop-nest model follows (``simulator``, its
+      identity; `LOOPNEST_SIMULATORS`), that model's dynamic energy plus the base's leakage
+      replaces the energy when its loss (above) on the first `LOOPNEST_FIT_ROWS` rows is
+      below the other choices' (the energy scales then stay 1).
+
     Returns
     -------
     dict of torch.Tensor
-        ``base_roofline`` (0 or 1), ``base_energy_scales`` ``(len(ENERGY_PARTS),)`` and
-        ``base_objective`` (an index into `BASE_OBJECTIVES`).
+        ``base_roofline`` (0 or 1), ``base_energy_scales`` ``(len(ENERGY_PARTS),)``,
+        ``base_objective`` (an index into `BASE_OBJECTIVES`) and ``base_loopnest``
+        (`LOOPNEST_SETTINGS`; all 0: off).
     """
     moments = {kind: torch.zeros(3, dtype=torch.float64) for kind in ("builtin", "roofline")}
     kept: dict[str, list[torch.Tensor]] = {kind: [] for kind in moments}  # (rows, parts + 1): parts, ln energy
     # (rows, 2 * objectives + 2): each objective's ln cycles and ln energy, then the targets'
     objectives: list[torch.Tensor] = []
-    rows = 0
+    nests: list[tuple[torch.Tensor, ...]] = []  # (layer_x, acc_x, pair_x, ln energy) of the loop-nest trial rows
+    nest_settings = loopnest_settings(simulator)
+    rows = nest_rows = 0
     for chunk in chunks:
         pair_x, acc_x, targets = chunk["pair_x"], chunk["acc_x"], chunk["targets"].double()
         log_cycles, log_energy = targets[:, 0], targets[:, 1]
@@ -555,6 +619,10 @@ def fit_base(chunks: Any) -> dict[str, torch.Tensor]:
             estimates = [value for name in BASE_OBJECTIVES for value in objective_estimates(pair_x[usable].double(), name)]
             objectives.append(torch.stack([*estimates, log_cycles[usable], log_energy[usable]], dim=1)[:room])
         rows += min(max(room, 0), int(usable.sum()))
+        if nest_settings is not None and nest_rows < LOOPNEST_FIT_ROWS:
+            take = LOOPNEST_FIT_ROWS - nest_rows
+            nests.append(tuple(x[usable][:take] for x in (chunk["layer_x"], acc_x, pair_x, log_energy)))
+            nest_rows += len(nests[-1][0])
 
     def variance(m: torch.Tensor) -> float:
         return float(m[2] / m[0] - (m[1] / m[0]) ** 2) if m[0] > 1 else math.inf
@@ -573,8 +641,19 @@ def fit_base(chunks: Any) -> dict[str, torch.Tensor]:
         fitted, fitted_loss, plain_loss = _fit_energy_scales(table[:, :-1], table[:, -1])
         if fitted_loss < (1.0 - ENERGY_FIT_GAIN) * plain_loss:
             scales = fitted
-    return {"base_roofline": torch.tensor(1.0 if kind == "roofline" else 0.0),
-            "base_energy_scales": scales.float(), "base_objective": torch.tensor(float(objective))}
+    fit = {"base_roofline": torch.tensor(1.0 if kind == "roofline" else 0.0),
+           "base_energy_scales": scales.float(), "base_objective": torch.tensor(float(objective)),
+           "base_loopnest": torch.zeros(len(LOOPNEST_SETTINGS))}
+    if nest_rows > 1:
+        layer_x, acc_x, pair_x, log_energy = (torch.cat(parts) for parts in zip(*nests))
+        plain = analytic_base(pair_x.double(), acc_x.double(), fit["base_roofline"], fit["base_energy_scales"].double(),
+                              fit["base_objective"])[:, 1]
+        nest = analytic_base(pair_x.double(), acc_x.double(), fit["base_roofline"], None, 0.0,
+                             loopnest_log_energy(layer_x, acc_x, nest_settings).double())[:, 1]
+        if float(_huber(nest - log_energy).mean()) < float(_huber(plain - log_energy).mean()):
+            fit.update(base_energy_scales=torch.ones(len(ENERGY_PARTS)), base_objective=torch.tensor(0.0),
+                       base_loopnest=nest_settings)
+    return fit
 
 
 # The share of the analytic energy's loss in log space that fitted scales must remove before

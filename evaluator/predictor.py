@@ -110,13 +110,19 @@ class Evaluator(nn.Module):
     def analytic_base(self) -> dict[str, Any]:
         """How the analytic base was fitted to the imitated simulator (`evaluator.network.fit_base`):
         ``{"latency": "builtin" | "roofline", "objective": "latency" | "energy" | "edp",
-        "energy_scales": {part: scale}}`` (scales of 1: the estimate's parts as they are;
-        ``objective``: the mapping the builtin estimate follows, the fastest by default)."""
+        "energy_scales": {part: scale}, "loopnest": None | {setting: value}}`` (scales of 1:
+        the estimate's parts as they are; ``objective``: the mapping the builtin estimate
+        follows, the fastest by default; ``loopnest``: the loop-nest model's settings when the
+        energy follows it, `evaluator.loopnest`)."""
         network = self.network
+        nest = [float(v) for v in network.base_loopnest.tolist()]
         return {"latency": "roofline" if float(network.base_roofline) > 0.5 else "builtin",
                 "objective": BASE_OBJECTIVES[int(round(float(network.base_objective)))],
                 "energy_scales": {part: round(float(scale), 4)
-                                  for part, scale in zip(ENERGY_PARTS, network.base_energy_scales.tolist())}}
+                                  for part, scale in zip(ENERGY_PARTS, network.base_energy_scales.tolist())},
+                "loopnest": None if nest[0] < 0.5 else {
+                    "lpf_limit": int(nest[1]), "max_orderings": int(nest[2]) or None,
+                    "energies": "zigzag" if nest[3] > 0.5 else "ours"}}
 
     @property
     def std_scale(self) -> dict[str, float]:

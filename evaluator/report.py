@@ -142,12 +142,18 @@ def _base_line(base: dict) -> str:
         return f"analytic base: latency and energy the builtin estimate of the {mapping} mapping (fitted to the training split)"
     scales = base.get("energy_scales") or {}
     scaled = any(value != 1.0 for value in scales.values())
+    nest = base.get("loopnest")
+    if nest:
+        energy = (f"the loop-nest model's (ZigZag's rules: lpf_limit {nest['lpf_limit']}, max_orderings "
+                  f"{nest['max_orderings']}, {nest['energies']} energies) plus leakage")
+    elif scaled:
+        energy = "parts weighed " + ", ".join(f"{part} {value:.3g}" for part, value in scales.items())
+    else:
+        energy = "the builtin estimate's parts as they are"
     return ("analytic base: latency "
             + ("the roofline (whole loop dimensions unrolled, the least-traffic mapping's DRAM time)"
                if base.get("latency") == "roofline" else "the builtin estimate")
-            + "; energy " + ("parts weighed " + ", ".join(f"{part} {value:.3g}" for part, value in scales.items())
-                             if scaled else "the builtin estimate's parts as they are")
-            + " (fitted to the training split)")
+            + "; energy " + energy + " (fitted to the training split)")
 
 
 def format_table(report: dict[str, Any]) -> str:

@@ -233,7 +233,7 @@ def base_predictions(evaluator: Evaluator, frame: pd.DataFrame) -> pd.DataFrame:
             part = frame.iloc[start:start + 65536]
             layer_x, acc_x = encode_layers(part), encode_accelerators(part)
             pair_x = pair_features(layer_x, acc_x)
-            logs = evaluator.network.base(pair_x, acc_x)[:, :3].double().numpy()
+            logs = evaluator.network.base(pair_x, acc_x, layer_x)[:, :3].double().numpy()
             cycles = np.exp(logs[:, 0])
             columns["total_cycles"].append(cycles)
             columns["latency_s"].append(cycles / (part["freq_mhz"].to_numpy(dtype=np.float64) * 1e6))

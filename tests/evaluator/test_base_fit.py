@@ -135,7 +135,7 @@ def test_the_evaluator_and_its_report_say_which_base_it_fitted(encoded):
 
     network = EvaluatorNetwork(depth=1, width=8, area_depth=1, area_width=4)
     assert Evaluator(network).analytic_base == {"latency": "builtin", "objective": "latency",
-                                                "energy_scales": dict.fromkeys(ENERGY_PARTS, 1.0)}
+                                                "energy_scales": dict.fromkeys(ENERGY_PARTS, 1.0), "loopnest": None}
     network.base_objective.fill_(2.0)
     edp = Evaluator(network).analytic_base
     assert edp["latency"] == "builtin" and edp["objective"] == "edp"
@@ -147,10 +147,19 @@ def test_the_evaluator_and_its_report_say_which_base_it_fitted(encoded):
     network.base_energy_scales.copy_(torch.tensor([1.0, 2.5, 0.5, 1.0, 1.0, 1.25]))
     base = Evaluator(network).analytic_base
     assert base == {"latency": "roofline", "objective": "latency",
-                    "energy_scales": {"mac": 1.0, "rf": 2.5, "array": 0.5, "sram": 1.0, "dram": 1.0, "leak": 1.25}}
+                    "energy_scales": {"mac": 1.0, "rf": 2.5, "array": 0.5, "sram": 1.0, "dram": 1.0, "leak": 1.25},
+                    "loopnest": None}
     table = format_table({"simulator": {"name": "zigzag", "version": "v"}, "analytic_base": base})
     line = table.splitlines()[1]
     assert line.startswith("analytic base: latency the roofline") and "rf 2.5," in line and "leak 1.25" in line
+    network.base_energy_scales.fill_(1.0)
+    network.base_loopnest.copy_(torch.tensor([1.0, 6.0, 100.0, 0.0]))
+    nest = Evaluator(network).analytic_base
+    assert nest["loopnest"] == {"lpf_limit": 6, "max_orderings": 100, "energies": "ours"}
+    assert format_table({"analytic_base": nest}).splitlines()[0] == (
+        "analytic base: latency the roofline (whole loop dimensions unrolled, the least-traffic mapping's DRAM "
+        "time); energy the loop-nest model's (ZigZag's rules: lpf_limit 6, max_orderings 100, ours energies) plus "
+        "leakage (fitted to the training split)")
     plain = format_table({"analytic_base": Evaluator(EvaluatorNetwork(depth=1, width=8)).analytic_base})
     assert plain.splitlines()[0] == ("analytic base: latency the builtin estimate; energy the builtin estimate's "
                                      "parts as they are (fitted to the training split)")
@@ -243,10 +252,10 @@ def test_the_base_can_be_fitted_on_the_first_rows_only(encoded, small_dataset, m
     fitted_rows = []
     original = data_module.fit_base
 
-    def recording(chunks):
+    def recording(chunks, simulator=None):
         chunks = list(chunks)
         fitted_rows.append(sum(int(chunk["targets"].shape[0]) for chunk in chunks))
-        return original(chunks)
+        return original(chunks, simulator)
 
     monkeypatch.setattr(data_module, "fit_base", recording)
     frame = read_split(small_dataset, None, drop_errors=False)

@@ -1,0 +1,147 @@
+"""The loop-nest model in ZigZag's rules (`evaluator.loopnest`) and the base that uses it.
+
+Checked against ZigZag 3.9.1's own figures (``tests/fixtures/zigzag_reference.csv``: LOMA
+unsampled, energy objective, our per-access energies), so it runs without ZigZag installed.
+"""
+
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dataset_gen.adapters.zigzag import layer_sizes
+from evaluator.data import encode_frame, statistics_of
+from evaluator.loopnest import LoopNest, LoopNestCache, LoopNestSettings, multiset_permutations
+from evaluator.network import LOOPNEST_SETTINGS, EvaluatorNetwork, analytic_base, fit_base, loopnest_settings
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "zigzag_reference.csv"
+# the fixture's ZigZag settings (tools/zigzag_reference.py)
+FIXTURE_SIMULATOR = {"name": "zigzag", "version": "zigzag-dse 3.9.1 / adapter 3",
+                     "settings": {"mapping": "search", "objective": "energy", "max_orderings": None, "lpf_limit": 6,
+                                  "energies": "ours"}}
+SETTINGS = LoopNestSettings(lpf_limit=6, max_orderings=None, energies="ours")
+
+
+@pytest.fixture(scope="module")
+def fixture_rows():
+    """Every third feasible fixture pair (75 of them, ~10 s of loop nests), with ZigZag's loop
+    sizes and its dynamic energy."""
+    frame = pd.read_csv(FIXTURE)
+    frame = frame[frame["feasible"]].iloc[::3].reset_index(drop=True)
+    frame["error"] = frame["error"].fillna("")
+    frame["energy_array_pj"] = 0.0
+    frame["utilization"] = frame["macs"] / (frame["total_cycles"] * frame["pe_rows"] * frame["pe_cols"])
+    return frame
+
+
+def _pairs(frame):
+    pairs = []
+    for record in frame.to_dict("records"):
+        pairs.append({**record, **layer_sizes(record)})
+    return pairs
+
+
+def test_permutations_are_every_distinct_ordering_once():
+    items = [("K", 2), ("K", 2), ("C", 3), ("OY", 5), ("FX", 11), ("K", 4)]
+    perms = [tuple(p) for p in multiset_permutations(items)]
+    counts = Counter(items)
+    expected = math.factorial(len(items)) // math.prod(math.factorial(c) for c in counts.values())
+    assert len(perms) == expected == 360 and len(set(perms)) == expected
+    assert all(Counter(p) == counts for p in perms)
+    assert list(multiset_permutations([("C", 3)])) == [[("C", 3)]]
+
+
+def test_permutations_come_in_lomas_order():
+    """The adapter's sample of orderings is drawn by index, so the order matters."""
+    multipermute = pytest.importorskip("zigzag.opt.loma.multipermute")
+    datatypes = pytest.importorskip("zigzag.datatypes")
+    items = [("OX", 5), ("FX", 11), ("K", 2), ("K", 2), ("C", 3)]
+    theirs = [[(str(dim), size) for dim, size in p]
+              for p in multipermute.permutations([(datatypes.LayerDim(d), s) for d, s in items])]
+    assert list(multiset_permutations(items)) == theirs
+
+
+def test_lomas_loop_prime_factors_are_merged_smallest_first():
+    pair = {"B": 1, "G": 1, "K": 64, "C": 64, "OY": 56, "OX": 56, "FY": 3, "FX": 3, "stride": 1, "in_h": 56,
+            "in_w": 56, "w_bits": 0, "a_bits": 0, "pe_rows": 9, "pe_cols": 16, "dataflow": "ws", "rf_bytes": 16,
+            "ifmap_kb": 64.0, "filter_kb": 64.0, "ofmap_kb": 64.0, "dram_bw": 16.0, "word_bits": 16}
+    # ws: C 9? no: C takes min(64, 9) = 9 rows (uneven: 64 / ceil(64 / 9) = 8 PEs), K 16 columns
+    nest = LoopNest(pair, SETTINGS)
+    lpfs = nest.loop_prime_factors()
+    # temporal loops K 4, C 8, OY 56, OX 56, FY 3, FX 3: six loops, so six factors
+    assert sorted(lpfs) == sorted([("K", 4), ("C", 8), ("OY", 56), ("OX", 56), ("FY", 3), ("FX", 3)])
+    assert nest.spatial == [("C", 64 / 8), ("K", 16)]
+
+
+def test_energy_matches_zigzag_on_real_network_pairs(fixture_rows):
+    energy = LoopNestCache(SETTINGS)(_pairs(fixture_rows))
+    truth = (fixture_rows["energy_pj"] - fixture_rows["energy_leak_pj"]).to_numpy()
+    ratio = energy / truth
+    assert np.isfinite(ratio).all()
+    assert np.mean(np.abs(ratio - 1) <= 0.01) >= 0.98, np.sort(ratio)[[0, -1]]
+    assert np.mean(np.abs(ratio - 1) <= 0.10) == 1.0
+
+
+def test_the_parts_match_zigzags_levels(fixture_rows):
+    rows = fixture_rows.iloc[:12]
+    for pair, (_, row) in zip(_pairs(rows), rows.iterrows()):
+        parts, _ = LoopNest(pair, SETTINGS).best()
+        assert parts["mac"] == pytest.approx(row["energy_mac_pj"], rel=1e-6)
+        assert parts["rf"] == pytest.approx(row["energy_rf_pj"], rel=1e-3)
+        assert parts["buffer"] == pytest.approx(row["energy_sram_pj"], rel=1e-3)
+        assert parts["dram"] == pytest.approx(row["energy_dram_pj"], rel=1e-3)
+
+
+def test_the_base_takes_the_loop_nest_for_zigzag_data_only(fixture_rows):
+    chunk = encode_frame(fixture_rows)
+    fit = fit_base([chunk], FIXTURE_SIMULATOR)
+    assert fit["base_loopnest"].tolist() == [1.0, 6.0, 0.0, 0.0]
+    assert fit["base_energy_scales"].tolist() == [1.0] * 6
+    # other simulators, or ZigZag on a fixed loop order, keep the analytic energy
+    for simulator in (None, {"name": "builtin"}, {**FIXTURE_SIMULATOR, "settings": {"mapping": "scalesim"}}):
+        assert loopnest_settings(simulator) is None
+        assert fit_base([chunk], simulator)["base_loopnest"].tolist() == [0.0] * len(LOOPNEST_SETTINGS)
+    stats, _ = statistics_of([chunk], simulator=FIXTURE_SIMULATOR)
+    network = EvaluatorNetwork()
+    network.set_statistics(stats)
+    base = network.base(chunk["pair_x"], chunk["acc_x"], chunk["layer_x"])
+    within = torch.abs(torch.expm1(base[:, 1] - chunk["targets"][:, 1])) <= 0.10
+    assert float(within.double().mean()) >= 0.98
+    with pytest.raises(ValueError, match="layer_x"):
+        network.base(chunk["pair_x"], chunk["acc_x"])
+
+
+def test_the_loop_nest_energy_keeps_the_smooth_estimates_slope(fixture_rows):
+    """The loop nest is a step function of the sizes: the base passes the analytic energy's
+    gradient through with the loop nest's value."""
+    chunk = encode_frame(fixture_rows.iloc[:8])
+    fit = fit_base([chunk], FIXTURE_SIMULATOR)
+    acc_x = chunk["acc_x"].clone().requires_grad_(True)
+    from evaluator.features import pair_features
+    from evaluator.network import loopnest_log_energy
+
+    nest = loopnest_log_energy(chunk["layer_x"], acc_x, fit["base_loopnest"])
+    with_nest = analytic_base(pair_features(chunk["layer_x"], acc_x), acc_x, fit["base_roofline"], None, 0.0, nest)
+    grad_nest, = torch.autograd.grad(with_nest[:, 1].sum(), acc_x)
+    without = analytic_base(pair_features(chunk["layer_x"], acc_x), acc_x, fit["base_roofline"], None, 0.0)
+    grad_plain, = torch.autograd.grad(without[:, 1].sum(), acc_x)
+    assert torch.allclose(grad_nest, grad_plain) and grad_plain.abs().sum() > 0
+    assert not torch.allclose(with_nest[:, 1], without[:, 1])
+
+
+def test_encoded_pairs_decode_to_the_loop_nests_pairs(fixture_rows):
+    from evaluator.features import decode_accelerators, decode_layers, encode_accelerators, encode_layers
+    from evaluator.loopnest import pair_dicts
+
+    decoded = pair_dicts(decode_layers(encode_layers(fixture_rows)), decode_accelerators(encode_accelerators(fixture_rows)))
+    for pair, record in zip(decoded, _pairs(fixture_rows)):
+        for field, value in pair.items():
+            expected = record[field]
+            if field in ("w_bits", "a_bits") and expected == record["word_bits"]:
+                assert value in (0, expected)  # the word width may read as "native"
+            else:
+                assert value == pytest.approx(expected), field
