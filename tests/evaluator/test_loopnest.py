@@ -145,3 +145,13 @@ def test_encoded_pairs_decode_to_the_loop_nests_pairs(fixture_rows):
                 assert value in (0, expected)  # the word width may read as "native"
             else:
                 assert value == pytest.approx(expected), field
+
+
+def test_a_soft_accelerators_sizes_snap_to_a_grid_hard_ones_stay():
+    from evaluator.loopnest import SOFT_SIZE_GRID, _size_value
+
+    assert _size_value(48.0) == 48.0 and _size_value(47.99999) == 48.0 and _size_value(12.5) == 12.5
+    snapped = _size_value(45.3)
+    assert math.log2(snapped) * SOFT_SIZE_GRID == pytest.approx(round(math.log2(45.3) * SOFT_SIZE_GRID))
+    assert abs(snapped / 45.3 - 1) <= 2 ** (0.5 / SOFT_SIZE_GRID) - 1
+    assert _size_value(45.31) == snapped  # a small drift meets the same pair
