@@ -155,3 +155,17 @@ def test_a_soft_accelerators_sizes_snap_to_a_grid_hard_ones_stay():
     assert math.log2(snapped) * SOFT_SIZE_GRID == pytest.approx(round(math.log2(45.3) * SOFT_SIZE_GRID))
     assert abs(snapped / 45.3 - 1) <= 2 ** (0.5 / SOFT_SIZE_GRID) - 1
     assert _size_value(45.31) == snapped  # a small drift meets the same pair
+
+
+def test_zigzags_own_energies_and_sampled_orderings_match_zigzag_live(fixture_rows):
+    """The adapter's defaults (100 sampled orderings) and ZigZag's example-design energies,
+    against ZigZag itself on three pairs (~2 s; skipped without zigzag-dse)."""
+    pytest.importorskip("zigzag.api")
+    from dataset_gen.adapters.zigzag import ZigZagAdapter
+
+    adapter = ZigZagAdapter({"mapping": "search", "objective": "edp", "max_orderings": 100, "lpf_limit": 6,
+                             "energies": "zigzag"})
+    for pair in _pairs(fixture_rows.iloc[[0, 30, 60]]):
+        result = adapter.simulate_pair(pair)
+        parts, _ = LoopNest(pair, LoopNestSettings(6, 100, "zigzag")).best()
+        assert sum(parts.values()) == pytest.approx(result["energy_pj"] - result["energy_leak_pj"], rel=1e-3)
