@@ -69,12 +69,17 @@ def test_lomas_loop_prime_factors_are_merged_smallest_first():
     pair = {"B": 1, "G": 1, "K": 64, "C": 64, "OY": 56, "OX": 56, "FY": 3, "FX": 3, "stride": 1, "in_h": 56,
             "in_w": 56, "w_bits": 0, "a_bits": 0, "pe_rows": 9, "pe_cols": 16, "dataflow": "ws", "rf_bytes": 16,
             "ifmap_kb": 64.0, "filter_kb": 64.0, "ofmap_kb": 64.0, "dram_bw": 16.0, "word_bits": 16}
-    # ws: C 9? no: C takes min(64, 9) = 9 rows (uneven: 64 / ceil(64 / 9) = 8 PEs), K 16 columns
+    # ws: C takes the 9 rows (uneven: 64 / ceil(64 / 9) = 8 channels a step), K the 16 columns
     nest = LoopNest(pair, SETTINGS)
-    lpfs = nest.loop_prime_factors()
-    # temporal loops K 4, C 8, OY 56, OX 56, FY 3, FX 3: six loops, so six factors
-    assert sorted(lpfs) == sorted([("K", 4), ("C", 8), ("OY", 56), ("OX", 56), ("FY", 3), ("FX", 3)])
     assert nest.spatial == [("C", 64 / 8), ("K", 16)]
+    # temporal loops K 4, C 8, OY 56, OX 56, FY 3, FX 3: six loops, at least one factor each
+    assert sorted(nest.loop_prime_factors()) == sorted([("K", 4), ("C", 8), ("OY", 56), ("OX", 56), ("FY", 3),
+                                                        ("FX", 3)])
+    # 3 channels and 3 filter rows fill the 9 rows: K 4 = 2 x 2, OY and OX 56 = 2 x 2 x 2 x 7, FX 3
+    # (eleven factors). Merged down to six, each time the two smallest of the loop with the most
+    # (the first such loop on a tie): OY 2x2, OX 2x2, OY 2x4, OX 2x4, K 2x2.
+    nest = LoopNest({**pair, "C": 3}, SETTINGS)
+    assert nest.loop_prime_factors() == [("K", 4), ("OY", 7), ("OY", 8), ("OX", 7), ("OX", 8), ("FX", 3)]
 
 
 def test_energy_matches_zigzag_on_real_network_pairs(fixture_rows):
