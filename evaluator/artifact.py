@@ -154,6 +154,11 @@ def load(path: str | os.PathLike) -> Evaluator:
         raise EvaluatorLoadError(f"{path}: state_dict is not a dict of tensors")
     if "base_loopnest" not in state:  # written before the loop-nest base: off
         state = {**state, "base_loopnest": torch.zeros_like(network.base_loopnest)}
+    elif state["base_loopnest"].numel() < network.base_loopnest.numel():
+        # written before the loop nest's cycles: its objective 0 (least energy), cycles not followed
+        old = state["base_loopnest"].reshape(-1)
+        state = {**state, "base_loopnest": torch.cat([old, torch.zeros(network.base_loopnest.numel() - old.numel(),
+                                                                       dtype=old.dtype)])}
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as error:

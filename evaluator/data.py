@@ -48,7 +48,9 @@ from evaluator.network import (
     TARGET_MATRIX_COLUMNS,
     analytic_base,
     fit_base,
-    loopnest_log_energy,
+    loopnest_base_input,
+    loopnest_log_costs,
+    loopnest_used,
 )
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -411,8 +413,8 @@ def statistics_of(chunks: Any, base_chunks: Any = None,
         acc.add(chunk["acc_x"].double().numpy())
         pair.add(chunk["pair_x"].double().numpy())
         target.add(chunk["targets"].double().numpy())
-        nest = (loopnest_log_energy(chunk["layer_x"], chunk["acc_x"], fit["base_loopnest"])
-                if float(fit["base_loopnest"][0]) > 0.5 else None)
+        nest = (loopnest_base_input(loopnest_log_costs(chunk["layer_x"], chunk["acc_x"], fit["base_loopnest"]),
+                                    fit["base_loopnest"]) if loopnest_used(fit["base_loopnest"]) else None)
         base = analytic_base(chunk["pair_x"], chunk["acc_x"], fit["base_roofline"], fit["base_energy_scales"],
                              fit["base_objective"], nest)
         residual.add((chunk["targets"] - base).double().numpy())

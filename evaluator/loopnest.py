@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -45,16 +45,21 @@ from dataset_gen.adapters.zigzag import (_ZZ_DRAM_PJ_PER_BIT, _ZZ_MAC_PJ_8BIT, _
                                          _SAMPLE_SEED, DATAFLOW_UNROLLING, RF_OPERANDS, _unrolling)
 from dataset_gen.simulator import energy as ours
 
-__all__ = ["LoopNestSettings", "LoopNest", "loop_nest_energy", "LoopNestCache", "multiset_permutations",
-           "pair_dicts"]
+__all__ = ["LoopNestSettings", "LoopNest", "Nest", "loop_nest_energy", "loop_nest_costs", "LoopNestCache",
+           "multiset_permutations", "pair_dicts", "OBJECTIVES"]
 
 # Which layer dimensions each operand's data depends on (ZigZag's relevant loops); the input's
 # OX/FX and OY/FY are partly relevant (its rows and columns), the rest irrelevant.
 _RELEVANT = {"W": frozenset({"G", "K", "C", "FY", "FX"}), "I": frozenset({"B", "G", "C", "OX", "FX", "OY", "FY"}),
              "O": frozenset({"B", "G", "K", "OY", "OX"})}
 _IRRELEVANT = {"W": frozenset({"B", "OY", "OX"}), "I": frozenset({"K"}), "O": frozenset({"C", "FY", "FX"})}
+# The strictly relevant ones (ZigZag's ``r`` loops: the input's rows and columns are not).
+_STRICT_RELEVANT = {"W": frozenset({"G", "K", "C", "FY", "FX"}), "I": frozenset({"B", "G", "C"}),
+                    "O": frozenset({"B", "G", "K", "OY", "OX"})}
 _BUFFER = {"I": "ifmap_kb", "W": "filter_kb", "O": "ofmap_kb"}
 _HUGE_BITS = 1 << 50  # DRAM holds any layer
+#: the mapping objectives ZigZag's mapper can minimise (the adapter's ``objective``)
+OBJECTIVES = ("energy", "latency", "edp")
 
 
 @dataclass(frozen=True)
@@ -64,12 +69,17 @@ class LoopNestSettings:
     lpf_limit: int = 6
     max_orderings: int | None = 100
     energies: str = "ours"
+    objective: str = "edp"  # what the mapper minimises: energy | latency | edp (dance-gen's ZigZag default)
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"loop nest: objective = {self.objective!r}: expected one of {list(OBJECTIVES)}")
 
     @classmethod
     def from_simulator(cls, settings: Mapping[str, Any]) -> "LoopNestSettings":
         limit = settings.get("max_orderings", 100)
         return cls(int(settings.get("lpf_limit", 6)), None if limit is None else int(limit),
-                   str(settings.get("energies", "ours")))
+                   str(settings.get("energies", "ours")), str(settings.get("objective", "latency")))
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,19 @@ class _Level:
     pj_per_word: float
     min_port_bits: int  # ZigZag rounds a period's transfer up to whole accesses of this width,
     max_port_bits: int  # then truncates the total to whole accesses of this one (a port's width)
+
+
+@dataclass(frozen=True)
+class _OperandLevels:
+    """One operand's loops under an allocation as ZigZag's `Mapping` sees them."""
+
+    loops: list[list[tuple[str, float]]]  # per memory level, irrelevant bottom loops merged down
+    total: float  # the temporal loops' cycles
+    held: list[int]  # words per unit at each architecture level (0: the MACs)
+    units: list[int]  # units of each architecture level
+    boost: list[int]  # unique data below each memory level over that above it
+    period: list[float]  # cycles per transfer period at each architecture level
+    partial: list[bool]  # output levels that still see partial sums
 
 
 def multiset_permutations(items: Sequence[Any]) -> Iterator[list[Any]]:
@@ -160,6 +183,8 @@ class LoopNest:
         # ZigZag's uneven mapping spreads a factor that does not divide its dimension evenly
         self.spatial = [(dim, f if self.sizes[dim] % f == 0 else self.sizes[dim] / math.ceil(self.sizes[dim] / f))
                         for dim, f in unrolled if f > 1]
+        # ZigZag times transfers with the uneven factors rounded down (whole PEs in use)
+        self.spatial_whole = [(dim, int(f)) for dim, f in self.spatial]
         self.precision = {"W": int(pair.get("w_bits", 0) or 0) or bits, "I": int(pair.get("a_bits", 0) or 0) or bits}
         self.precision["O"] = self.precision["I"]
         self.rf_operands = RF_OPERANDS[self.dataflow]
@@ -190,9 +215,9 @@ class LoopNest:
             self.levels[op] = levels
 
     # -- the spatial loops of each operand per architecture level (0: between the lowest memory and the MACs)
-    def _spatial_levels(self, op: str) -> list[list[tuple[str, float]]]:
+    def _spatial_levels(self, op: str, whole: bool = False) -> list[list[tuple[str, float]]]:
         levels: list[list[tuple[str, float]]] = [[] for _ in range(len(self.levels[op]) + 1)]
-        levels[1 if op in self.rf_operands else 0] = list(self.spatial)
+        levels[1 if op in self.rf_operands else 0] = list(self.spatial_whole if whole else self.spatial)
         return levels
 
     def _pr(self, outputs: float, window: float, total: int) -> int:
@@ -333,32 +358,42 @@ class LoopNest:
                 return merged, at_mac
             previous = merged
 
-    def energy(self, mapping: Mapping[str, list[list[tuple[str, float]]]]) -> dict[str, float]:
+    def _operand_levels(self, op: str, mapping: list[list[tuple[str, float]]],
+                        whole: bool = False) -> "_OperandLevels":
+        """ZigZag's view of one operand's loops under an allocation (its `Mapping` class), with
+        the uneven spatial factors as they are (energy) or rounded down (``whole``: timing)."""
+        loops, at_mac = self._stationary(op, mapping)
+        spatial = self._spatial_levels(op, whole)
+        count = len(loops)
+        cycles_below, product = [], 1.0
+        for level_loops in loops:
+            product *= math.prod(size for _, size in level_loops)
+            cycles_below.append(product)
+        # data per unit of each architecture level: the relevant loops below it
+        held, seen = [], []
+        for k in range(count + 1):
+            if k:
+                seen += loops[k - 1] + spatial[k - 1]
+            held.append(round(self._size(op, seen)))
+        units = [round(round(math.prod(s for lv in spatial[k:] for _, s in lv), 3)) for k in range(count + 1)]
+        unique = [self._size(op, [loop for lv in spatial[k:] for loop in lv]) for k in range(count + 1)]
+        boost = [round(unique[k] / unique[k + 1]) for k in range(count)]
+        period = [at_mac if op != "O" else 1.0] + cycles_below
+        partial = [False] * (count + 1)
+        if op == "O":  # levels that still see partial sums (irrelevant loops at or above them)
+            flags = [any(d in _IRRELEVANT["O"] and s > 1 for d, s in (loops[k - 1] if k else []) + spatial[k])
+                     for k in range(count + 1)]
+            partial = [any(flags[k:]) for k in range(1, count + 1)] + [False]
+        return _OperandLevels(loops, cycles_below[-1], held, units, boost, period, partial)
+
+    def energy(self, mapping: Mapping[str, list[list[tuple[str, float]]]],
+               levels: Mapping[str, "_OperandLevels"] | None = None) -> dict[str, float]:
         """ZigZag's energy parts (pJ: ``mac``, ``rf``, ``buffer``, ``dram``) of an allocation."""
         parts = {"mac": self.macs * self.mac_pj, "rf": 0.0, "buffer": 0.0, "dram": 0.0}
         for op in "IWO":
-            loops, at_mac = self._stationary(op, mapping[op])
-            spatial = self._spatial_levels(op)
-            count = len(loops)
-            cycles_below, product = [], 1.0
-            for level_loops in loops:
-                product *= math.prod(size for _, size in level_loops)
-                cycles_below.append(product)
-            total = cycles_below[-1]
-            # data per unit of each architecture level: the relevant loops below it
-            held, seen = [], []
-            for k in range(count + 1):
-                if k:
-                    seen += loops[k - 1] + spatial[k - 1]
-                held.append(round(self._size(op, seen)))
-            units = [round(round(math.prod(s for lv in spatial[k:] for _, s in lv), 3)) for k in range(count + 1)]
-            unique = [self._size(op, [loop for lv in spatial[k:] for loop in lv]) for k in range(count + 1)]
-            boost = [round(unique[k] / unique[k + 1]) for k in range(count)]
-            period = [at_mac if op != "O" else 1.0] + cycles_below
-            if op == "O":  # levels that still see partial sums (irrelevant loops at or above them)
-                flags = [any(d in _IRRELEVANT["O"] and s > 1 for d, s in (loops[k - 1] if k else []) + spatial[k])
-                         for k in range(count + 1)]
-                partial = [any(flags[k:]) for k in range(1, count + 1)] + [False]
+            view = levels[op] if levels is not None else self._operand_levels(op, mapping[op])
+            count, total, held, units, boost, period, partial = (len(view.loops), view.total, view.held, view.units,
+                                                                 view.boost, view.period, view.partial)
             bits = self.precision[op]
             for m, memory in enumerate(self.levels[op]):
                 top = m == count - 1
@@ -385,25 +420,252 @@ class LoopNest:
                 parts[kind] += memory.pj_per_word * (reads + write * writes)
         return parts
 
-    def best(self) -> tuple[dict[str, float], list[tuple[str, int]]] | None:
-        """The least-energy ordering's parts among LOMA's sample (all orderings when none of it
-        fits), or None when no ordering fits the memories."""
+    def _transfers(self, op: str, view: "_OperandLevels") -> list[dict[str, tuple[float, int, int, int]]]:
+        """Each memory level's transfers per direction (``tl`` read out to the level below,
+        ``fl`` written in by it, ``th`` read out to the level above, ``fh`` written in by it):
+        ``(words per period, period in cycles, periods, average bits per cycle)``, as ZigZag's
+        `Mapping` sets them (none to or from outside the top memory)."""
+        count, total, held, boost, period = len(view.loops), view.total, view.held, view.boost, view.period
+        bits = self.precision[op]
+        none = (0, 0, 0, 0)
+        out = []
+        for m in range(count):
+            top = m == count - 1
+            low = (held[m] * boost[m], int(period[m]), int(total // period[m]),
+                   int(held[m] * bits / period[m] * boost[m]))
+            high = none if top else (held[m + 1], int(period[m + 1]), int(total // period[m + 1]),
+                                     int(held[m + 1] * bits / period[m + 1]))
+            if op != "O":
+                out.append({"tl": low, "fl": none, "th": none, "fh": high})
+            else:
+                low = (int(low[0]), *low[1:])
+                out.append({"tl": low if view.partial[m] else none, "fl": low, "th": high,
+                            "fh": high if view.partial[m + 1] else none})
+        return out
+
+    def latency(self, mapping: Mapping[str, list[list[tuple[str, float]]]],
+                levels: Mapping[str, "_OperandLevels"] | None = None) -> tuple[float, float]:
+        """ZigZag's cycles of an allocation, and its ideal temporal cycles (its
+        ``latency_total2`` and ``ideal_temporal_cycle``): the temporal loops' cycles, plus the
+        worst port's stall (transfers slower than the window the receiving memory allows
+        them, a double-buffered one its whole period, another the period over its outermost
+        irrelevant loops; DRAM's one port shares its time between every stream), plus the
+        first tiles' loading and the last outputs' offloading."""
+        views = {op: levels[op] if levels is not None else self._operand_levels(op, mapping[op]) for op in "IWO"}
+        timed = (views if self.spatial_whole == self.spatial
+                 else {op: self._operand_levels(op, mapping[op], whole=True) for op in "IWO"})
+        total = views["O"].total
+        moves = {op: self._transfers(op, timed[op]) for op in "IWO"}
+        # double buffering per architecture level (0: the MACs), from the data each memory
+        # holds per period of its outermost relevant loops, as a share of its capacity
+        individual = {}
+        for op in "IWO":
+            view = views[op]
+            top_r = [1.0] + [_top_product(loops, _STRICT_RELEVANT[op]) for loops in view.loops]
+            individual[op] = [(view.held[m + 1] * self.precision[op]) // top_r[m + 1]
+                              / int(self.levels[op][m].capacity_bits) for m in range(len(view.loops))]
+        groups = [[(op, 0) for op in "OWI" if op in self.rf_operands]] if self.rf_operands else []
+        groups.append([(op, len(views[op].loops) - 1) for op in "OWI"])
+        shared = {op: list(values) for op, values in individual.items()}
+        for group in groups:
+            value = sum(individual[op][m] for op, m in group)
+            for op, m in group:
+                shared[op][m] = value
+        double = {}
+        for op in "OWI":  # ZigZag's order: a level given double buffering adds to its sharers' use
+            double[op] = [False]
+            for m in range(len(views[op].loops)):
+                if shared[op][m] <= 0.5:
+                    double[op].append(True)
+                elif individual[op][m] <= 1 - shared[op][m]:
+                    double[op].append(True)
+                    for group in groups:
+                        if (op, m) in group:
+                            for other, level in group:
+                                shared[other][level] += individual[op][m]
+                else:
+                    double[op].append(False)
+        top_ir = {op: [1.0] + [_top_product(loops, _IRRELEVANT[op]) for loops in views[op].loops] for op in "IWO"}
+
+        def cycles(op: str, m: int, direction: str) -> tuple[int, int]:
+            """Real and allowed cycles per period of one transfer."""
+            amount, period, _, _ = moves[op][m][direction]
+            width = self.levels[op][m].max_port_bits
+            real = math.ceil(amount * self.precision[op] / width)
+            level = m if direction in ("tl", "fl") else m + 1  # the receiving side's buffering
+            allowed = period if double[op][level] else int(period / int(top_ir[op][level]))
+            return real, math.ceil(allowed)
+
+        # ports: on chip one per operand and direction; DRAM one for every stream, in the
+        # adapter's order
+        ports: list[list[tuple[str, int, str]]] = []
+        for op in "IWO":
+            for m, memory in enumerate(self.levels[op]):
+                if memory.name != "dram":
+                    ports += [[(op, m, d)] for d in (("tl", "th", "fh", "fl") if op == "O" else ("tl", "fh"))]
+        dram = [(op, len(views[op].loops) - 1, d) for op, d in
+                (("I", "tl"), ("W", "tl"), ("O", "tl"), ("O", "th"), ("I", "fh"), ("W", "fh"), ("O", "fh"), ("O", "fl"))]
+        ports.append(dram)
+        stall = 0.0
+        for port in ports:
+            duties = []
+            for op, m, d in port:
+                _, period, periods, _ = moves[op][m][d]
+                if periods:
+                    real, allowed = cycles(op, m, d)
+                    duties.append((real, allowed, period, periods))
+            if len(duties) == 1:
+                real, allowed, _, periods = duties[0]
+                stall = max(stall, (real - allowed) * (periods - 1))
+            elif duties:
+                over = sum((r - a) * (n - 1) for r, a, _, n in duties if r - a > 0)
+                under = sum((r - a) * (n - 1) for r, a, _, n in duties if r - a <= 0)
+                window = sum(a * (n - 1) for _, a, _, n in duties)
+                stall = max(stall, over + max(0, under + window - _window_union(duties)))
+        # the first tiles' loading and the last outputs' offloading, per port (ZigZag's
+        # `calc_data_loading_latency`)
+        computing = math.ceil(total) + stall
+        loads: dict[tuple[str, int, str], tuple[float, bool]] = {}
+        for port in ports:
+            sharing = port is dram  # the one port both inputs share
+            width = self.levels[port[0][0]][port[0][1]].max_port_bits
+            once, often = [], []
+            for op, m, d in port:
+                if op == "O" and d in ("tl", "fh"):
+                    continue
+                periods = moves[op][m][d][2]
+                if periods == 1:
+                    once.append((op, m, d))
+                elif periods > 1:
+                    often.append((op, m, d))
+            busy = sum(moves[op][m][d][3] for op, m, d in often)
+            spare = max(0.0, (width - busy) / width * computing)
+            needed = [float(cycles(op, m, d)[0]) for op, m, d in once]
+            least = [float(math.ceil(timed[op].held[1] * self.precision[op] / width)) for op, m, d in once]
+            for key, left in zip(once, _reduce_ordered(needed, least, spare)):
+                loads[key] = (left, sharing)
+            for key in often:
+                loads[key] = (float(cycles(*key)[0]), sharing)
+        parts = {}
+        for op in "WI":
+            individual_part = half = both = 0.0
+            for m in range(len(views[op].loops) - 1):
+                (a, a_shared), (b, b_shared) = loads[(op, m, "fh")], loads[(op, m + 1, "tl")]
+                longest = max(a, b)
+                if not a_shared and not b_shared:
+                    individual_part += longest
+                elif a_shared and b_shared:
+                    both += longest
+                else:
+                    half = longest
+            parts[op] = (individual_part, half, both)
+        (w_ind, w_half, w_both), (i_ind, i_half, i_both) = parts["W"], parts["I"]
+        onloading = min(w_both + max(i_both + i_half + i_ind, w_half + w_ind),
+                        i_both + max(w_both + w_half + w_ind, i_half + i_ind))
+        offloading = sum(max(loads[("O", m, "th")][0], loads[("O", m + 1, "fl")][0])
+                         for m in range(len(views["O"].loops) - 1))
+        return total + stall + onloading + offloading, total
+
+    def best(self) -> "Nest | None":
+        """The ordering ZigZag's mapper keeps among LOMA's sample (all orderings when none of
+        it fits): the least energy, cycles or energy x cycles (``objective``), the first in
+        LOMA's order on a tie; None when no ordering fits the memories.
+
+        Under ``edp`` the cycles are computed in order of energy, and not at all for an ordering
+        whose energy times the temporal loops' cycles (the same for every ordering, and no more
+        than its cycles) already exceeds the best product."""
         sample, everything = self.orderings()
+        objective = self.settings.objective
         for pool in (sample, everything):
-            found = None
-            for ordering in pool:
+            fitting: list[tuple[float, int, Nest]] = []
+            for index, ordering in enumerate(pool):
                 mapping = self.allocate(ordering)
                 if mapping is None:
                     continue
-                parts = self.energy(mapping)
-                total = sum(parts.values())
-                if found is None or total < found[0]:
-                    found = (total, parts, ordering)
-            if found is not None:
-                return found[1], found[2]
+                levels = {op: self._operand_levels(op, mapping[op]) for op in "IWO"}
+                parts = self.energy(mapping, levels)
+                fitting.append((sum(parts.values()), index, Nest(parts, ordering, mapping, levels)))
+            if fitting:
+                if objective == "energy":
+                    _, _, nest = min(fitting, key=lambda entry: entry[:2])
+                    cycles, compute = self.latency(nest.mapping, nest.levels)
+                    return nest._replace(cycles=cycles, compute=compute)
+                floor = fitting[0][2].levels["O"].total
+                found: tuple[float, int, Nest] | None = None
+                for energy, index, nest in (sorted(fitting, key=lambda entry: entry[:2]) if objective == "edp"
+                                            else fitting):
+                    if objective == "edp" and found is not None and energy * floor > found[0]:
+                        break
+                    cycles, compute = self.latency(nest.mapping, nest.levels)
+                    score = cycles * energy if objective == "edp" else cycles
+                    if found is None or (score, index) < found[:2]:
+                        found = (score, index, nest._replace(cycles=cycles, compute=compute))
+                return found[2]
             if len(sample) == len(everything):
                 break
         return None
+
+
+class Nest(NamedTuple):
+    """The loop nest ZigZag's mapper keeps for a pair (`LoopNest.best`)."""
+
+    parts: dict[str, float]  # dynamic energy per part (pJ: mac, rf, buffer, dram)
+    ordering: list[tuple[str, int]]  # the temporal loops, innermost first
+    mapping: dict[str, list[list[tuple[str, float]]]]  # each operand's loops per memory level
+    levels: dict[str, _OperandLevels]
+    cycles: float | None = None  # ZigZag's latency_total2
+    compute: float | None = None  # its ideal temporal cycles
+
+    @property
+    def energy(self) -> float:
+        return float(sum(self.parts.values()))
+
+
+def _top_product(loops: Sequence[tuple[str, float]], dims: frozenset[str]) -> float:
+    """The product of a level's outermost loops over ``dims`` (down to the first loop of another
+    dimension)."""
+    product = 1.0
+    for dim, size in reversed(loops):
+        if dim not in dims:
+            break
+        product *= size
+    return product
+
+
+def _window_union(duties: Sequence[tuple[int, int, int, int]]) -> int:
+    """The cycles in which at least one of a port's transfers may run, over the layer (ZigZag's
+    memory-updating-window union): ``duties`` are ``(real, allowed, period, periods)``; each may
+    run in the first ``allowed`` cycles of its periods, which nest (each divides the next)."""
+    for _, allowed, period, periods in duties:
+        if period == allowed:  # one of them may use the whole time
+            return period * periods
+    order = sorted(((int(p), int(a)) for _, a, p, _ in duties), key=lambda pa: pa[0])
+
+    def uncovered(k: int, x: int) -> int:
+        """Instants in ``[0, x)`` outside the windows of the ``k`` shortest periods."""
+        if k == 0 or x <= 0:
+            return max(x, 0)
+        period, allowed = order[k - 1]
+        whole, rest = divmod(x, period)
+        one = uncovered(k - 1, period) - uncovered(k - 1, min(period, allowed))
+        return whole * one + uncovered(k - 1, rest) - uncovered(k - 1, min(rest, allowed))
+
+    longest = max(int(p) for _, _, p, _ in duties)
+    periods = next(n for _, _, p, n in duties if int(p) == longest)
+    return (longest - uncovered(len(order), longest)) * periods
+
+
+def _reduce_ordered(needed: list[float], least: list[float], spare: float) -> list[float]:
+    """ZigZag's `reduce_ordered`: the loading cycles left when ``spare`` cycles of computation
+    take over loading, the longest loads first, each down to ``least``."""
+    left = list(needed)
+    for index in sorted(range(len(left)), key=lambda i: left[i], reverse=True):
+        if spare <= 0:
+            break
+        cut = min(max(0.0, left[index] - least[index]), spare)
+        left[index] -= cut
+        spare -= cut
+    return left
 
 
 def _product(options: list[list[tuple[int, float, float]]]) -> Iterator[tuple[tuple[int, float, float], ...]]:
@@ -418,8 +680,14 @@ def _product(options: list[list[tuple[int, float, float]]]) -> Iterator[tuple[tu
 
 def loop_nest_energy(pair: Mapping[str, Any], settings: LoopNestSettings = LoopNestSettings()) -> float:
     """The loop-nest model's dynamic energy (pJ) of one pair; NaN when nothing fits."""
+    return float(loop_nest_costs(pair, settings)[0])
+
+
+def loop_nest_costs(pair: Mapping[str, Any], settings: LoopNestSettings = LoopNestSettings()) -> tuple[float, ...]:
+    """The loop-nest model's dynamic energy (pJ), cycles and ideal temporal cycles of one pair,
+    ZigZag's mapper's choice under ``settings.objective``; NaNs when nothing fits."""
     found = LoopNest(pair, settings).best()
-    return math.nan if found is None else float(sum(found[0].values()))
+    return (math.nan,) * 3 if found is None else (found.energy, float(found.cycles), float(found.compute))
 
 
 _KEY_FIELDS = ("B", "G", "K", "C", "OY", "OX", "FY", "FX", "stride", "in_h", "in_w", "w_bits", "a_bits", "pe_rows",
@@ -427,19 +695,20 @@ _KEY_FIELDS = ("B", "G", "K", "C", "OY", "OX", "FY", "FX", "stride", "in_h", "in
 
 
 class LoopNestCache:
-    """`loop_nest_energy` of many pairs, each distinct pair computed once (at most ``size`` kept)."""
+    """`loop_nest_costs` of many pairs, each distinct pair computed once (at most ``size`` kept)."""
 
     def __init__(self, settings: LoopNestSettings = LoopNestSettings(), size: int = 500_000) -> None:
         self.settings, self.size = settings, size
-        self._values: dict[tuple, float] = {}
+        self._values: dict[tuple, tuple[float, ...]] = {}
 
     def __call__(self, pairs: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        out = np.empty(len(pairs))
+        """``(n, 3)``: each pair's dynamic energy (pJ), cycles and ideal temporal cycles."""
+        out = np.empty((len(pairs), 3))
         for index, pair in enumerate(pairs):
             key = tuple(pair[field] for field in _KEY_FIELDS)
             value = self._values.get(key)
             if value is None:
-                value = loop_nest_energy(pair, self.settings)
+                value = loop_nest_costs(pair, self.settings)
                 if len(self._values) >= self.size:
                     self._values.clear()
                 self._values[key] = value

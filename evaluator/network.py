@@ -38,7 +38,7 @@ from evaluator.features import (
     decode_layers,
     pair_features,
 )
-from evaluator.loopnest import LoopNestCache, LoopNestSettings, pair_dicts
+from evaluator.loopnest import OBJECTIVES as LOOPNEST_OBJECTIVES, LoopNestCache, LoopNestSettings, pair_dicts
 
 TARGETS: tuple[str, ...] = ("latency", "energy", "area")
 # The simulator column each target imitates (natural log of it is what the network fits).
@@ -70,8 +70,12 @@ ENERGY_PARTS: tuple[str, ...] = ("mac", "rf", "array", "sram", "dram", "leak")
 BASE_FIT: tuple[str, ...] = ("base_roofline", "base_energy_scales", "base_objective", "base_loopnest")
 # The mapping objectives the builtin estimate can follow (`analytic_base`'s ``objective``).
 BASE_OBJECTIVES: tuple[str, ...] = ("latency", "energy", "edp")
-# The ``base_loopnest`` buffer's entries (`loopnest_log_energy`).
-LOOPNEST_SETTINGS: tuple[str, ...] = ("on", "lpf_limit", "max_orderings", "energies_zigzag")
+# The ``base_loopnest`` buffer's entries (`loopnest_log_costs`): whether the energy follows the
+# loop-nest model, its settings (max_orderings 0: all; energies 0 ours, 1 zigzag; objective an
+# index into `evaluator.loopnest.OBJECTIVES`), and whether the cycles follow it. Artifacts
+# written before the last two read them as 0: the least-energy nest, cycles not followed.
+LOOPNEST_SETTINGS: tuple[str, ...] = ("energy", "lpf_limit", "max_orderings", "energies_zigzag", "objective",
+                                      "cycles")
 # The simulators whose rules the loop-nest model follows, and the settings it needs there.
 LOOPNEST_SIMULATORS: dict[str, dict[str, Any]] = {"zigzag": {"mapping": "search"}}
 # The most training rows the loop-nest model is tried on by `fit_base` (~20 ms each).
@@ -217,8 +221,8 @@ class EvaluatorNetwork(nn.Module):
         # Which mapping the builtin estimate follows (an index into `BASE_OBJECTIVES`): the
         # fastest (0), or the least-energy or least energy x delay one, a mapper's objective.
         self.register_buffer("base_objective", torch.zeros(()))
-        # The loop-nest model's settings when the energy follows it (`evaluator.loopnest`, ZigZag's
-        # rules): ``(on, lpf_limit, max_orderings or 0 for all, energies: 0 ours | 1 zigzag)``.
+        # The loop-nest model's settings when the energy or the cycles follow it
+        # (`evaluator.loopnest`, ZigZag's rules; `LOOPNEST_SETTINGS`; all 0: neither).
         self.register_buffer("base_loopnest", torch.zeros(len(LOOPNEST_SETTINGS)))
 
     def set_statistics(self, stats: dict[str, torch.Tensor]) -> None:
@@ -240,13 +244,13 @@ class EvaluatorNetwork(nn.Module):
 
     def base(self, pair_x: torch.Tensor, acc_x: torch.Tensor, layer_x: torch.Tensor | None = None) -> torch.Tensor:
         """The analytic estimate of every target column as fitted to the simulator (`analytic_base`;
-        with the loop-nest model's energy when the fit chose it, which needs ``layer_x``)."""
+        with the loop-nest model's energy or cycles when the fit chose them, which needs ``layer_x``)."""
         loopnest = None
-        if float(self.base_loopnest[0]) > 0.5:
+        if loopnest_used(self.base_loopnest):
             if layer_x is None:
-                raise ValueError("EvaluatorNetwork.base: this evaluator's energy follows the loop-nest model, "
+                raise ValueError("EvaluatorNetwork.base: this evaluator's base follows the loop-nest model, "
                                  "which needs the layer encoding (layer_x)")
-            loopnest = loopnest_log_energy(layer_x, acc_x, self.base_loopnest)
+            loopnest = loopnest_base_input(loopnest_log_costs(layer_x, acc_x, self.base_loopnest), self.base_loopnest)
         return analytic_base(pair_x, acc_x, self.base_roofline, self.base_energy_scales, self.base_objective,
                              loopnest)
 
@@ -450,7 +454,7 @@ _ENERGY_TIE = PAIR_FEATURES.index("est_energy_tie")
 
 def analytic_base(pair_x: torch.Tensor, acc_x: torch.Tensor, roofline: torch.Tensor | float = 0.0,
                   energy_scales: torch.Tensor | None = None, objective: torch.Tensor | float = 0.0,
-                  loopnest: torch.Tensor | None = None) -> torch.Tensor:
+                  loopnest: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """The analytic model's estimate of every target column, as natural logs ``(n, 11)``
     (``ln(1 + x)`` for the `LOG1P_COLUMNS`).
 
@@ -463,27 +467,39 @@ def analytic_base(pair_x: torch.Tensor, acc_x: torch.Tensor, roofline: torch.Ten
     builtin latency only) takes the cycles and energy of the least-energy (1) or least energy
     x delay (2) mapping instead of the fastest one's, as the builtin mapper picks them under
     that objective (the components stay the fastest mapping's). ``loopnest`` (natural logs of
-    the loop-nest model's dynamic energy, `loopnest_log_energy`; NaN where it has none) takes
-    that energy plus the base's leakage as the energy's value, with the gradient of the energy
-    as it would be without it (the loop nest is a search over discrete orderings: its value
-    is a step function of the sizes; a co-search needs the slope of the smooth estimate).
+    the loop-nest model's figures, `loopnest_base_input`; NaN where it has none): its
+    ``cycles`` and ``compute`` become the cycles' and compute cycles' values (the leakage
+    scaled to them), its ``energy`` (dynamic) plus the base's leakage the energy's value,
+    each with the gradient of the estimate it replaces (the loop nest is a search over
+    discrete orderings: its value is a step function of the sizes; a co-search needs the
+    slope of the smooth estimate).
     All as `fit_base` fits them to a simulator whose rules or mapping objective differ from
     the builtin default's.
     """
     scaled = energy_scales is not None and bool((energy_scales != 1.0).any())
     rooflined = bool(torch.as_tensor(roofline) > 0.5)
     cycles, compute, parts = base_parts(pair_x, acc_x, rooflined)
+    energy = None  # the sum of the parts
     if scaled or rooflined:
         weights = energy_scales if energy_scales is not None else torch.ones(len(ENERGY_PARTS))
         parts = [part + torch.log(torch.clamp(w, min=1e-30)) for part, w in zip(parts, weights)]
-        energy = torch.logsumexp(torch.stack(parts, dim=1), dim=1)
     else:  # the builtin estimate exactly as the analytic model sums it
         energy = pair_x[:, PAIR_FEATURES.index("log2_est_energy_pj")] * _LN2
     chosen = int(round(float(objective)))
     if chosen and not rooflined:
         cycles, energy = objective_estimates(pair_x, BASE_OBJECTIVES[chosen])
-    if loopnest is not None:
-        value = torch.logaddexp(loopnest.to(energy.dtype), parts[-1])  # dynamic + leakage
+    if loopnest is not None and "cycles" in loopnest:
+        value = loopnest["cycles"].to(cycles.dtype)
+        known = torch.isfinite(value)
+        shift = torch.where(known, value - cycles, torch.zeros_like(value)).detach()
+        cycles = cycles + shift
+        parts = [*parts[:-1], parts[-1] + shift]  # leakage: power x time (a builtin sum keeps its own)
+        value = loopnest["compute"].to(compute.dtype)
+        compute = compute + torch.where(known, value - compute, torch.zeros_like(value)).detach()
+    if energy is None:
+        energy = torch.logsumexp(torch.stack(parts, dim=1), dim=1)
+    if loopnest is not None and "energy" in loopnest:
+        value = torch.logaddexp(loopnest["energy"].to(energy.dtype), parts[-1])  # dynamic + leakage
         value = torch.where(torch.isfinite(value), value, energy)
         energy = energy + (value - energy).detach()
     stall = torch.log1p(torch.clamp(torch.exp(cycles) - torch.exp(compute), min=0.0))
@@ -537,29 +553,51 @@ def base_parts(pair_x: torch.Tensor, acc_x: torch.Tensor,
 
 def loopnest_settings(simulator: dict[str, Any] | None) -> torch.Tensor | None:
     """The ``base_loopnest`` buffer for a simulator identity (`dataset_gen.reader.simulator_identity`)
-    whose rules the loop-nest model follows (`LOOPNEST_SIMULATORS`), or None."""
+    whose rules the loop-nest model follows (`LOOPNEST_SIMULATORS`), energy and cycles both
+    following it, or None."""
     if not isinstance(simulator, dict) or simulator.get("name") not in LOOPNEST_SIMULATORS:
         return None
     settings = dict(simulator.get("settings") or {})
     if any(settings.get(key, value) != value for key, value in LOOPNEST_SIMULATORS[simulator["name"]].items()):
         return None
     parsed = LoopNestSettings.from_simulator(settings)
-    return torch.tensor([1.0, parsed.lpf_limit, parsed.max_orderings or 0, float(parsed.energies == "zigzag")])
+    return torch.tensor([1.0, parsed.lpf_limit, parsed.max_orderings or 0, float(parsed.energies == "zigzag"),
+                         float(LOOPNEST_OBJECTIVES.index(parsed.objective)), 1.0])
+
+
+def loopnest_used(settings: torch.Tensor) -> bool:
+    """Whether a ``base_loopnest`` buffer has the energy or the cycles follow the loop nest."""
+    values = settings.tolist()
+    return values[0] > 0.5 or (len(values) > 5 and values[5] > 0.5)
 
 
 _LOOPNEST_CACHES: dict[LoopNestSettings, LoopNestCache] = {}
 
 
-def loopnest_log_energy(layer_x: torch.Tensor, acc_x: torch.Tensor, settings: torch.Tensor) -> torch.Tensor:
-    """Natural logs of the loop-nest model's dynamic energy (`evaluator.loopnest`) of encoded
-    pairs, ``(n,)`` (NaN where no loop nest fits), with the settings of a ``base_loopnest``
-    buffer; no gradient. Results are kept per settings (a process-wide `LoopNestCache`)."""
-    values = [float(v) for v in settings.tolist()]
-    key = LoopNestSettings(int(values[1]), int(values[2]) or None, "zigzag" if values[3] > 0.5 else "ours")
+def loopnest_log_costs(layer_x: torch.Tensor, acc_x: torch.Tensor, settings: torch.Tensor) -> torch.Tensor:
+    """Natural logs of the loop-nest model's dynamic energy, cycles and ideal temporal cycles
+    (`evaluator.loopnest`) of encoded pairs, ``(n, 3)`` (NaN where no loop nest fits), with the
+    settings of a ``base_loopnest`` buffer; no gradient. Results are kept per settings (a
+    process-wide `LoopNestCache`)."""
+    values = [float(v) for v in settings.tolist()] + [0.0] * (len(LOOPNEST_SETTINGS) - len(settings))
+    key = LoopNestSettings(int(values[1]), int(values[2]) or None, "zigzag" if values[3] > 0.5 else "ours",
+                           LOOPNEST_OBJECTIVES[int(round(values[4]))])
     cache = _LOOPNEST_CACHES.setdefault(key, LoopNestCache(key))
     with torch.no_grad():
         pairs = pair_dicts(decode_layers(layer_x), decode_accelerators(acc_x))
     return torch.log(torch.as_tensor(cache(pairs), dtype=acc_x.dtype))
+
+
+def loopnest_base_input(costs: torch.Tensor, settings: torch.Tensor) -> dict[str, torch.Tensor]:
+    """`analytic_base`'s ``loopnest`` argument: the columns of `loopnest_log_costs` the
+    ``base_loopnest`` buffer has the base follow (``energy``; ``cycles`` and ``compute``)."""
+    values = settings.tolist()
+    out = {}
+    if values[0] > 0.5:
+        out["energy"] = costs[:, 0]
+    if len(values) > 5 and values[5] > 0.5:
+        out["cycles"], out["compute"] = costs[:, 1], costs[:, 2]
+    return out
 
 
 def fit_base(chunks: Any, simulator: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
@@ -584,9 +622,10 @@ def fit_base(chunks: Any, simulator: dict[str, Any] | None = None) -> dict[str, 
       estimates match, keeps them), fitted on at most `ENERGY_FIT_ROWS` rows.
 
     - loop nest: for a simulator whose rules the loop-nest model follows (``simulator``, its
-      identity; `LOOPNEST_SIMULATORS`), that model's dynamic energy plus the base's leakage
-      replaces the energy when its loss (above) on the first `LOOPNEST_FIT_ROWS` rows is
-      below the other choices' (the energy scales then stay 1).
+      identity; `LOOPNEST_SIMULATORS`), on the first `LOOPNEST_FIT_ROWS` rows: that model's
+      cycles (and ideal temporal cycles) replace the base's when their loss (above) is below
+      the base's; then its dynamic energy plus the base's leakage replaces the energy when its
+      loss is below the other choices' (the energy scales then stay 1).
 
     Returns
     -------
@@ -599,7 +638,7 @@ def fit_base(chunks: Any, simulator: dict[str, Any] | None = None) -> dict[str, 
     kept: dict[str, list[torch.Tensor]] = {kind: [] for kind in moments}  # (rows, parts + 1): parts, ln energy
     # (rows, 2 * objectives + 2): each objective's ln cycles and ln energy, then the targets'
     objectives: list[torch.Tensor] = []
-    nests: list[tuple[torch.Tensor, ...]] = []  # (layer_x, acc_x, pair_x, ln energy) of the loop-nest trial rows
+    nests: list[tuple[torch.Tensor, ...]] = []  # (layer_x, acc_x, pair_x, ln cycles, ln energy): loop-nest trials
     nest_settings = loopnest_settings(simulator)
     rows = nest_rows = 0
     for chunk in chunks:
@@ -621,7 +660,7 @@ def fit_base(chunks: Any, simulator: dict[str, Any] | None = None) -> dict[str, 
         rows += min(max(room, 0), int(usable.sum()))
         if nest_settings is not None and nest_rows < LOOPNEST_FIT_ROWS:
             take = LOOPNEST_FIT_ROWS - nest_rows
-            nests.append(tuple(x[usable][:take] for x in (chunk["layer_x"], acc_x, pair_x, log_energy)))
+            nests.append(tuple(x[usable][:take] for x in (chunk["layer_x"], acc_x, pair_x, log_cycles, log_energy)))
             nest_rows += len(nests[-1][0])
 
     def variance(m: torch.Tensor) -> float:
@@ -645,14 +684,31 @@ def fit_base(chunks: Any, simulator: dict[str, Any] | None = None) -> dict[str, 
            "base_energy_scales": scales.float(), "base_objective": torch.tensor(float(objective)),
            "base_loopnest": torch.zeros(len(LOOPNEST_SETTINGS))}
     if nest_rows > 1:
-        layer_x, acc_x, pair_x, log_energy = (torch.cat(parts) for parts in zip(*nests))
-        plain = analytic_base(pair_x.double(), acc_x.double(), fit["base_roofline"], fit["base_energy_scales"].double(),
-                              fit["base_objective"])[:, 1]
-        nest = analytic_base(pair_x.double(), acc_x.double(), fit["base_roofline"], None, 0.0,
-                             loopnest_log_energy(layer_x, acc_x, nest_settings).double())[:, 1]
-        if float(_huber(nest - log_energy).mean()) < float(_huber(plain - log_energy).mean()):
+        layer_x, acc_x, pair_x, log_cycles, log_energy = (torch.cat(parts) for parts in zip(*nests))
+        costs = loopnest_log_costs(layer_x, acc_x, nest_settings).double()
+
+        def base(settings: torch.Tensor | None, scales: torch.Tensor | None, objective: float) -> torch.Tensor:
+            loopnest = None if settings is None else loopnest_base_input(costs, settings)
+            return analytic_base(pair_x.double(), acc_x.double(), fit["base_roofline"], scales, objective, loopnest)
+
+        def loss(estimate: torch.Tensor, target: torch.Tensor) -> float:
+            return float(_huber(estimate - target).mean())
+
+        plain = base(None, fit["base_energy_scales"].double(), fit["base_objective"])
+        cycles_only = nest_settings.clone()
+        cycles_only[0] = 0.0
+        timed = base(cycles_only, fit["base_energy_scales"].double(), fit["base_objective"])
+        chosen = nest_settings.clone()
+        chosen[5] = float(loss(timed[:, 0], log_cycles) < loss(plain[:, 0], log_cycles))
+        energy_only = nest_settings.clone()
+        energy_only[5] = chosen[5]
+        nest = base(energy_only, None, 0.0)
+        if loss(nest[:, 1], log_energy) < loss(plain[:, 1], log_energy):
             fit.update(base_energy_scales=torch.ones(len(ENERGY_PARTS)), base_objective=torch.tensor(0.0),
-                       base_loopnest=nest_settings)
+                       base_loopnest=chosen)
+        elif chosen[5] > 0.5:
+            chosen[0] = 0.0
+            fit.update(base_loopnest=chosen)
     return fit
 
 

@@ -37,7 +37,8 @@ from torch import nn
 from dataset_gen.reader import simulator_identity
 from dataset_gen.space import ACCELERATOR_FIELDS, Accelerator, SpaceError
 from evaluator.features import encode_accelerators, encode_layers
-from evaluator.network import BASE_OBJECTIVES, ENERGY_PARTS, TARGETS, EvaluatorNetwork
+from evaluator.loopnest import OBJECTIVES as LOOPNEST_OBJECTIVES
+from evaluator.network import BASE_OBJECTIVES, ENERGY_PARTS, TARGETS, EvaluatorNetwork, loopnest_used
 from evaluator.protocol import PREDICTION_COLUMNS, check_pairs
 
 # The std columns `Evaluator.predict(..., return_std=True)` adds: the calibrated standard
@@ -113,16 +114,18 @@ class Evaluator(nn.Module):
         "energy_scales": {part: scale}, "loopnest": None | {setting: value}}`` (scales of 1:
         the estimate's parts as they are; ``objective``: the mapping the builtin estimate
         follows, the fastest by default; ``loopnest``: the loop-nest model's settings when the
-        energy follows it, `evaluator.loopnest`)."""
+        energy or the cycles follow it, and which, `evaluator.loopnest`)."""
         network = self.network
         nest = [float(v) for v in network.base_loopnest.tolist()]
         return {"latency": "roofline" if float(network.base_roofline) > 0.5 else "builtin",
                 "objective": BASE_OBJECTIVES[int(round(float(network.base_objective)))],
                 "energy_scales": {part: round(float(scale), 4)
                                   for part, scale in zip(ENERGY_PARTS, network.base_energy_scales.tolist())},
-                "loopnest": None if nest[0] < 0.5 else {
+                "loopnest": None if not loopnest_used(network.base_loopnest) else {
                     "lpf_limit": int(nest[1]), "max_orderings": int(nest[2]) or None,
-                    "energies": "zigzag" if nest[3] > 0.5 else "ours"}}
+                    "energies": "zigzag" if nest[3] > 0.5 else "ours",
+                    "objective": LOOPNEST_OBJECTIVES[int(round(nest[4]))],
+                    "energy": nest[0] > 0.5, "cycles": nest[5] > 0.5}}
 
     @property
     def std_scale(self) -> dict[str, float]:

@@ -142,18 +142,23 @@ def _base_line(base: dict) -> str:
         return f"analytic base: latency and energy the builtin estimate of the {mapping} mapping (fitted to the training split)"
     scales = base.get("energy_scales") or {}
     scaled = any(value != 1.0 for value in scales.values())
-    nest = base.get("loopnest")
-    if nest:
-        energy = (f"the loop-nest model's (ZigZag's rules: lpf_limit {nest['lpf_limit']}, max_orderings "
-                  f"{nest['max_orderings']}, {nest['energies']} energies) plus leakage")
+    nest = base.get("loopnest") or {}
+    details = (f"ZigZag's rules: lpf_limit {nest.get('lpf_limit')}, max_orderings {nest.get('max_orderings')}, "
+               f"{nest.get('energies')} energies, objective {nest.get('objective', 'energy')}")
+    nest_energy, nest_cycles = bool(nest) and nest.get("energy", True), bool(nest) and nest.get("cycles", False)
+    if nest_energy:
+        energy = f"the loop-nest model's ({details}) plus leakage"
     elif scaled:
         energy = "parts weighed " + ", ".join(f"{part} {value:.3g}" for part, value in scales.items())
     else:
         energy = "the builtin estimate's parts as they are"
-    return ("analytic base: latency "
-            + ("the roofline (whole loop dimensions unrolled, the least-traffic mapping's DRAM time)"
-               if base.get("latency") == "roofline" else "the builtin estimate")
-            + "; energy " + energy + " (fitted to the training split)")
+    if nest_cycles:
+        latency = "the loop-nest model's cycles" + ("" if nest_energy else f" ({details})")
+    elif base.get("latency") == "roofline":
+        latency = "the roofline (whole loop dimensions unrolled, the least-traffic mapping's DRAM time)"
+    else:
+        latency = "the builtin estimate"
+    return f"analytic base: latency {latency}; energy {energy} (fitted to the training split)"
 
 
 def format_table(report: dict[str, Any]) -> str:

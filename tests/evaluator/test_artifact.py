@@ -99,6 +99,23 @@ def test_an_artifact_from_a_newer_format_or_another_encoding_is_refused(trained,
         evaluator.load(broken)
 
 
+def test_artifacts_from_before_the_loop_nest_or_its_cycles_load_with_what_they_had(trained, tmp_path):
+    """Without ``base_loopnest`` (no loop nest), or with its first four entries only (the energy
+    followed the least-energy nest; the cycles did not follow it)."""
+    payload = torch.load(trained.artifact, weights_only=True)
+    for name, entries, expected in (("no-nest", None, [0.0] * 6),
+                                    ("energy-only", [1.0, 6.0, 100.0, 0.0], [1.0, 6.0, 100.0, 0.0, 0.0, 0.0])):
+        state = {k: v for k, v in payload["state_dict"].items() if k != "base_loopnest"}
+        if entries is not None:
+            state["base_loopnest"] = torch.tensor(entries)
+        path = tmp_path / f"{name}.pt"
+        torch.save({**payload, "state_dict": state}, path)
+        loaded = evaluator.load(path)
+        assert loaded.network.base_loopnest.tolist() == expected
+        nest = loaded.analytic_base["loopnest"]
+        assert nest is None if entries is None else nest["objective"] == "energy" and not nest["cycles"]
+
+
 def test_an_artifact_of_another_simulator_version_is_refused_naming_both(trained, tmp_path):
     payload = torch.load(trained.artifact, weights_only=True)
     assert payload["dataset_metadata"]["simulator_version"] == SIMULATOR_VERSION
