@@ -11,8 +11,10 @@ code from the file):
                       member i's weights are ``trunks.i.*`` and ``areas.i.*``
 ``calibration``       the uncertainty calibration (`evaluator.validate.calibrate`): ``scale``
                       per target (``latency``, ``energy``, ``area``; the std of ln prediction
-                      is scale x the ensemble's spread), ``method``, ``split``, ``n``, and the
-                      validation coverage it reached; empty for a single network
+                      is scale x the ensemble's spread), ``method``, ``split``, ``n``, the
+                      validation coverage it reached, and (``bands``) the departure and tie
+                      scales and the std ``floor`` (`evaluator.predictor`); empty for a
+                      single network
 ``feature_spec``      `evaluator.features.feature_spec()` at training time
 ``targets``           ``{"latency": "total_cycles", "energy": "energy_pj", "area": "area_mm2"}``
 ``simulator``         the identity of the simulator it imitates (``name``, ``version``,

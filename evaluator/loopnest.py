@@ -569,11 +569,14 @@ class LoopNest:
     def best(self) -> "Nest | None":
         """The ordering ZigZag's mapper keeps among LOMA's sample (all orderings when none of
         it fits): the least energy, cycles or energy x cycles (``objective``), the first in
-        LOMA's order on a tie; None when no ordering fits the memories.
+        LOMA's order on a tie; None when no ordering fits the memories, or when an operand is
+        wider than the MACs (the adapter's infeasible pairs, as our simulator's).
 
         Under ``edp`` the cycles are computed in order of energy, and not at all for an ordering
         whose energy times the temporal loops' cycles (the same for every ordering, and no more
         than its cycles) already exceeds the best product."""
+        if max(self.precision.values()) > self.bits:
+            return None
         sample, everything = self.orderings()
         objective = self.settings.objective
         for pool in (sample, everything):

@@ -75,7 +75,11 @@ BASE_OBJECTIVES: tuple[str, ...] = ("latency", "energy", "edp")
 # index into `evaluator.loopnest.OBJECTIVES`), and whether the cycles follow it. Artifacts
 # written before the last two read them as 0: the least-energy nest, cycles not followed.
 LOOPNEST_SETTINGS: tuple[str, ...] = ("energy", "lpf_limit", "max_orderings", "energies_zigzag", "objective",
-                                      "cycles")
+                                      "cycles", "feasible")
+# With the ``feasible`` entry, the feasibility logit is the network's plus this where a loop
+# nest fits the memories and minus it where none does (p = 0.9975 / 0.0025 before the
+# network's correction): ZigZag's feasibility is exactly whether LOMA finds a fitting nest.
+LOOPNEST_FEASIBLE_LOGIT = 6.0
 # The simulators whose rules the loop-nest model follows, and the settings it needs there.
 LOOPNEST_SIMULATORS: dict[str, dict[str, Any]] = {"zigzag": {"mapping": "search"}}
 # The most training rows the loop-nest model is tried on by `fit_base` (~20 ms each).
@@ -245,14 +249,27 @@ class EvaluatorNetwork(nn.Module):
     def base(self, pair_x: torch.Tensor, acc_x: torch.Tensor, layer_x: torch.Tensor | None = None) -> torch.Tensor:
         """The analytic estimate of every target column as fitted to the simulator (`analytic_base`;
         with the loop-nest model's energy or cycles when the fit chose them, which needs ``layer_x``)."""
-        loopnest = None
-        if loopnest_used(self.base_loopnest):
-            if layer_x is None:
-                raise ValueError("EvaluatorNetwork.base: this evaluator's base follows the loop-nest model, "
-                                 "which needs the layer encoding (layer_x)")
-            loopnest = loopnest_base_input(loopnest_log_costs(layer_x, acc_x, self.base_loopnest), self.base_loopnest)
+        costs = self.loopnest_costs(layer_x, acc_x)
+        loopnest = None if costs is None else loopnest_base_input(costs, self.base_loopnest)
         return analytic_base(pair_x, acc_x, self.base_roofline, self.base_energy_scales, self.base_objective,
                              loopnest)
+
+    def loopnest_costs(self, layer_x: torch.Tensor | None, acc_x: torch.Tensor) -> torch.Tensor | None:
+        """`loopnest_log_costs` of the pairs when the base follows the loop-nest model, else None."""
+        if not loopnest_used(self.base_loopnest):
+            return None
+        if layer_x is None:
+            raise ValueError("EvaluatorNetwork.base: this evaluator's base follows the loop-nest model, "
+                             "which needs the layer encoding (layer_x)")
+        return loopnest_log_costs(layer_x, acc_x, self.base_loopnest)
+
+    def feasible_prior(self, layer_x: torch.Tensor | None, acc_x: torch.Tensor) -> torch.Tensor | None:
+        """The loop nest's term of the feasibility logit (`LOOPNEST_FEASIBLE_LOGIT`), or None."""
+        values = self.base_loopnest.tolist()
+        if len(values) < 7 or values[6] < 0.5:
+            return None
+        fits = torch.isfinite(self.loopnest_costs(layer_x, acc_x)[:, 0])
+        return torch.where(fits, LOOPNEST_FEASIBLE_LOGIT, -LOOPNEST_FEASIBLE_LOGIT).to(acc_x.dtype)
 
     def _normalise(self, x: torch.Tensor, name: str) -> torch.Tensor:
         """Clamp to the training range, then standardise."""
@@ -284,7 +301,9 @@ class EvaluatorNetwork(nn.Module):
         base = self.base(pair_x, acc_x, layer_x) if self.analytic_base else None
         outputs, logits = zip(*(self._member(trunk, area, inputs, acc_n, base)
                                 for trunk, area in zip(self.trunks, self.areas)))
-        return torch.stack(outputs), torch.stack(logits)
+        logits = torch.stack(logits)
+        prior = self.feasible_prior(layer_x, acc_x) if self.analytic_base else None
+        return torch.stack(outputs), logits if prior is None else logits + prior
 
     def _member(self, trunk_mlp: MLP, area_mlp: MLP, inputs: torch.Tensor, acc_n: torch.Tensor,
                 base: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -553,8 +572,8 @@ def base_parts(pair_x: torch.Tensor, acc_x: torch.Tensor,
 
 def loopnest_settings(simulator: dict[str, Any] | None) -> torch.Tensor | None:
     """The ``base_loopnest`` buffer for a simulator identity (`dataset_gen.reader.simulator_identity`)
-    whose rules the loop-nest model follows (`LOOPNEST_SIMULATORS`), energy and cycles both
-    following it, or None."""
+    whose rules the loop-nest model follows (`LOOPNEST_SIMULATORS`), energy, cycles and
+    feasibility all following it, or None."""
     if not isinstance(simulator, dict) or simulator.get("name") not in LOOPNEST_SIMULATORS:
         return None
     settings = dict(simulator.get("settings") or {})
@@ -562,13 +581,14 @@ def loopnest_settings(simulator: dict[str, Any] | None) -> torch.Tensor | None:
         return None
     parsed = LoopNestSettings.from_simulator(settings)
     return torch.tensor([1.0, parsed.lpf_limit, parsed.max_orderings or 0, float(parsed.energies == "zigzag"),
-                         float(LOOPNEST_OBJECTIVES.index(parsed.objective)), 1.0])
+                         float(LOOPNEST_OBJECTIVES.index(parsed.objective)), 1.0, 1.0])
 
 
 def loopnest_used(settings: torch.Tensor) -> bool:
-    """Whether a ``base_loopnest`` buffer has the energy or the cycles follow the loop nest."""
+    """Whether a ``base_loopnest`` buffer has the energy, the cycles or the feasibility follow the
+    loop nest."""
     values = settings.tolist()
-    return values[0] > 0.5 or (len(values) > 5 and values[5] > 0.5)
+    return values[0] > 0.5 or any(value > 0.5 for value in values[5:7])
 
 
 _LOOPNEST_CACHES: dict[LoopNestSettings, LoopNestCache] = {}
@@ -625,7 +645,9 @@ def fit_base(chunks: Any, simulator: dict[str, Any] | None = None) -> dict[str, 
       identity; `LOOPNEST_SIMULATORS`), on the first `LOOPNEST_FIT_ROWS` rows: that model's
       cycles (and ideal temporal cycles) replace the base's when their loss (above) is below
       the base's; then its dynamic energy plus the base's leakage replaces the energy when its
-      loss is below the other choices' (the energy scales then stay 1).
+      loss is below the other choices' (the energy scales then stay 1); and whether a nest
+      fits the memories becomes a term of the feasibility logit (`LOOPNEST_FEASIBLE_LOGIT`)
+      when one fits all but 1% of those (feasible) rows.
 
     Returns
     -------
@@ -700,15 +722,18 @@ def fit_base(chunks: Any, simulator: dict[str, Any] | None = None) -> dict[str, 
         timed = base(cycles_only, fit["base_energy_scales"].double(), fit["base_objective"])
         chosen = nest_settings.clone()
         chosen[5] = float(loss(timed[:, 0], log_cycles) < loss(plain[:, 0], log_cycles))
+        # every trial row is feasible: the nest's feasibility is trusted where it fits them all but 1%
+        chosen[6] = float(float(torch.isfinite(costs[:, 0]).double().mean()) >= 0.99)
         energy_only = nest_settings.clone()
         energy_only[5] = chosen[5]
         nest = base(energy_only, None, 0.0)
         if loss(nest[:, 1], log_energy) < loss(plain[:, 1], log_energy):
             fit.update(base_energy_scales=torch.ones(len(ENERGY_PARTS)), base_objective=torch.tensor(0.0),
                        base_loopnest=chosen)
-        elif chosen[5] > 0.5:
+        else:
             chosen[0] = 0.0
-            fit.update(base_loopnest=chosen)
+            if loopnest_used(chosen):  # the cycles or the feasibility follow it
+                fit.update(base_loopnest=chosen)
     return fit
 
 

@@ -9,7 +9,7 @@ one, never the other way round.
 Uncertainty: an evaluator trained as a deep ensemble (``model.ensemble`` > 1) gives, with
 ``predict(..., return_std=True)``, the *calibrated* standard deviation of the natural log of
 each prediction: ``std = sqrt((scale * spread)**2 + (departure_scale * departure)**2 +
-(tie_scale * tie)**2)``, the spread being the members' standard deviation in log space, the
+(tie_scale * tie)**2 + floor**2)``, the spread being the members' standard deviation in log space, the
 departure how far the prediction lies from the analytic estimate it corrects, the tie (energy
 only) how far the energies of the mappings the analytic model finds near-tied in time lie
 from its estimate (`EvaluatorNetwork.forward`; `evaluator.analytic.TIE_BAND`): the simulator
@@ -18,7 +18,10 @@ training on the validation split, ``tie_scale`` is fixed (1 where the imitated s
 builtin one at ``objective: latency``, whose mapper the analytic model replicates, else 0;
 ``calibration``, see
 `evaluator.validate.calibrate`; calibrations without a departure or tie scale, as artifacts
-written before them, leave that term out). A std of 0.05 reads as
+written before them, leave that term out; ``floor``, `evaluator.validate.STD_FLOOR` (0.1%)
+in calibrations since the loop nest's cycles, else 0, is the least uncertainty claimed: an evaluator whose base is the simulator's own arithmetic, as the loop nest is
+ZigZag's, errs by float32 rounding, 0.001%, and its members' spread is that rounding too, so
+bands calibrated on it would be noise). A std of 0.05 reads as
 about +-5% (one sigma, relative). A single network (``model.ensemble = 1``, and every artifact
 written before ensembles) has no uncertainty: its std columns are NaN.
 """
@@ -125,7 +128,7 @@ class Evaluator(nn.Module):
                     "lpf_limit": int(nest[1]), "max_orderings": int(nest[2]) or None,
                     "energies": "zigzag" if nest[3] > 0.5 else "ours",
                     "objective": LOOPNEST_OBJECTIVES[int(round(nest[4]))],
-                    "energy": nest[0] > 0.5, "cycles": nest[5] > 0.5}}
+                    "energy": nest[0] > 0.5, "cycles": nest[5] > 0.5, "feasible": nest[6] > 0.5}}
 
     @property
     def std_scale(self) -> dict[str, float]:
@@ -158,9 +161,9 @@ class Evaluator(nn.Module):
         std = out[f"spread_{name}"] * self.std_scale[target]
         departure_scale, tie_scale = self.departure_scale[target], self.tie_scale[target]
         has_tie = tie_scale != 0.0 and f"tie_{name}" in out
-        if departure_scale == 0.0 and not has_tie:
-            return std
-        variance = std.square() + (out[f"departure_{name}"] * departure_scale).square()
+        variance = std.square() + float((self.calibration or {}).get("floor") or 0.0) ** 2
+        if departure_scale != 0.0:
+            variance = variance + (out[f"departure_{name}"] * departure_scale).square()
         if has_tie:
             variance = variance + (out[f"tie_{name}"] * tie_scale).square()
         return torch.sqrt(variance)

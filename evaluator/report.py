@@ -158,7 +158,8 @@ def _base_line(base: dict) -> str:
         latency = "the roofline (whole loop dimensions unrolled, the least-traffic mapping's DRAM time)"
     else:
         latency = "the builtin estimate"
-    return f"analytic base: latency {latency}; energy {energy} (fitted to the training split)"
+    feasible = "; feasibility whether a loop nest fits the memories" if nest.get("feasible") else ""
+    return f"analytic base: latency {latency}; energy {energy}{feasible} (fitted to the training split)"
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -234,6 +235,8 @@ def _uncertainty_lines(report: dict[str, Any]) -> list[str]:
                 "analytic estimate)")
     else:
         described = "std of ln(prediction) = scale x the members' spread"
+    if calibration.get("floor"):
+        described += f", with a floor of {calibration['floor']:g} in quadrature"
     return ["", f"uncertainty: {ensemble}-member ensemble; {described}, scales fitted on the {fitted}: {scale}",
             f"in1sig / in2sig: simulated values inside prediction x exp(+-sigma) / exp(+-2 sigma) (ideal "
             f"{100 * NORMAL_COVERAGE['1sigma']:.1f}% / {100 * NORMAL_COVERAGE['2sigma']:.1f}%); rho_sig: Spearman "

@@ -239,9 +239,16 @@ def base_predictions(evaluator: Evaluator, frame: pd.DataFrame) -> pd.DataFrame:
             columns["latency_s"].append(cycles / (part["freq_mhz"].to_numpy(dtype=np.float64) * 1e6))
             columns["energy_pj"].append(np.exp(logs[:, 1]))
             columns["area_mm2"].append(np.exp(logs[:, 2]))
-            columns["p_feasible"].append(pair_x[:, feasible].double().numpy())
+            prior = evaluator.network.feasible_prior(layer_x, acc_x)  # the loop nest's fit, where it decides
+            columns["p_feasible"].append((pair_x[:, feasible] if prior is None else torch.sigmoid(prior)).double().numpy())
     return pd.DataFrame({name: np.concatenate(parts) if parts else np.empty(0) for name, parts in columns.items()},
                         index=frame.index)
+
+
+# The least std of ln(prediction) a calibration lets an evaluator claim (about +-0.1%): where
+# the base is the simulator's own arithmetic (the loop nest is ZigZag's) the errors are float32
+# rounding (~0.001%) and the members' spread is that rounding too; bands fitted to it are noise.
+STD_FLOOR = 1e-3
 
 
 def calibrate(evaluator: Evaluator, data: str | os.PathLike, method: str = "bands", split: str = "val",
@@ -265,7 +272,8 @@ def calibrate(evaluator: Evaluator, data: str | os.PathLike, method: str = "band
         (`evaluator.metrics.calibration_scale`) scale the spread alone: ``2sigma`` makes the
         2-sigma band hold 95.4% (and over-covers at one sigma: the errors are heavy-tailed),
         ``1sigma`` makes the 1-sigma band hold 68.3%, ``rms`` gives the z-scores ``|ln sim -
-        ln pred| / std`` unit root mean square (set by the few worst pairs).
+        ln pred| / std`` unit root mean square (set by the few worst pairs). ``bands`` also
+        adds `STD_FLOOR` in quadrature (``floor`` in the result), in place while it fits.
     split : {"val", "train", "test"}
         The calibration rows: ``val``, whose errors are held-out ones (training never fitted
         them; only early stopping looked at their loss) and which the test metrics never see.
@@ -300,6 +308,7 @@ def calibrate(evaluator: Evaluator, data: str | os.PathLike, method: str = "band
         "scale": dict.fromkeys(TARGETS, 0.0), "tie_scale": {"energy": 1.0}}).predict(
         frame, return_std=True) if method == "bands" and tie_scale > 0 else None
     result: dict[str, Any] = {"method": method, "split": split, "scale": {}, "n": {},
+                              "floor": STD_FLOOR if method == "bands" else 0.0,
                               "coverage_1sigma": {}, "coverage_2sigma": {}}
     if method == "bands":
         result["departure_scale"] = {}
@@ -315,13 +324,14 @@ def calibrate(evaluator: Evaluator, data: str | os.PathLike, method: str = "band
             departure = departures[f"{column}_std"].to_numpy(dtype=np.float64)[mask]
             tie = (tie_scale * ties[f"{column}_std"].to_numpy(dtype=np.float64)[mask]
                    if target == "energy" and ties is not None else np.zeros_like(departure))
-            scale, departure_scale = band_calibration(errors, spread, departure, tie)
+            fixed = np.sqrt(tie ** 2 + STD_FLOOR ** 2)  # in place while the scales are fitted
+            scale, departure_scale = band_calibration(errors, spread, departure, fixed)
             result["departure_scale"][target] = departure_scale
-            std = np.sqrt((spread * scale) ** 2 + (departure * departure_scale) ** 2 + tie ** 2)
+            std = np.sqrt((spread * scale) ** 2 + (departure * departure_scale) ** 2 + fixed ** 2)
         elif method == "bands":  # the analytic area is exact: its departure would be the error itself
-            scale = calibration_scale(errors, spread, "2sigma")
+            scale, _ = band_calibration(errors, spread, np.zeros_like(spread), np.full_like(spread, STD_FLOOR))
             result["departure_scale"][target] = 0.0
-            std = spread * scale
+            std = np.sqrt((spread * scale) ** 2 + STD_FLOOR ** 2)
         else:
             scale = calibration_scale(errors, spread, method)
             std = spread * scale

@@ -103,8 +103,8 @@ def test_artifacts_from_before_the_loop_nest_or_its_cycles_load_with_what_they_h
     """Without ``base_loopnest`` (no loop nest), or with its first four entries only (the energy
     followed the least-energy nest; the cycles did not follow it)."""
     payload = torch.load(trained.artifact, weights_only=True)
-    for name, entries, expected in (("no-nest", None, [0.0] * 6),
-                                    ("energy-only", [1.0, 6.0, 100.0, 0.0], [1.0, 6.0, 100.0, 0.0, 0.0, 0.0])):
+    for name, entries, expected in (("no-nest", None, [0.0] * 7),
+                                    ("energy-only", [1.0, 6.0, 100.0, 0.0], [1.0, 6.0, 100.0, 0.0, 0.0, 0.0, 0.0])):
         state = {k: v for k, v in payload["state_dict"].items() if k != "base_loopnest"}
         if entries is not None:
             state["base_loopnest"] = torch.tensor(entries)

@@ -153,10 +153,10 @@ def test_the_evaluator_and_its_report_say_which_base_it_fitted(encoded):
     line = table.splitlines()[1]
     assert line.startswith("analytic base: latency the roofline") and "rf 2.5," in line and "leak 1.25" in line
     network.base_energy_scales.fill_(1.0)
-    network.base_loopnest.copy_(torch.tensor([1.0, 6.0, 100.0, 0.0, 2.0, 0.0]))
+    network.base_loopnest.copy_(torch.tensor([1.0, 6.0, 100.0, 0.0, 2.0, 0.0, 0.0]))
     nest = Evaluator(network).analytic_base
     assert nest["loopnest"] == {"lpf_limit": 6, "max_orderings": 100, "energies": "ours", "objective": "edp",
-                                "energy": True, "cycles": False}
+                                "energy": True, "cycles": False, "feasible": False}
     assert format_table({"analytic_base": nest}).splitlines()[0] == (
         "analytic base: latency the roofline (whole loop dimensions unrolled, the least-traffic mapping's DRAM "
         "time); energy the loop-nest model's (ZigZag's rules: lpf_limit 6, max_orderings 100, ours energies, "

@@ -124,24 +124,47 @@ def test_the_parts_match_zigzags_levels(fixture_rows, fixture_nests):
         assert parts["dram"] == pytest.approx(row["energy_dram_pj"], rel=1e-3)
 
 
-def test_the_base_takes_the_loop_nest_for_zigzag_data_only(fixture_rows):
+@pytest.fixture(scope="module")
+def fixture_network(fixture_rows):
+    """A network whose statistics (and base) were fitted on the fixture rows as ZigZag data."""
+    stats, _ = statistics_of([encode_frame(fixture_rows)], simulator=FIXTURE_SIMULATOR)
+    network = EvaluatorNetwork()
+    network.set_statistics(stats)
+    return network
+
+
+def test_the_base_takes_the_loop_nest_for_zigzag_data_only(fixture_rows, fixture_network):
     chunk = encode_frame(fixture_rows)
     fit = fit_base([chunk], FIXTURE_SIMULATOR)
-    # energy and cycles follow it, under the fixture's objective (energy: index 0)
-    assert fit["base_loopnest"].tolist() == [1.0, 6.0, 0.0, 0.0, 0.0, 1.0]
+    # energy, cycles and feasibility follow it, under the fixture's objective (energy: index 0)
+    assert fit["base_loopnest"].tolist() == [1.0, 6.0, 0.0, 0.0, 0.0, 1.0, 1.0]
     assert fit["base_energy_scales"].tolist() == [1.0] * 6
     # other simulators, or ZigZag on a fixed loop order, keep the analytic energy
     for simulator in (None, {"name": "builtin"}, {**FIXTURE_SIMULATOR, "settings": {"mapping": "scalesim"}}):
         assert loopnest_settings(simulator) is None
         assert fit_base([chunk], simulator)["base_loopnest"].tolist() == [0.0] * len(LOOPNEST_SETTINGS)
-    stats, _ = statistics_of([chunk], simulator=FIXTURE_SIMULATOR)
-    network = EvaluatorNetwork()
-    network.set_statistics(stats)
+    network = fixture_network
+    assert network.base_loopnest.tolist() == fit["base_loopnest"].tolist()
     base = network.base(chunk["pair_x"], chunk["acc_x"], chunk["layer_x"])
     within = torch.abs(torch.expm1(base[:, :2] - chunk["targets"][:, :2])) <= 0.10
     assert within.double().mean(dim=0).tolist() >= [0.95, 0.98]
     with pytest.raises(ValueError, match="layer_x"):
         network.base(chunk["pair_x"], chunk["acc_x"])
+
+
+def test_feasibility_follows_whether_a_loop_nest_fits(fixture_rows, fixture_network):
+    """ZigZag's pair is infeasible exactly when no loop nest fits the memories (all 1,500 rows of
+    a dance-gen ZigZag dataset agree, 42 of them infeasible): the logit gets the nest's term."""
+    rows = fixture_rows.iloc[:4]
+    tiny = rows.assign(ifmap_kb=1 / 16, filter_kb=1 / 16, ofmap_kb=1 / 16)  # 64 B: not even one tile
+    chunk = encode_frame(pd.concat([rows, tiny], ignore_index=True))
+    prior = fixture_network.feasible_prior(chunk["layer_x"], chunk["acc_x"])
+    assert prior.tolist() == [6.0] * 4 + [-6.0] * 4
+    _, logits = fixture_network.forward_members(chunk["layer_x"], chunk["acc_x"], chunk["pair_x"])
+    assert (logits[:, :4] > 0).all() and (logits[:, 4:] < 0).all()
+    # an operand wider than the MACs is infeasible too, as in the adapter
+    pair = {**_pairs(rows.iloc[:1])[0], "w_bits": 2 * int(rows.iloc[0]["word_bits"])}
+    assert LoopNest(pair, SETTINGS).best() is None
 
 
 def test_the_loop_nest_keeps_the_smooth_estimates_slope(fixture_rows):
