@@ -246,10 +246,11 @@ class EvaluatorNetwork(nn.Module):
                 value = torch.where(value > 1e-6, value, torch.ones_like(value))
             getattr(self, name).copy_(value)
 
-    def base(self, pair_x: torch.Tensor, acc_x: torch.Tensor, layer_x: torch.Tensor | None = None) -> torch.Tensor:
+    def base(self, pair_x: torch.Tensor, acc_x: torch.Tensor, layer_x: torch.Tensor | None = None,
+             costs: torch.Tensor | None = None) -> torch.Tensor:
         """The analytic estimate of every target column as fitted to the simulator (`analytic_base`;
         with the loop-nest model's energy or cycles when the fit chose them, which needs ``layer_x``)."""
-        costs = self.loopnest_costs(layer_x, acc_x)
+        costs = self.loopnest_costs(layer_x, acc_x) if costs is None else costs
         loopnest = None if costs is None else loopnest_base_input(costs, self.base_loopnest)
         return analytic_base(pair_x, acc_x, self.base_roofline, self.base_energy_scales, self.base_objective,
                              loopnest)
@@ -263,12 +264,15 @@ class EvaluatorNetwork(nn.Module):
                              "which needs the layer encoding (layer_x)")
         return loopnest_log_costs(layer_x, acc_x, self.base_loopnest)
 
-    def feasible_prior(self, layer_x: torch.Tensor | None, acc_x: torch.Tensor) -> torch.Tensor | None:
-        """The loop nest's term of the feasibility logit (`LOOPNEST_FEASIBLE_LOGIT`), or None."""
+    def feasible_prior(self, layer_x: torch.Tensor | None, acc_x: torch.Tensor,
+                       costs: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The loop nest's term of the feasibility logit (`LOOPNEST_FEASIBLE_LOGIT`), or None
+        (``costs``: `loopnest_costs` when the caller has them)."""
         values = self.base_loopnest.tolist()
         if len(values) < 7 or values[6] < 0.5:
             return None
-        fits = torch.isfinite(self.loopnest_costs(layer_x, acc_x)[:, 0])
+        costs = self.loopnest_costs(layer_x, acc_x) if costs is None else costs
+        fits = torch.isfinite(costs[:, 0])
         return torch.where(fits, LOOPNEST_FEASIBLE_LOGIT, -LOOPNEST_FEASIBLE_LOGIT).to(acc_x.dtype)
 
     def _normalise(self, x: torch.Tensor, name: str) -> torch.Tensor:
@@ -298,11 +302,12 @@ class EvaluatorNetwork(nn.Module):
         pair_n = self._normalise(pair_x, "pair")  # (n, d_pair)
         inputs = torch.cat([layer_n, acc_n, pair_n] if self.layer_inputs else [acc_n, pair_n], dim=1)
         # the analytic estimate of every target column, natural logs (n, 10)
-        base = self.base(pair_x, acc_x, layer_x) if self.analytic_base else None
+        costs = self.loopnest_costs(layer_x, acc_x) if self.analytic_base else None
+        base = self.base(pair_x, acc_x, layer_x, costs) if self.analytic_base else None
         outputs, logits = zip(*(self._member(trunk, area, inputs, acc_n, base)
                                 for trunk, area in zip(self.trunks, self.areas)))
         logits = torch.stack(logits)
-        prior = self.feasible_prior(layer_x, acc_x) if self.analytic_base else None
+        prior = self.feasible_prior(layer_x, acc_x, costs) if self.analytic_base else None
         return torch.stack(outputs), logits if prior is None else logits + prior
 
     def _member(self, trunk_mlp: MLP, area_mlp: MLP, inputs: torch.Tensor, acc_n: torch.Tensor,
