@@ -292,7 +292,8 @@ class LoopNest:
         held = {op: list(self._spatial_levels(op)[0]) for op in "IWO"}
         mapping: dict[str, list[list[tuple[str, float]]]] = {op: [] for op in "IWO"}
         level = {op: 0 for op in "IWO"}
-        nodes = ([("rf", [op for op in "IWO" if op in self.rf_operands])] if self.rf_operands else [])
+        # the register file's operands in the adapter's order (ties between combinations go to the last)
+        nodes = ([("rf", list(self.rf_operands))] if self.rf_operands else [])
         nodes += [(_BUFFER[op], [op]) for op in "IWO"] + [("dram", list("IWO"))]
         for name, operands in nodes:
             top = name == "dram"
