@@ -512,8 +512,8 @@ class LoopNest:
             for m, memory in enumerate(self.levels[op]):
                 if memory.name != "dram":
                     ports += [[(op, m, d)] for d in (("tl", "th", "fh", "fl") if op == "O" else ("tl", "fh"))]
-        dram = [(op, len(views[op].loops) - 1, d) for op, d in
-                (("I", "tl"), ("W", "tl"), ("O", "tl"), ("O", "th"), ("I", "fh"), ("W", "fh"), ("O", "fh"), ("O", "fl"))]
+        streams = (("I", "tl"), ("W", "tl"), ("O", "tl"), ("O", "th"), ("I", "fh"), ("W", "fh"), ("O", "fh"), ("O", "fl"))
+        dram = [(op, len(views[op].loops) - 1, d) for op, d in streams]
         ports.append(dram)
         stall = 0.0
         for port in ports:

@@ -72,8 +72,9 @@ BASE_FIT: tuple[str, ...] = ("base_roofline", "base_energy_scales", "base_object
 BASE_OBJECTIVES: tuple[str, ...] = ("latency", "energy", "edp")
 # The ``base_loopnest`` buffer's entries (`loopnest_log_costs`): whether the energy follows the
 # loop-nest model, its settings (max_orderings 0: all; energies 0 ours, 1 zigzag; objective an
-# index into `evaluator.loopnest.OBJECTIVES`), and whether the cycles follow it. Artifacts
-# written before the last two read them as 0: the least-energy nest, cycles not followed.
+# index into `evaluator.loopnest.OBJECTIVES`), whether the cycles follow it, and whether its
+# fit decides the feasibility (`LOOPNEST_FEASIBLE_LOGIT`). Artifacts written before the last
+# three read them as 0: the least-energy nest, nothing else followed.
 LOOPNEST_SETTINGS: tuple[str, ...] = ("energy", "lpf_limit", "max_orderings", "energies_zigzag", "objective",
                                       "cycles", "feasible")
 # With the ``feasible`` entry, the feasibility logit is the network's plus this where a loop
@@ -82,7 +83,7 @@ LOOPNEST_SETTINGS: tuple[str, ...] = ("energy", "lpf_limit", "max_orderings", "e
 LOOPNEST_FEASIBLE_LOGIT = 6.0
 # The simulators whose rules the loop-nest model follows, and the settings it needs there.
 LOOPNEST_SIMULATORS: dict[str, dict[str, Any]] = {"zigzag": {"mapping": "search"}}
-# The most training rows the loop-nest model is tried on by `fit_base` (~20 ms each).
+# The most training rows the loop-nest model is tried on by `fit_base` (25-60 ms each).
 LOOPNEST_FIT_ROWS = 2_000
 
 
@@ -225,8 +226,8 @@ class EvaluatorNetwork(nn.Module):
         # Which mapping the builtin estimate follows (an index into `BASE_OBJECTIVES`): the
         # fastest (0), or the least-energy or least energy x delay one, a mapper's objective.
         self.register_buffer("base_objective", torch.zeros(()))
-        # The loop-nest model's settings when the energy or the cycles follow it
-        # (`evaluator.loopnest`, ZigZag's rules; `LOOPNEST_SETTINGS`; all 0: neither).
+        # The loop-nest model's settings when the energy, the cycles or the feasibility follow it
+        # (`evaluator.loopnest`, ZigZag's rules; `LOOPNEST_SETTINGS`; all 0: none).
         self.register_buffer("base_loopnest", torch.zeros(len(LOOPNEST_SETTINGS)))
 
     def set_statistics(self, stats: dict[str, torch.Tensor]) -> None:
@@ -729,9 +730,9 @@ def fit_base(chunks: Any, simulator: dict[str, Any] | None = None) -> dict[str, 
         chosen[5] = float(loss(timed[:, 0], log_cycles) < loss(plain[:, 0], log_cycles))
         # every trial row is feasible: the nest's feasibility is trusted where it fits them all but 1%
         chosen[6] = float(float(torch.isfinite(costs[:, 0]).double().mean()) >= 0.99)
-        energy_only = nest_settings.clone()
-        energy_only[5] = chosen[5]
-        nest = base(energy_only, None, 0.0)
+        with_energy = nest_settings.clone()  # and the cycles as chosen
+        with_energy[5] = chosen[5]
+        nest = base(with_energy, None, 0.0)
         if loss(nest[:, 1], log_energy) < loss(plain[:, 1], log_energy):
             fit.update(base_energy_scales=torch.ones(len(ENERGY_PARTS)), base_objective=torch.tensor(0.0),
                        base_loopnest=chosen)

@@ -9,8 +9,8 @@ one, never the other way round.
 Uncertainty: an evaluator trained as a deep ensemble (``model.ensemble`` > 1) gives, with
 ``predict(..., return_std=True)``, the *calibrated* standard deviation of the natural log of
 each prediction: ``std = sqrt((scale * spread)**2 + (departure_scale * departure)**2 +
-(tie_scale * tie)**2 + floor**2)``, the spread being the members' standard deviation in log space, the
-departure how far the prediction lies from the analytic estimate it corrects, the tie (energy
+(tie_scale * tie)**2 + floor**2)``, the spread being the members' standard deviation in log
+space, the departure how far the prediction lies from the analytic estimate it corrects, the tie (energy
 only) how far the energies of the mappings the analytic model finds near-tied in time lie
 from its estimate (`EvaluatorNetwork.forward`; `evaluator.analytic.TIE_BAND`): the simulator
 may pick any of them. ``scale`` and ``departure_scale`` are factors per target fitted after
@@ -19,7 +19,8 @@ builtin one at ``objective: latency``, whose mapper the analytic model replicate
 ``calibration``, see
 `evaluator.validate.calibrate`; calibrations without a departure or tie scale, as artifacts
 written before them, leave that term out; ``floor``, `evaluator.validate.STD_FLOOR` (0.1%)
-in calibrations since the loop nest's cycles, else 0, is the least uncertainty claimed: an evaluator whose base is the simulator's own arithmetic, as the loop nest is
+in ``bands`` calibrations since the loop nest's cycles, else 0, is the least uncertainty
+claimed: an evaluator whose base is the simulator's own arithmetic, as the loop nest is
 ZigZag's, errs by float32 rounding, 0.001%, and its members' spread is that rounding too, so
 bands calibrated on it would be noise). A std of 0.05 reads as
 about +-5% (one sigma, relative). A single network (``model.ensemble = 1``, and every artifact
@@ -117,7 +118,7 @@ class Evaluator(nn.Module):
         "energy_scales": {part: scale}, "loopnest": None | {setting: value}}`` (scales of 1:
         the estimate's parts as they are; ``objective``: the mapping the builtin estimate
         follows, the fastest by default; ``loopnest``: the loop-nest model's settings when the
-        energy or the cycles follow it, and which, `evaluator.loopnest`)."""
+        energy, the cycles or the feasibility follow it, and which, `evaluator.loopnest`)."""
         network = self.network
         nest = [float(v) for v in network.base_loopnest.tolist()]
         return {"latency": "roofline" if float(network.base_roofline) > 0.5 else "builtin",

@@ -240,7 +240,8 @@ def base_predictions(evaluator: Evaluator, frame: pd.DataFrame) -> pd.DataFrame:
             columns["energy_pj"].append(np.exp(logs[:, 1]))
             columns["area_mm2"].append(np.exp(logs[:, 2]))
             prior = evaluator.network.feasible_prior(layer_x, acc_x)  # the loop nest's fit, where it decides
-            columns["p_feasible"].append((pair_x[:, feasible] if prior is None else torch.sigmoid(prior)).double().numpy())
+            p_feasible = pair_x[:, feasible] if prior is None else torch.sigmoid(prior)
+            columns["p_feasible"].append(p_feasible.double().numpy())
     return pd.DataFrame({name: np.concatenate(parts) if parts else np.empty(0) for name, parts in columns.items()},
                         index=frame.index)
 
