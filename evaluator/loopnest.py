@@ -37,7 +37,8 @@ the cycles are exact and the dynamic energy within 1% on every one; on the 224 p
 1% on all, the cycles exact on 83.5% and within 1% on 95.5% (under the energy objective
 orderings of equal energy tie, and ZigZag's float sums break the tie otherwise than ours; on
 ZigZag's own ordering the cycles are exact). Feasibility agrees on all 1,800 of those. About
-25-60 ms per pair on one core (up to a hundred orderings each); `LoopNestCache` keeps results.
+60-130 ms per pair on one core of the loaded development machine (up to a hundred orderings
+each); `LoopNestCache` keeps results.
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ LOOPNEST_SETTINGS: tuple[str, ...] = ("energy", "lpf_limit", "max_orderings", "e
 LOOPNEST_FEASIBLE_LOGIT = 6.0
 # The simulators whose rules the loop-nest model follows, and the settings it needs there.
 LOOPNEST_SIMULATORS: dict[str, dict[str, Any]] = {"zigzag": {"mapping": "search"}}
-# The most training rows the loop-nest model is tried on by `fit_base` (25-60 ms each).
+# The most training rows the loop-nest model is tried on by `fit_base` (60-130 ms each).
 LOOPNEST_FIT_ROWS = 2_000
 
 
