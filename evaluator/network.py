@@ -281,12 +281,13 @@ class EvaluatorNetwork(nn.Module):
         x = torch.maximum(torch.minimum(x, getattr(self, f"{name}_max")), getattr(self, f"{name}_min"))
         return (x - getattr(self, f"{name}_mean")) / getattr(self, f"{name}_std")
 
-    def forward_members(self, layer_x: torch.Tensor, acc_x: torch.Tensor,
-                        pair_x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_members(self, layer_x: torch.Tensor, acc_x: torch.Tensor, pair_x: torch.Tensor | None = None,
+                        costs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Every member's normalised log predictions and feasibility logit.
 
         ``pair_x`` is ``pair_features(layer_x, acc_x)`` when the caller has it already (training
-        precomputes it once per dataset, since it involves no parameter). The inputs, their
+        precomputes it once per dataset, since it involves no parameter); ``costs`` likewise is
+        `loopnest_costs` (computed here when None). The inputs, their
         normalisation and the analytic base are computed once and shared by the members.
 
         Returns
@@ -303,7 +304,8 @@ class EvaluatorNetwork(nn.Module):
         pair_n = self._normalise(pair_x, "pair")  # (n, d_pair)
         inputs = torch.cat([layer_n, acc_n, pair_n] if self.layer_inputs else [acc_n, pair_n], dim=1)
         # the analytic estimate of every target column, natural logs (n, 10)
-        costs = self.loopnest_costs(layer_x, acc_x) if self.analytic_base else None
+        if costs is None and self.analytic_base:
+            costs = self.loopnest_costs(layer_x, acc_x)
         base = self.base(pair_x, acc_x, layer_x, costs) if self.analytic_base else None
         outputs, logits = zip(*(self._member(trunk, area, inputs, acc_n, base)
                                 for trunk, area in zip(self.trunks, self.areas)))
@@ -396,7 +398,9 @@ class EvaluatorNetwork(nn.Module):
         elif layer_x.shape[0] == 1 and acc_x.shape[0] != 1:
             layer_x = layer_x.expand(acc_x.shape[0], -1)
         pair_x = pair_features(layer_x, acc_x) if return_spread and self.analytic_base else None
-        members, logits = self.forward_members(layer_x, acc_x, pair_x)  # (K, n, k), (K, n)
+        # the loop nest's figures once, for the members and the departure term
+        costs = self.loopnest_costs(layer_x, acc_x) if self.analytic_base else None
+        members, logits = self.forward_members(layer_x, acc_x, pair_x, costs)  # (K, n, k), (K, n)
         member_logs = members[:, :, :3] * self.target_std[:3] + self.target_mean[:3]  # (K, n, 3) natural logs
         log_cycles, log_energy, log_area = member_mean(member_logs).unbind(dim=1)
         # ln(seconds) = ln(cycles) - ln(MHz * 1e6); the encoding holds log2(MHz).
@@ -416,7 +420,7 @@ class EvaluatorNetwork(nn.Module):
             spread = member_spread(member_logs)  # (n, 3)
             # How far the learned correction moves the analytic estimate (0 without one): large
             # where the network departs from the physics, which on unseen layers is mostly error.
-            departure = ((torch.stack([log_cycles, log_energy, log_area], dim=1) - self.base(pair_x, acc_x, layer_x)[:, :3])
+            departure = ((torch.stack([log_cycles, log_energy, log_area], dim=1) - self.base(pair_x, acc_x, layer_x, costs)[:, :3])
                          .abs() if pair_x is not None else torch.zeros_like(spread))
             for i, name in enumerate(("log_cycles", "log_energy_pj", "log_area_mm2")):
                 out[f"spread_{name}"] = spread[:, i]
